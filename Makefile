@@ -1,0 +1,44 @@
+# livevae set-up and the two README commands. `make demo` runs the main job, `make test` the tests.
+# Each target installs what it needs: Debian system libraries (when root with apt), then a venv.
+PY ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint sys deps clean
+
+# System libraries: PortAudio for sounddevice, libGL/glib for opencv-python, Xvfb for window tests.
+sys:
+	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
+	  missing=""; \
+	  for p in libportaudio2 libgl1 libglib2.0-0 xvfb xauth; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  if [ -n "$$missing" ]; then echo "installing system packages:$$missing"; \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
+	else echo "note: not root or no apt-get; make sure libportaudio2, libgl1 and libglib2.0-0 are installed"; fi
+
+$(STAMP): pyproject.toml
+	$(MAKE) sys
+	test -x $(BIN)/python || $(PY) -m venv $(VENV)
+	$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
+	# torch first and on its own: a range admits the local CPU wheel, so nothing big downloads here.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch>=2.9"
+	$(BIN)/pip install -q -e ".[dev]"
+	touch $(STAMP)
+
+deps: $(STAMP)
+
+# The main job: the demo show, in a window when there is a display, else rendered headless to a file.
+demo: $(STAMP)
+	$(BIN)/livevae demo
+
+test: $(STAMP)
+	$(BIN)/ruff check livevae train tests bench
+	$(BIN)/ruff format --check livevae train tests bench
+	$(BIN)/mypy
+	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy $(BIN)/pytest -q
+
+lint: $(STAMP)
+	$(BIN)/ruff check livevae train tests bench && $(BIN)/ruff format --check livevae train tests bench && $(BIN)/mypy
+
+clean:
+	rm -rf $(VENV) build *.egg-info

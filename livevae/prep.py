@@ -1,0 +1,184 @@
+"""`livevae prep`: decode a film into a frame dataset: one memory-mappable uint8 array plus a JSON sidecar."""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import shutil
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from tqdm import tqdm
+
+from livevae.preprocess import CropBox, PreprocessError, centre_crop, crop_resize, detect_bars, parse_crop, parse_size
+from livevae.video import DecodeStats, VideoError, iter_frames, probe
+
+FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
+META_FILE = "meta.json"
+
+
+class PrepError(Exception):
+    """prep cannot produce a dataset from this input."""
+
+
+def file_hash(path: Path, limit: int = 64 << 20) -> str:
+    """sha256 of the first `limit` bytes plus the size: identifies a film without reading 20 GB."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        h.update(f.read(limit))
+    h.update(str(path.stat().st_size).encode())
+    return h.hexdigest()
+
+
+def resolve_crop(film: Path, crop: str, size: tuple[int, int], start: float | None, end: float | None,
+                 samples: int = 24) -> CropBox:
+    """'centre' | 'auto' | 'x,y,w,h' -> a CropBox in source pixels with the target aspect (except by hand)."""
+    info = probe(film)
+    aspect = size[0] / size[1]
+    if crop in ("centre", "center"):
+        return centre_crop(info.width, info.height, aspect)
+    if crop == "auto":
+        # Sample frames spread over the range; bars are constant while content changes.
+        dur = info.duration or 1.0
+        t0, t1 = start or 0.0, min(end or dur, dur)
+        picks: list[np.ndarray] = []
+        step = max((t1 - t0) / samples, 1e-3)
+        for k in range(samples):
+            for img, _ in iter_frames(film, start=t0 + k * step, end=t0 + k * step + 1.0):
+                picks.append(img)
+                break
+        if not picks:
+            picks = [img for img, _ in iter_frames(film, start=start, end=end)][:samples]
+        content = detect_bars(picks)
+        return centre_crop(info.width, info.height, aspect, within=content)
+    return parse_crop(crop).check(info.width, info.height)
+
+
+def prep(film: str | os.PathLike[str], out: str | os.PathLike[str], size: tuple[int, int] = (256, 144),
+         crop: str = "centre", every: int = 1, start: float | None = None, end: float | None = None,
+         max_frames: int | None = None, progress: bool = True) -> dict[str, Any]:
+    """Write `out`/frames.npy and `out`/meta.json from `film`; returns the metadata.
+
+    Frames go to a temporary folder renamed into place at the end, so a crash never leaves a dataset
+    that looks whole; a re-run simply starts again (and removes the stale temporary folder).
+    """
+    film, out = Path(film), Path(out)
+    if every < 1:
+        raise PrepError(f"--every {every}: expected a positive integer")
+    info = probe(film)
+    box = resolve_crop(film, crop, size, start, end)
+    w, h = size
+    # Upper bound on frames for the memmap; trimmed to the true count at the end.
+    dur = (min(end, info.duration) if end else info.duration) - (start or 0.0)
+    est = info.frames or int(dur * float(info.fps)) + 1
+    if start or end:
+        est = int(max(dur, 0) * float(info.fps)) + 2
+    cap = max(1, est // every + 2)
+    if max_frames:
+        cap = min(cap, max_frames)
+    tmp = out.with_name(f".{out.name}.partial")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    try:
+        arr = np.lib.format.open_memmap(tmp / FRAMES_FILE, mode="w+", dtype=np.uint8, shape=(cap, h, w, 3))
+        stats = DecodeStats()
+        times: list[float] = []
+        n = 0
+        t_start = time.perf_counter()
+        bar = tqdm(total=cap, unit="frame", desc=f"prep {film.name}", disable=not progress, dynamic_ncols=True)
+        for img, t in iter_frames(film, start=start, end=end, every=every, stats=stats):
+            if n >= cap:
+                if max_frames and n >= max_frames:
+                    break
+                # The header under-counted: grow the memmap (rare; VFR files).
+                arr.flush()
+                del arr
+                cap = cap * 2
+                arr = _grow(tmp / FRAMES_FILE, n, cap, (h, w))
+            arr[n] = crop_resize(img, box, size)
+            times.append(t)
+            n += 1
+            bar.update(1)
+        bar.close()
+        elapsed = time.perf_counter() - t_start
+        if n == 0:
+            raise PrepError(f"{film}: decoded 0 frames (decode errors: {stats.errors}); expected at least one frame")
+        arr.flush()
+        del arr
+        if n != cap:
+            _trim(tmp / FRAMES_FILE, n, (h, w))
+        meta = {
+            "format": "livevae-frames", "version": 1,
+            "source": str(film.resolve()), "source_sha256": file_hash(film),
+            "fps": float(info.fps), "fps_fraction": [info.fps.numerator, info.fps.denominator],
+            "time_base": [info.time_base.numerator, info.time_base.denominator],
+            "frames": n, "width": w, "height": h, "crop": box.as_list(),
+            "source_size": [info.width, info.height], "has_audio": info.has_audio,
+            "every": every, "start": start, "end": end, "decode_errors": stats.errors,
+            "first_time": times[0], "last_time": times[-1], "seconds": round(elapsed, 3),
+        }
+        (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
+        np.save(tmp / "times.npy", np.asarray(times, np.float64))
+        if out.exists():
+            shutil.rmtree(out)
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if stats.errors:
+        print(f"prep: {film}: {stats.errors} corrupt packet(s) skipped; kept {n} good frames "
+              f"({'; '.join(stats.messages[:3])})", file=sys.stderr)
+    return meta
+
+
+def _grow(path: Path, n: int, cap: int, hw: tuple[int, int]) -> np.memmap:
+    old = np.load(path, mmap_mode="r")[:n].copy()
+    arr = np.lib.format.open_memmap(path, mode="w+", dtype=np.uint8, shape=(cap, *hw, 3))
+    arr[:n] = old
+    return arr
+
+
+def _trim(path: Path, n: int, hw: tuple[int, int]) -> None:
+    """Shrink the .npy to n frames in place: rewrite the header and truncate, no copy of the data."""
+    with open(path, "r+b") as f:
+        fmt = np.lib.format
+        version = fmt.read_magic(f)
+        (fmt.read_array_header_1_0 if version == (1, 0) else fmt.read_array_header_2_0)(f)
+        offset = f.tell()
+        header = {"descr": "|u1", "fortran_order": False, "shape": (n, *hw, 3)}
+        f.seek(0)
+        (fmt.write_array_header_1_0 if version == (1, 0) else fmt.write_array_header_2_0)(f, header)
+        if f.tell() != offset:  # header length changed (can't happen for same-width ints, but be safe)
+            raise PrepError(f"{path}: could not rewrite the array header")
+        f.truncate(offset + n * hw[0] * hw[1] * 3)
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("film", help="any film FFmpeg reads")
+    p.add_argument("-o", "--out", required=True, help="dataset folder to write (frames.npy + meta.json)")
+    p.add_argument("--size", default="256x144", help="model size WIDTHxHEIGHT")
+    p.add_argument("--crop", default="centre", help="'centre', 'auto' (find black bars) or x,y,w,h in source px")
+    p.add_argument("--every", type=int, default=1, help="keep every N-th frame")
+    p.add_argument("--start", type=float, default=None, help="start time in seconds")
+    p.add_argument("--end", type=float, default=None, help="end time in seconds")
+    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        size = parse_size(args.size)
+        meta = prep(args.film, args.out, size=size, crop=args.crop, every=args.every, start=args.start,
+                    end=args.end, max_frames=args.max_frames, progress=not args.no_progress)
+    except (PrepError, VideoError, PreprocessError) as e:
+        print(f"livevae prep: error: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {meta['frames']} frames {meta['width']}x{meta['height']} to {args.out} "
+          f"(crop {meta['crop']}, {meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s)")
+    return 0

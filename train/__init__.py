@@ -1,0 +1,1 @@
+"""livevae's offline training: dataset reader, discriminator, losses, training loop and recipes."""
