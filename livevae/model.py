@@ -76,8 +76,9 @@ PRESETS: dict[str, ModelConfig] = {
     # from 9*16*128 -> 200 to 9*16*32 -> 200, which dominated the parameter count.
     "live": ModelConfig(preset="live", widths=(32, 64, 128, 128), kernel=5, dec_kernel=4, bottleneck=32),
     # For tests: small and fast, still the same code paths (bottleneck, BN, all four stages).
-    "tiny": ModelConfig(preset="tiny", width=64, height=48, zdim=16, widths=(8, 16, 16, 32), kernel=3,
-                        dec_kernel=4, bottleneck=8),
+    "tiny": ModelConfig(
+        preset="tiny", width=64, height=48, zdim=16, widths=(8, 16, 16, 32), kernel=3, dec_kernel=4, bottleneck=8
+    ),
 }
 
 
@@ -109,8 +110,7 @@ class Encoder(nn.Module):
             layers.append(nn.LeakyReLU(0.2))
             cin = w
         if cfg.bottleneck:
-            layers += [nn.Conv2d(cin, cfg.bottleneck, 1, bias=False), nn.BatchNorm2d(cfg.bottleneck),
-                       nn.LeakyReLU(0.2)]
+            layers += [nn.Conv2d(cin, cfg.bottleneck, 1, bias=False), nn.BatchNorm2d(cfg.bottleneck), nn.LeakyReLU(0.2)]
         self.convs = nn.Sequential(*layers)
         gh, gw = cfg.grid
         self.fc = nn.Linear(gh * gw * cfg.flat_channels, 2 * cfg.zdim)
@@ -129,8 +129,7 @@ class Decoder(nn.Module):
         self.cfg = cfg
         gh, gw = cfg.grid
         c0 = cfg.flat_channels
-        self.fc = nn.Sequential(nn.Linear(cfg.zdim, gh * gw * c0, bias=False), nn.BatchNorm1d(gh * gw * c0),
-                                nn.ReLU())
+        self.fc = nn.Sequential(nn.Linear(cfg.zdim, gh * gw * c0, bias=False), nn.BatchNorm1d(gh * gw * c0), nn.ReLU())
         layers: list[nn.Module] = []
         cin = c0
         if cfg.bottleneck:
@@ -186,8 +185,12 @@ def save_model(model: VAE, path: str | os.PathLike[str], meta: dict[str, Any] | 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    header = {"format": "livevae-model", "version": str(FORMAT_VERSION),
-              "config": json.dumps(model.cfg.to_dict()), "meta": json.dumps(meta or {})}
+    header = {
+        "format": "livevae-model",
+        "version": str(FORMAT_VERSION),
+        "config": json.dumps(model.cfg.to_dict()),
+        "meta": json.dumps(meta or {}),
+    }
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=header)
     os.replace(tmp, path)

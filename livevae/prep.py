@@ -35,8 +35,9 @@ def file_hash(path: Path, limit: int = 64 << 20) -> str:
     return h.hexdigest()
 
 
-def resolve_crop(film: Path, crop: str, size: tuple[int, int], start: float | None, end: float | None,
-                 samples: int = 24) -> CropBox:
+def resolve_crop(
+    film: Path, crop: str, size: tuple[int, int], start: float | None, end: float | None, samples: int = 24
+) -> CropBox:
     """'centre' | 'auto' | 'x,y,w,h' -> a CropBox in source pixels with the target aspect (except by hand)."""
     info = probe(film)
     aspect = size[0] / size[1]
@@ -59,9 +60,17 @@ def resolve_crop(film: Path, crop: str, size: tuple[int, int], start: float | No
     return parse_crop(crop).check(info.width, info.height)
 
 
-def prep(film: str | os.PathLike[str], out: str | os.PathLike[str], size: tuple[int, int] = (256, 144),
-         crop: str = "centre", every: int = 1, start: float | None = None, end: float | None = None,
-         max_frames: int | None = None, progress: bool = True) -> dict[str, Any]:
+def prep(
+    film: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    size: tuple[int, int] = (256, 144),
+    crop: str = "centre",
+    every: int = 1,
+    start: float | None = None,
+    end: float | None = None,
+    max_frames: int | None = None,
+    progress: bool = True,
+) -> dict[str, Any]:
     """Write `out`/frames.npy and `out`/meta.json from `film`; returns the metadata.
 
     Frames go to a temporary folder renamed into place at the end, so a crash never leaves a dataset
@@ -114,14 +123,26 @@ def prep(film: str | os.PathLike[str], out: str | os.PathLike[str], size: tuple[
         if n != cap:
             _trim(tmp / FRAMES_FILE, n, (h, w))
         meta = {
-            "format": "livevae-frames", "version": 1,
-            "source": str(film.resolve()), "source_sha256": file_hash(film),
-            "fps": float(info.fps), "fps_fraction": [info.fps.numerator, info.fps.denominator],
+            "format": "livevae-frames",
+            "version": 1,
+            "source": str(film.resolve()),
+            "source_sha256": file_hash(film),
+            "fps": float(info.fps),
+            "fps_fraction": [info.fps.numerator, info.fps.denominator],
             "time_base": [info.time_base.numerator, info.time_base.denominator],
-            "frames": n, "width": w, "height": h, "crop": box.as_list(),
-            "source_size": [info.width, info.height], "has_audio": info.has_audio,
-            "every": every, "start": start, "end": end, "decode_errors": stats.errors,
-            "first_time": times[0], "last_time": times[-1], "seconds": round(elapsed, 3),
+            "frames": n,
+            "width": w,
+            "height": h,
+            "crop": box.as_list(),
+            "source_size": [info.width, info.height],
+            "has_audio": info.has_audio,
+            "every": every,
+            "start": start,
+            "end": end,
+            "decode_errors": stats.errors,
+            "first_time": times[0],
+            "last_time": times[-1],
+            "seconds": round(elapsed, 3),
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         np.save(tmp / "times.npy", np.asarray(times, np.float64))
@@ -132,8 +153,11 @@ def prep(film: str | os.PathLike[str], out: str | os.PathLike[str], size: tuple[
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     if stats.errors:
-        print(f"prep: {film}: {stats.errors} corrupt packet(s) skipped; kept {n} good frames "
-              f"({'; '.join(stats.messages[:3])})", file=sys.stderr)
+        print(
+            f"prep: {film}: {stats.errors} corrupt packet(s) skipped; kept {n} good frames "
+            f"({'; '.join(stats.messages[:3])})",
+            file=sys.stderr,
+        )
     return meta
 
 
@@ -174,11 +198,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     try:
         size = parse_size(args.size)
-        meta = prep(args.film, args.out, size=size, crop=args.crop, every=args.every, start=args.start,
-                    end=args.end, max_frames=args.max_frames, progress=not args.no_progress)
+        meta = prep(
+            args.film,
+            args.out,
+            size=size,
+            crop=args.crop,
+            every=args.every,
+            start=args.start,
+            end=args.end,
+            max_frames=args.max_frames,
+            progress=not args.no_progress,
+        )
     except (PrepError, VideoError, PreprocessError) as e:
         print(f"livevae prep: error: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {meta['frames']} frames {meta['width']}x{meta['height']} to {args.out} "
-          f"(crop {meta['crop']}, {meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s)")
+    print(
+        f"wrote {meta['frames']} frames {meta['width']}x{meta['height']} to {args.out} "
+        f"(crop {meta['crop']}, {meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s)"
+    )
     return 0

@@ -26,8 +26,13 @@ class CropBox:
         return [self.x, self.y, self.w, self.h]
 
     def check(self, frame_w: int, frame_h: int) -> CropBox:
-        if self.w <= 0 or self.h <= 0 or self.x < 0 or self.y < 0 or self.x + self.w > frame_w or (
-            self.y + self.h > frame_h
+        if (
+            self.w <= 0
+            or self.h <= 0
+            or self.x < 0
+            or self.y < 0
+            or self.x + self.w > frame_w
+            or (self.y + self.h > frame_h)
         ):
             raise PreprocessError(
                 f"crop {self.x},{self.y},{self.w},{self.h} does not fit a {frame_w}x{frame_h} frame; "

@@ -17,8 +17,14 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 torch.set_num_threads(2)
 
 
-def write_video(path: Path, frames: list[np.ndarray] | np.ndarray, fps: int | Fraction = 25,
-                pts: list[int] | None = None, audio_seconds: float = 0.0, codec: str = "libx264") -> Path:
+def write_video(
+    path: Path,
+    frames: list[np.ndarray] | np.ndarray,
+    fps: int | Fraction = 25,
+    pts: list[int] | None = None,
+    audio_seconds: float = 0.0,
+    codec: str = "libx264",
+) -> Path:
     """Write RGB uint8 frames to a real video file (H.264 yuv420p unless codec says otherwise).
 
     pts: explicit timestamps in 1/1000 s units for variable-frame-rate files.
@@ -28,7 +34,7 @@ def write_video(path: Path, frames: list[np.ndarray] | np.ndarray, fps: int | Fr
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=fps)
         s.width, s.height = w, h
-        s.pix_fmt = "yuv420p" if codec != "mpeg4" else "yuv420p"
+        s.pix_fmt = "yuv420p"
         if pts is not None:
             s.time_base = Fraction(1, 1000)
             s.codec_context.time_base = Fraction(1, 1000)
@@ -50,8 +56,9 @@ def write_video(path: Path, frames: list[np.ndarray] | np.ndarray, fps: int | Fr
             t = np.arange(n) / 44100
             samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
             for k in range(0, n, 1024):
-                af = av.AudioFrame.from_ndarray(np.ascontiguousarray(samples[:, k : k + 1024]), format="fltp",
-                                                layout="mono")
+                af = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(samples[:, k : k + 1024]), format="fltp", layout="mono"
+                )
                 af.sample_rate = 44100
                 af.pts = k
                 for p in a.encode(af):

