@@ -4,6 +4,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.9' || echo 'torch==2.13.0')
 
 .PHONY: demo test lint sys deps clean
 
@@ -20,8 +21,10 @@ $(STAMP): pyproject.toml
 	$(MAKE) sys
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip >/dev/null 2>&1 || true
-	# torch first and on its own: a range admits the local CPU wheel, so nothing big downloads here.
-	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "torch>=2.9"
+	# torch first and on its own. With an NVIDIA driver: any torch>=2.9 (a CUDA build). Without one: 2.13.0,
+	# which is the CPU wheel on machines that keep it locally, so no multi-GB CUDA build downloads there.
+	# Override with TORCH_SPEC='torch==...'.
+	$(BIN)/python -c "import torch" 2>/dev/null || $(BIN)/pip install -q "$(TORCH_SPEC)"
 	$(BIN)/pip install -q -e ".[dev]"
 	touch $(STAMP)
 
