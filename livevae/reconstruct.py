@@ -1,0 +1,694 @@
+"""`livevae reconstruct`: a whole film through one or more models into a new video, in sync with its audio."""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import math
+import os
+import queue
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+from tqdm import tqdm
+
+from livevae.model import ModelError
+from livevae.preprocess import CropBox, PreprocessError, crop_resize, parse_size
+from livevae.video import AUDIO_MODES, AudioMux, VideoError, VideoWriter, concat, iter_frames, probe, read_comment
+
+
+class ReconstructError(Exception):
+    """The reconstruction cannot run with these arguments, models or files."""
+
+
+# Upscaling filters for --size; shrinking always averages (INTER_AREA) so nothing aliases.
+FILTERS: dict[str, int] = {
+    "lanczos": cv2.INTER_LANCZOS4,
+    "bicubic": cv2.INTER_CUBIC,
+    "bilinear": cv2.INTER_LINEAR,
+    "nearest": cv2.INTER_NEAREST,
+}
+SHARD_TAG = "livevae-reconstruct"
+
+
+# ---------------------------------------------------------------- small parsers
+
+
+def parse_time(text: str) -> float:
+    """'90', '90.5', '1:30', '01:02:03.5' -> seconds; raises ReconstructError otherwise."""
+    try:
+        parts = [float(p) for p in text.strip().split(":")]
+    except ValueError:
+        raise ReconstructError(f"time {text!r}: expected seconds (90.5) or [HH:]MM:SS(.ms)") from None
+    if not 1 <= len(parts) <= 3 or any(p < 0 for p in parts):
+        raise ReconstructError(f"time {text!r}: expected seconds (90.5) or [HH:]MM:SS(.ms), not negative")
+    secs = 0.0
+    for p in parts:
+        secs = secs * 60 + p
+    return secs
+
+
+def parse_shard(text: str) -> tuple[int, int]:
+    """'0/4' -> (0, 4): shard 0 of 4; raises ReconstructError unless 0 <= i < n."""
+    try:
+        i, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise ReconstructError(f"--shard {text!r}: expected INDEX/COUNT, e.g. 0/4") from None
+    if n < 1 or not 0 <= i < n:
+        raise ReconstructError(f"--shard {text!r}: expected 0 <= INDEX < COUNT, e.g. 0/4")
+    return i, n
+
+
+def shard_path(out: Path, i: int, n: int) -> Path:
+    """Where shard i of n of `out` is written: out.shard-i-of-n.mp4, next to it."""
+    return out.with_name(f"{out.stem}.shard-{i}-of-{n}{out.suffix or '.mp4'}")
+
+
+def torchrun_shard() -> tuple[int, int, int] | None:
+    """(rank, world size, local rank) when started by torchrun with more than one process, else None."""
+    try:
+        world = int(os.environ.get("WORLD_SIZE", "1"))
+        rank = int(os.environ.get("RANK", "0"))
+        local = int(os.environ.get("LOCAL_RANK", str(rank)))
+    except ValueError:
+        return None
+    return (rank, world, local) if world > 1 else None
+
+
+# ---------------------------------------------------------------- layout
+
+
+def resize_to(img: np.ndarray, size: tuple[int, int], upscale: str = "lanczos") -> np.ndarray:
+    """uint8 [h, w, 3] -> [size[1], size[0], 3]: area average when shrinking, `upscale` filter when growing."""
+    w, h = size
+    if img.shape[1] == w and img.shape[0] == h:
+        return img
+    interp = cv2.INTER_AREA if (img.shape[1] >= w and img.shape[0] >= h) else FILTERS[upscale]
+    return cv2.resize(img, (w, h), interpolation=interp)
+
+
+@dataclass(frozen=True)
+class Layout:
+    """Tiles of one size in a rows x cols canvas, filled row by row; unused cells stay black."""
+
+    tile: tuple[int, int]  # (w, h)
+    rows: int
+    cols: int
+    labels: tuple[str, ...] = ()
+
+    @classmethod
+    def for_tiles(cls, n: int, tile: tuple[int, int], grid: bool, labels: tuple[str, ...] = ()) -> Layout:
+        """A row of n tiles, or with `grid` the most square arrangement (2 -> 2x1, 3-4 -> 2x2, 5-6 -> 3x2)."""
+        if not grid or n <= 2:
+            return cls(tile, 1, n, labels)
+        cols = math.ceil(math.sqrt(n))
+        return cls(tile, math.ceil(n / cols), cols, labels)
+
+    @property
+    def size(self) -> tuple[int, int]:
+        return self.tile[0] * self.cols, self.tile[1] * self.rows
+
+    def compose(self, tiles: list[np.ndarray]) -> np.ndarray:
+        """Tiles uint8 [h, w, 3] (already tile-sized) -> canvas uint8 [rows*h, cols*w, 3]."""
+        if len(tiles) == 1 and not self.labels:
+            return tiles[0]
+        w, h = self.tile
+        canvas = np.zeros((h * self.rows, w * self.cols, 3), np.uint8)
+        for k, t in enumerate(tiles):
+            r, c = divmod(k, self.cols)
+            canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = t
+            if k < len(self.labels) and self.labels[k]:
+                scale = max(0.35, h / 400)
+                org = (c * w + 6, r * h + int(22 * scale) + 4)
+                cv2.putText(canvas, self.labels[k], org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
+                cv2.putText(
+                    canvas, self.labels[k], org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
+                )
+        return canvas
+
+
+# ---------------------------------------------------------------- inference runners
+
+Runner = Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, 3] -> uint8 [N, H, W, 3]
+
+
+def protocol_runner(backend: Any) -> Runner:
+    """Any Backend: encode to z = mean, decode. The z round trip through the host is [N, zdim] floats, tiny."""
+
+    def run(frames: np.ndarray) -> np.ndarray:
+        return np.asarray(backend.decode(backend.encode(frames)))
+
+    return run
+
+
+class TorchCudaRunner:
+    """The CUDA path for a PyTorch backend: pinned host buffers, non-blocking copies on a side stream,
+    fp16/bf16 autocast, uint8 conversion on the GPU so only bytes cross the bus both ways."""
+
+    def __init__(self, model: Any, device: Any, precision: str = "fp16") -> None:
+        import torch
+
+        self.torch = torch
+        self.model = model.eval()
+        self.device = torch.device(device)
+        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[precision]
+        self.stream = torch.cuda.Stream(self.device)
+        self._in: Any = None
+        self._out: Any = None
+        torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: let cuDNN pick its fastest kernels
+
+    def _buffers(self, shape: tuple[int, ...]) -> None:
+        if self._in is None or self._in.shape[0] < shape[0] or tuple(self._in.shape[1:]) != shape[1:]:
+            self._in = self.torch.empty(shape, dtype=self.torch.uint8).pin_memory()
+            self._out = self.torch.empty(shape, dtype=self.torch.uint8).pin_memory()
+
+    def __call__(self, frames: np.ndarray) -> np.ndarray:
+        torch = self.torch
+        n = frames.shape[0]
+        self._buffers(tuple(frames.shape))
+        host_in = self._in[:n]
+        host_in.numpy()[...] = frames  # pageable -> pinned, so the upload below can be asynchronous
+        with torch.inference_mode(), torch.cuda.stream(self.stream):
+            x = host_in.to(self.device, non_blocking=True)  # [N, H, W, 3] uint8
+            x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # [N, 3, H, W] in [-1, 1]
+            with torch.autocast("cuda", dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+                mu, _ = self.model.encode(x)  # z = mean [N, zdim]
+                y = self.model.decode(mu)  # [N, 3, H, W] in [-1, 1]
+            y = (y.float().clamp_(-1, 1).add_(1.0).mul_(127.5)).round_().to(torch.uint8).permute(0, 2, 3, 1)
+            host_out = self._out[:n]
+            host_out.copy_(y, non_blocking=True)
+        self.stream.synchronize()  # the one CPU-GPU sync point per batch
+        return host_out.numpy().copy()  # the pinned buffer is reused by the next batch
+
+
+def make_runner(backend: Any, precision: str = "auto") -> Runner:
+    """The fastest way to drive `backend`: the CUDA path when it is PyTorch on a GPU, else its protocol."""
+    model, device = getattr(backend, "model", None), getattr(backend, "device", None)
+    if model is not None and getattr(device, "type", None) == "cuda":
+        return TorchCudaRunner(model, device, "fp16" if precision == "auto" else precision)
+    return protocol_runner(backend)
+
+
+def load_backend(path: str, backend: str, device: str | None = None) -> Any:
+    """livevae.backends.create, naming the model file in every error."""
+    from livevae.backends import EngineError, create
+
+    if not Path(path).is_file():
+        raise ModelError(f"{path}: model file not found; expected a livevae .safetensors model")
+    try:
+        return create(path, backend, device=device) if device else create(path, backend)
+    except (ModelError, EngineError):
+        raise
+    except Exception as e:  # a backend library's own failure on a bad file: still one line naming the file
+        raise ModelError(f"{path}: cannot load with backend {backend!r} ({e.__class__.__name__}: {e})") from e
+
+
+# ---------------------------------------------------------------- the pipeline
+
+
+@dataclass
+class Options:
+    models: list[str]
+    input: str
+    out: str
+    side_by_side: bool = False
+    grid: bool = False
+    labels: bool = False
+    size: tuple[int, int] | None = None  # tile size; default the first model's
+    filter: str = "lanczos"
+    crop: str = "centre"
+    codec: str = "libx264"
+    crf: int = 18
+    preset: str = "veryfast"
+    pix_fmt: str = "yuv420p"
+    start: float | None = None
+    end: float | None = None
+    batch: int = 8
+    backend: str = "auto"
+    device: str | None = None
+    precision: str = "auto"
+    audio: str = "auto"  # auto | copy | aac | none
+    shard: tuple[int, int] | None = None
+    progress: bool = True
+    queue: int = 4  # batches in flight between decode -> inference -> encode
+
+
+@dataclass
+class _Batch:
+    times: list[float]
+    inputs: list[np.ndarray]  # per model: uint8 [n, h, w, 3]
+    originals: np.ndarray | None  # uint8 [n, th, tw, 3] for --side-by-side
+    outputs: list[np.ndarray] = field(default_factory=list)
+
+
+class _Stop(Exception):
+    """Another stage of the pipeline stopped (error or Ctrl-C)."""
+
+
+def _put(q: queue.Queue[Any], item: Any, stop: threading.Event) -> None:
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            q.put(item, timeout=0.1)
+            return
+        except queue.Full:
+            continue
+
+
+def _get(q: queue.Queue[Any], stop: threading.Event) -> Any:
+    while True:
+        if stop.is_set():
+            raise _Stop
+        try:
+            return q.get(timeout=0.1)
+        except queue.Empty:
+            continue
+
+
+def shard_bounds(
+    input_path: str, start: float | None, end: float | None, shard: tuple[int, int]
+) -> tuple[float | None, float | None, float]:
+    """Source-time range [lo, hi) of shard i of n and its origin (output time 0).
+
+    Boundaries fall on frame times (k * range * fps / n, rounded to a frame), so every frame belongs to
+    exactly one shard by its timestamp, whatever the container's frame count says. The first shard is
+    open below and the last open above, like a single run.
+    """
+    i, n = shard
+    info = probe(input_path)
+    t0 = start or 0.0
+    t1 = end if end is not None else info.duration
+    if not t1:
+        raise ReconstructError(f"{input_path}: duration unknown; pass --end to shard it")
+    t1 = min(t1, info.duration) if info.duration else t1
+    frames = max(1, round((t1 - t0) * float(info.fps)))
+
+    def b(k: int) -> float:
+        return t0 + round(k * frames / n) / float(info.fps)
+
+    lo = start if i == 0 else b(i)
+    hi = end if i == n - 1 else b(i + 1)
+    return lo, hi, (start or 0.0) if i == 0 else b(i)
+
+
+def reconstruct(opts: Options) -> dict[str, Any]:
+    """Run the whole pipeline; returns a summary. Raises ReconstructError, ModelError, VideoError."""
+    if opts.batch < 1:
+        raise ReconstructError(f"--batch {opts.batch}: expected a positive integer")
+    if opts.filter not in FILTERS:
+        raise ReconstructError(f"--filter {opts.filter!r}: expected one of {', '.join(FILTERS)}")
+    if opts.audio not in (*AUDIO_MODES, "none"):
+        raise ReconstructError(f"--audio {opts.audio!r}: expected one of {', '.join(AUDIO_MODES)}, none")
+    if opts.start is not None and opts.end is not None and opts.end <= opts.start:
+        raise ReconstructError(f"--end {opts.end} is not after --start {opts.start}")
+    info = probe(opts.input)  # VideoError: missing file, not a video, no video stream
+    out = Path(opts.out)
+    if out.resolve() == Path(opts.input).resolve():
+        raise ReconstructError(f"{out}: output is the input film; expected a new file")
+    _check_writable(out)
+
+    lo, hi, origin = opts.start, opts.end, opts.start or 0.0
+    meta: dict[str, Any] = {"tool": SHARD_TAG, "source": Path(opts.input).name, "models": opts.models}
+    if opts.shard is not None:
+        lo, hi, origin = shard_bounds(opts.input, opts.start, opts.end, opts.shard)
+        meta.update(shard=list(opts.shard), origin=origin, origin0=opts.start or 0.0)
+        out = shard_path(out, *opts.shard)
+
+    backends = [load_backend(m, opts.backend, opts.device) for m in opts.models]
+    runners = [make_runner(b, opts.precision) for b in backends]
+    sizes = [(int(b.cfg.width), int(b.cfg.height)) for b in backends]
+    tile = opts.size or sizes[0]
+    boxes = {s: _crop_box(opts.input, opts.crop, s, opts.start, opts.end) for s in set(sizes)}
+    tile_box = boxes[sizes[0]]  # the original is shown with the first model's crop, so tiles line up
+    labels: tuple[str, ...] = ()
+    if opts.labels:
+        labels = (("original",) if opts.side_by_side else ()) + tuple(Path(m).stem for m in opts.models)
+    layout = Layout.for_tiles(len(runners) + int(opts.side_by_side), tile, opts.grid, labels)
+
+    writer = VideoWriter(
+        out,
+        info.fps,
+        layout.size,
+        codec=opts.codec,
+        crf=opts.crf,
+        preset=opts.preset,
+        pix_fmt=opts.pix_fmt,
+        time_base=info.time_base,
+        metadata={"comment": json.dumps(meta)},
+    )
+    audio: AudioMux | None = None
+    try:
+        if opts.audio != "none" and info.has_audio:
+            audio = AudioMux(opts.input, writer.container, start=lo, end=hi, origin=origin, mode=opts.audio)
+        summary = _run_pipeline(opts, info, lo, hi, origin, runners, sizes, boxes, tile_box, layout, writer, audio)
+    except BaseException:
+        if audio is not None:
+            audio.close()
+        writer.abort()
+        raise
+    summary.update(
+        output=str(out),
+        backends=[getattr(b, "name", type(b).__name__) for b in backends],
+        size=list(layout.size),
+        audio=[("copy" if c else "aac") for c in (audio.copied if audio else [])],
+        shard=list(opts.shard) if opts.shard else None,
+    )
+    return summary
+
+
+def _check_writable(out: Path) -> None:
+    """Fail before loading models when the output cannot be written at all."""
+    if out.is_dir():
+        raise VideoError(f"{out}: is a directory; expected an output file path like out.mp4")
+    parent = out.parent if str(out.parent) else Path(".")
+    probe_dir = parent
+    while not probe_dir.exists() and probe_dir != probe_dir.parent:
+        probe_dir = probe_dir.parent  # VideoWriter creates missing folders; check the nearest existing one
+    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
+        raise VideoError(f"{out}: cannot write output (folder {probe_dir} is not writable); expected a writable path")
+
+
+def _crop_box(film: str, crop: str, size: tuple[int, int], start: float | None, end: float | None) -> CropBox:
+    from livevae.prep import resolve_crop  # the same crop rules as prep, so models see what they trained on
+
+    return resolve_crop(Path(film), crop, size, start, end)
+
+
+def _run_pipeline(
+    opts: Options,
+    info: Any,
+    lo: float | None,
+    hi: float | None,
+    origin: float,
+    runners: list[Runner],
+    sizes: list[tuple[int, int]],
+    boxes: dict[tuple[int, int], CropBox],
+    tile_box: CropBox,
+    layout: Layout,
+    writer: VideoWriter,
+    audio: AudioMux | None,
+) -> dict[str, Any]:
+    """Decode thread -> inference (this thread) -> encode thread, joined by bounded queues."""
+    stop = threading.Event()
+    errors: list[BaseException] = []
+    to_infer: queue.Queue[_Batch | None] = queue.Queue(maxsize=opts.queue)
+    to_write: queue.Queue[_Batch | None] = queue.Queue(maxsize=opts.queue)
+    tile = layout.tile
+    span = (hi if hi is not None else info.duration) - (lo or 0.0)
+    estimate = max(1, round(span * float(info.fps))) if span > 0 else (info.frames or None)
+    bar = tqdm(
+        total=estimate,
+        unit="frame",
+        desc=f"reconstruct {Path(opts.input).name}",
+        disable=not opts.progress,
+        dynamic_ncols=True,
+        smoothing=0.1,
+    )
+    decoded = [0]
+    written = [0]
+
+    def decode() -> None:
+        try:
+            b = opts.batch
+            bufs: list[np.ndarray] = []
+            orig: np.ndarray | None = None
+            times: list[float] = []
+
+            def fresh() -> None:
+                nonlocal bufs, orig, times
+                bufs = [np.empty((b, s[1], s[0], 3), np.uint8) for s in sizes]
+                orig = np.empty((b, tile[1], tile[0], 3), np.uint8) if opts.side_by_side else None
+                times = []
+
+            fresh()
+            for img, t in iter_frames(opts.input, start=lo, end=hi):
+                k = len(times)
+                for m, s in enumerate(sizes):
+                    bufs[m][k] = crop_resize(img, boxes[s], s)  # [h, w, 3] as prep makes it
+                if orig is not None:
+                    orig[k] = crop_resize(img, tile_box, tile)  # straight from the source, not upscaled
+                times.append(t)
+                decoded[0] += 1
+                if len(times) == b:
+                    _put(to_infer, _Batch(times, bufs, orig), stop)
+                    fresh()
+            if times:  # the last partial batch is never dropped
+                n = len(times)
+                _put(to_infer, _Batch(times, [x[:n] for x in bufs], None if orig is None else orig[:n]), stop)
+            _put(to_infer, None, stop)
+        except _Stop:
+            pass
+        except BaseException as e:
+            errors.append(e)
+            stop.set()
+
+    def encode() -> None:
+        try:
+            while True:
+                batch = _get(to_write, stop)
+                if batch is None:
+                    break
+                for i, t in enumerate(batch.times):
+                    tiles = [] if batch.originals is None else [batch.originals[i]]
+                    tiles += [resize_to(y[i], tile, opts.filter) for y in batch.outputs]
+                    writer.write(layout.compose(tiles), t - origin)
+                    if audio is not None:
+                        audio.feed(t)
+                    written[0] += 1
+                bar.update(len(batch.times))
+            if audio is not None:
+                audio.finish()
+        except _Stop:
+            pass
+        except BaseException as e:
+            errors.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=decode, name="decode", daemon=True)]
+    threads.append(threading.Thread(target=encode, name="encode", daemon=True))
+    t_start = time.perf_counter()
+    for th in threads:
+        th.start()
+    try:
+        while True:
+            batch = _get(to_infer, stop)
+            if batch is None:
+                _put(to_write, None, stop)
+                break
+            batch.outputs = [run(x) for run, x in zip(runners, batch.inputs, strict=True)]
+            _put(to_write, batch, stop)
+        for th in threads:
+            while th.is_alive():
+                th.join(0.1)  # short joins keep Ctrl-C deliverable to this thread
+    except _Stop:
+        pass
+    except BaseException:
+        stop.set()
+        for th in threads:
+            th.join(5)
+        bar.close()
+        raise
+    bar.close()
+    if errors:
+        for th in threads:
+            th.join(5)
+        raise errors[0]
+    elapsed = time.perf_counter() - t_start
+    if decoded[0] == 0:
+        where = "" if lo is None and hi is None else f" in [{lo or 0:.3f}, {hi if hi is not None else 'end'}) s"
+        raise ReconstructError(f"{opts.input}: decoded 0 frames{where}; expected at least one frame")
+    if written[0] != decoded[0]:  # cannot happen unless a stage lost a batch: never ship such a file
+        raise ReconstructError(f"{opts.out}: wrote {written[0]} frames of {decoded[0]} decoded")
+    writer.close()
+    return {"frames": written[0], "seconds": round(elapsed, 3), "fps": round(written[0] / max(elapsed, 1e-9), 2)}
+
+
+# ---------------------------------------------------------------- shards
+
+
+def find_shards(out: Path) -> list[Path]:
+    """The shard files of `out` (out.shard-I-of-N.mp4), sorted by index."""
+    found = sorted(out.parent.glob(f"{out.stem}.shard-*-of-*{out.suffix or '.mp4'}"))
+
+    def key(p: Path) -> tuple[int, int]:
+        i, _, n = p.stem.rsplit(".shard-", 1)[1].partition("-of-")
+        return int(n), int(i)
+
+    try:
+        return sorted(found, key=key)
+    except ValueError as e:
+        raise ReconstructError(f"{out.parent}: a shard file name is malformed ({e})") from e
+
+
+def concat_shards(out: Path, parts: list[Path] | None = None, keep: bool = False) -> dict[str, Any]:
+    """Join shard files losslessly (packet copy) into `out`, each at its source time; checks all are there."""
+    parts = parts or find_shards(out)
+    if not parts:
+        raise ReconstructError(f"{out}: no shard files {out.stem}.shard-I-of-N{out.suffix} found to join")
+    metas: list[dict[str, Any]] = []
+    for p in parts:
+        try:
+            m = json.loads(read_comment(p) or "{}")
+        except ValueError:
+            m = {}
+        if m.get("tool") != SHARD_TAG or "shard" not in m:
+            raise ReconstructError(f"{p}: not a reconstruct shard (no shard metadata); expected a --shard output")
+        metas.append(m)
+    order = sorted(range(len(parts)), key=lambda k: metas[k]["shard"][0])
+    parts, metas = [parts[k] for k in order], [metas[k] for k in order]
+    n = metas[0]["shard"][1]
+    got = [m["shard"][0] for m in metas]
+    if got != list(range(n)) or any(m["shard"][1] != n for m in metas):
+        raise ReconstructError(f"{out}: shards {got} of {n}; expected each of 0..{n - 1} exactly once")
+    if len({m["source"] for m in metas}) != 1:
+        raise ReconstructError(f"{out}: shards come from different films {sorted({m['source'] for m in metas})}")
+    offsets = [float(m["origin"]) - float(m["origin0"]) for m in metas]
+    meta = {k: v for k, v in metas[0].items() if k not in ("shard", "origin", "origin0")}
+    concat(parts, out, offsets, metadata={"comment": json.dumps(meta)})
+    if not keep:
+        for p in parts:
+            p.unlink(missing_ok=True)
+    return {"output": str(out), "parts": [str(p) for p in parts]}
+
+
+def _wait_for(paths: list[Path], poll: float = 1.0) -> Iterator[None]:
+    while not all(p.exists() for p in paths):
+        yield None
+        time.sleep(poll)
+
+
+# ---------------------------------------------------------------- CLI
+
+EXAMPLES = """examples:
+  livevae reconstruct runs/br/model.safetensors film.mp4 -o out.mp4
+  livevae reconstruct br.safetensors film.mp4 -o cmp.mp4 --side-by-side --size 1280x720
+  livevae reconstruct br.safetensors film.mp4 -o grid.mp4 --also darkly.safetensors --side-by-side --grid --labels
+  livevae reconstruct br.safetensors film.mkv -o clip.mp4 --start 1:00 --end 1:30 --crf 14
+  livevae reconstruct br.safetensors film.mp4 -o out.mp4 --shard 0/2   # then --shard 1/2, then:
+  livevae reconstruct --concat -o out.mp4
+  torchrun --nproc-per-node 8 -m livevae reconstruct br.safetensors film.mp4 -o out.mp4
+"""
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EXAMPLES
+    p.formatter_class = _Formatter
+    p.add_argument("model", nargs="?", metavar="MODEL", help="model file (.safetensors from `livevae train`)")
+    p.add_argument("input", nargs="?", metavar="INPUT", help="any film FFmpeg reads")
+    p.add_argument("-o", "--out", required=True, help="output video (.mp4, .mkv, .mov)")
+    g = p.add_argument_group("layout")
+    g.add_argument("--also", action="append", default=[], metavar="MODEL", help="another model beside the first")
+    g.add_argument("--side-by-side", action="store_true", help="original | reconstruction")
+    g.add_argument("--grid", action="store_true", help="arrange 3+ tiles in a square-ish grid, not a row")
+    g.add_argument("--labels", action="store_true", help="write each tile's model name on it")
+    g.add_argument("--size", default=None, help="tile size WIDTHxHEIGHT (default: the model's)")
+    g.add_argument("--filter", default="lanczos", choices=list(FILTERS), help="upscaling filter for --size")
+    g.add_argument("--crop", default="centre", help="'centre', 'auto' (find black bars) or x,y,w,h, as in prep")
+    e = p.add_argument_group("encoding")
+    e.add_argument("--codec", default="libx264", help="video codec (libx264, libx265, ...)")
+    e.add_argument("--crf", type=int, default=18, help="quality for x264/x265 (lower is better)")
+    e.add_argument("--preset", default="veryfast", help="x264/x265 speed preset")
+    e.add_argument("--pix-fmt", default="yuv420p", help="pixel format; yuv420p opens in every player")
+    e.add_argument("--audio", default="auto", choices=[*AUDIO_MODES, "none"], help="auto: copy if possible else AAC")
+    e.add_argument("--no-audio", action="store_true", help="drop the audio (same as --audio none)")
+    r = p.add_argument_group("range and speed")
+    r.add_argument("--start", type=parse_time, default=None, help="start time (seconds or [HH:]MM:SS)")
+    r.add_argument("--end", type=parse_time, default=None, help="end time (seconds or [HH:]MM:SS)")
+    r.add_argument("--batch", type=int, default=8, help="frames per inference batch")
+    r.add_argument("--backend", default="auto", help="inference backend (auto, torch, ...)")
+    r.add_argument("--device", default=None, help="device for the backend (cpu, cuda, cuda:1); default: backend's")
+    r.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="CUDA path")
+    r.add_argument("--no-progress", action="store_true", help="no progress bar")
+    s = p.add_argument_group("long films on several GPUs")
+    s.add_argument("--shard", default=None, help="process part INDEX/COUNT only, written to OUT.shard-I-of-N.mp4")
+    s.add_argument("--concat", nargs="*", default=None, metavar="SHARD", help="join shard files into OUT losslessly")
+    s.add_argument("--keep-shards", action="store_true", help="keep shard files after joining")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    pass
+
+
+def options_from_args(args: argparse.Namespace) -> Options:
+    if not args.model or not args.input:
+        raise ReconstructError("expected MODEL and INPUT (or --concat to join shards)")
+    try:
+        size = parse_size(args.size) if args.size else None
+    except PreprocessError as e:
+        raise ReconstructError(str(e)) from e
+    return Options(
+        models=[args.model, *args.also],
+        input=args.input,
+        out=args.out,
+        side_by_side=args.side_by_side,
+        grid=args.grid,
+        labels=args.labels,
+        size=size,
+        filter=args.filter,
+        crop=args.crop,
+        codec=args.codec,
+        crf=args.crf,
+        preset=args.preset,
+        pix_fmt=args.pix_fmt,
+        start=args.start,
+        end=args.end,
+        batch=args.batch,
+        backend=args.backend,
+        device=args.device,
+        precision=args.precision,
+        audio="none" if args.no_audio else args.audio,
+        shard=parse_shard(args.shard) if args.shard else None,
+        progress=not args.no_progress,
+    )
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        if args.concat is not None:
+            res = concat_shards(Path(args.out), [Path(p) for p in args.concat] or None, keep=args.keep_shards)
+            print(f"joined {len(res['parts'])} shards into {res['output']}")
+            return 0
+        opts = options_from_args(args)
+        dist = torchrun_shard() if opts.shard is None else None
+        if dist is not None:
+            rank, world, local = dist
+            opts.shard = (rank, world)
+            opts.progress = opts.progress and rank == 0
+            if opts.device is None:
+                with contextlib.suppress(Exception):  # no CUDA: every rank runs the default device
+                    import torch
+
+                    if torch.cuda.is_available():
+                        opts.device = f"cuda:{local % torch.cuda.device_count()}"
+                        torch.cuda.set_device(local % torch.cuda.device_count())
+        summary = reconstruct(opts)
+        print(
+            f"wrote {summary['frames']} frames {summary['size'][0]}x{summary['size'][1]} to {summary['output']} "
+            f"({summary['fps']:.1f} frames/s, {', '.join(summary['backends'])}"
+            f"{', audio ' + '+'.join(summary['audio']) if summary['audio'] else ''})"
+        )
+        if dist is not None and dist[0] == 0:
+            parts = [shard_path(Path(opts.out), i, dist[1]) for i in range(dist[1])]
+            print(f"rank 0: waiting for {dist[1]} shards to join", file=sys.stderr)
+            for _ in _wait_for(parts):
+                pass
+            concat_shards(Path(opts.out), parts, keep=args.keep_shards)
+            print(f"joined {dist[1]} shards into {opts.out}")
+    except (ReconstructError, ModelError, VideoError, PreprocessError) as e:
+        print(f"livevae reconstruct: error: {e}", file=sys.stderr)
+        return 1
+    except Exception as e:
+        if type(e).__name__ == "EngineError":
+            print(f"livevae reconstruct: error: {e}", file=sys.stderr)
+            return 1
+        raise
+    return 0
