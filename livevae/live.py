@@ -1,0 +1,781 @@
+"""The live loop: source -> preprocess -> encode -> modulate -> decode -> outputs; `livevae live`."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from collections import deque
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
+
+import numpy as np
+
+from livevae.hud import HudInfo, hud_lines
+from livevae.preprocess import Preprocessor
+from livevae.recorder import Recorder, Screenshots, stamped_path
+from livevae.source import FALLBACKS, Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
+from livevae.window import FILTERS, Window, WindowConfig
+
+if TYPE_CHECKING:
+    from livevae.backends import Backend
+    from livevae.control import ControlState
+
+STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
+
+
+class LiveError(Exception):
+    """The live loop cannot start or was configured inconsistently (no source, bad count, no display)."""
+
+
+def log(msg: str) -> None:
+    print(f"livevae live: {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass
+class LiveConfig:
+    """Everything a show needs besides its controllers; built from flags or a show file, resolved once."""
+
+    model: str = ""
+    backend: str = "auto"
+    # Inputs: specs as open_source() takes them; `source` picks the one to start with, the "source" action
+    # (OSC/MIDI/keys) switches between them.
+    sources: list[str] = field(default_factory=lambda: ["testcard"])
+    source: int = 0
+    source_size: tuple[int, int] | None = None  # camera: requested capture size
+    source_fps: float | None = None  # camera: requested rate; image folder / test card: their rate
+    hold: float = 0.0  # image folder: seconds per image (0 = an image sequence); playlist stills (0 = 5 s)
+    loop: bool = True  # video files, folders and playlists loop
+    fallback: str = "hold"  # while a source is down: hold | black | testcard
+    crop: str = "centre"  # or "x,y,w,h" in source pixels
+    fps: float | None = None  # show rate; default: the source's own
+    # Outputs.
+    window: WindowConfig = field(default_factory=WindowConfig)
+    headless: bool = False  # no window; with realtime=False a fixed-step offline render
+    realtime: bool = False  # headless but paced live (latest-frame capture, wall clock): servers, benchmarks
+    out: str | None = None  # headless: the MP4 to render into
+    frames: int | None = None  # stop after this many frames
+    seconds: float | None = None  # or after this many seconds of show time
+    record: str | None = None  # start recording to this MP4 at launch
+    record_dir: str = "recordings"  # where the record action/key puts new recordings
+    record_size: tuple[int, int] | None = None  # recordings scaled to this (w, h); None = the model's size
+    screenshot_dir: str = "screenshots"
+    virtualcam: bool = False  # also send to a virtual camera (pyvirtualcam), skipped when unavailable
+    virtualcam_size: tuple[int, int] = (1280, 720)
+    threads: int | None = None  # CPU threads for inference (torch / ONNX Runtime)
+    stats_json: str | None = None  # write the exit stats here as JSON
+
+    def __post_init__(self) -> None:
+        if not self.sources:
+            raise LiveError("LiveConfig: no sources; expected at least one (a camera index, file, folder, testcard)")
+        if not 0 <= self.source < len(self.sources):
+            raise LiveError(f"LiveConfig: source {self.source} out of range; expected 0..{len(self.sources) - 1}")
+        if self.fallback not in FALLBACKS:
+            raise LiveError(f"LiveConfig: fallback {self.fallback!r}; expected one of {', '.join(FALLBACKS)}")
+        if self.frames is not None and self.frames <= 0:
+            raise LiveError(f"LiveConfig: frames {self.frames}; expected a positive count")
+        if self.seconds is not None and self.seconds <= 0:
+            raise LiveError(f"LiveConfig: seconds {self.seconds}; expected a positive duration")
+        if self.fps is not None and not (0 < self.fps <= 1000):
+            raise LiveError(f"LiveConfig: fps {self.fps}; expected 0 < fps <= 1000")
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass
+class FrameInfo:
+    """Passed to every controller after each presented frame."""
+
+    index: int
+    t: float  # show clock: wall seconds live, index / fps in offline renders
+    fps: float  # measured, recent
+    source: str
+    dropped: int  # frames dropped so far (stale in the source slot + recorder queue full)
+    latency_ms: float  # capture -> present of this frame
+    stage_ms: dict[str, float] = field(default_factory=dict)  # this frame's ms per stage
+    fallback: bool = False  # the source was down: this frame came from the fallback picture
+    frozen: bool = False
+    recording: bool = False
+    z: np.ndarray | None = None  # float32 [1, zdim] after modulation
+    output: np.ndarray | None = None  # uint8 [H, W, 3] the decoded picture (read-only: do not modify)
+
+
+class Controller(Protocol):
+    """Anything that moves the show: OSC, MIDI, audio, LFOs, cues. Writes into the ControlState from its own
+    threads; only modulate() runs in the frame loop, and it must be quick."""
+
+    def start(self, loop: LiveLoop) -> None: ...
+
+    def modulate(self, z: np.ndarray, t: float) -> np.ndarray: ...
+
+    def handle_action(self, action: str, arg: object) -> bool: ...
+
+    def on_frame(self, info: FrameInfo) -> None: ...
+
+    def stop(self) -> None: ...
+
+
+class StageTimes:
+    """Per-stage timings: running count and sum for means, the last `keep` samples for percentiles."""
+
+    def __init__(self, keep: int = 20000) -> None:
+        self.n: dict[str, int] = {}
+        self.total: dict[str, float] = {}
+        self.recent: dict[str, deque[float]] = {}
+        self.keep = keep
+
+    def add(self, stage: str, ms: float) -> None:
+        if stage not in self.n:
+            self.n[stage], self.total[stage], self.recent[stage] = 0, 0.0, deque(maxlen=self.keep)
+        self.n[stage] += 1
+        self.total[stage] += ms
+        self.recent[stage].append(ms)
+
+    def mean_recent(self, stage: str, last: int = 30) -> float:
+        r = self.recent.get(stage)
+        if not r:
+            return 0.0
+        k = min(last, len(r))
+        return sum(r[i] for i in range(len(r) - k, len(r))) / k
+
+    def summary(self) -> dict[str, dict[str, float]]:
+        out = {}
+        for s in self.n:
+            a = np.asarray(self.recent[s], np.float64)
+            out[s] = {
+                "mean_ms": self.total[s] / self.n[s],
+                "p50_ms": float(np.percentile(a, 50)),
+                "p99_ms": float(np.percentile(a, 99)),
+            }
+        return out
+
+
+@dataclass
+class LiveStats:
+    """What a show did, printed on exit (and written as JSON with --stats-json)."""
+
+    frames: int = 0
+    seconds: float = 0.0  # wall time of the loop
+    fps: float = 0.0  # frames / seconds
+    source_fps: float = 0.0
+    backend: str = ""
+    mode: str = "live"  # live | realtime | offline
+    stages: dict[str, dict[str, float]] = field(default_factory=dict)
+    dropped: int = 0  # stale frames dropped in the source slot
+    record_dropped: int = 0  # frames a full recorder queue dropped
+    fallback_frames: int = 0
+    source_failures: int = 0
+    reconnects: int = 0
+    latency_ms: dict[str, float] = field(default_factory=dict)  # capture -> present: p50, p99, mean
+    controller_errors: int = 0
+    outputs: list[str] = field(default_factory=list)  # recordings and renders written
+    screenshots: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    def summary(self) -> str:
+        lat = self.latency_ms
+        period = 1000 / self.source_fps if self.source_fps else float("nan")
+        lines = [
+            f"{self.frames} frames in {self.seconds:.2f} s: {self.fps:.1f} fps (source {self.source_fps:.2f} fps, "
+            f"{self.mode}, {self.backend})",
+            "  "
+            + "  ".join(f"{k} {v['mean_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in self.stages.items())
+            + "  ms mean/p99",
+            f"  latency capture->present p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms "
+            f"({lat.get('p99', 0) / period:.2f} frames)",
+            f"  dropped {self.dropped} (source) + {self.record_dropped} (recorder); fallback frames "
+            f"{self.fallback_frames}; source failures {self.source_failures}, reconnects {self.reconnects}",
+        ]
+        if self.controller_errors:
+            lines.append(f"  controller errors {self.controller_errors}")
+        lines += [f"  wrote {p}" for p in self.outputs + self.screenshots]
+        return "\n".join(lines)
+
+
+class LiveLoop:
+    """Runs one show until quit, the frame/second count, or Ctrl-C. Build it, then call run() once."""
+
+    def __init__(
+        self,
+        cfg: LiveConfig,
+        backend: Backend,
+        state: ControlState | None = None,
+        controllers: Sequence[Controller] = (),
+    ) -> None:
+        self.cfg = cfg
+        self.backend = backend
+        self.state = state
+        self.controllers = list(controllers)
+        self.size = (backend.cfg.width, backend.cfg.height)
+        self.pre = Preprocessor(self.size, cfg.crop if cfg.crop == "centre" else _parse_crop(cfg.crop))
+        self.offline = cfg.headless and not cfg.realtime
+        self.fallback = Fallback(cfg.fallback)
+        self.source_index = cfg.source
+        self.input: Capture | OrderedReader | None = None
+        self._retired: list[Capture] = []
+        self.window: Window | None = None
+        self.recorder: Recorder | None = None
+        self.render: Recorder | None = None
+        self.vcam: Any = None
+        self.screens = Screenshots(cfg.screenshot_dir)
+        self.frozen = False
+        self._z_hold: np.ndarray | None = None
+        self._quit = False
+        self.times = StageTimes()
+        self.latency: deque[float] = deque(maxlen=20000)
+        self.index = 0
+        self.t = 0.0
+        self.last_output: np.ndarray | None = None
+        self._recent_present: deque[float] = deque(maxlen=32)
+        self._controller_errors: dict[int, int] = {}
+        self.stats = LiveStats(
+            backend=backend.name, mode="offline" if self.offline else "realtime" if cfg.headless else "live"
+        )
+        self._dropped_before = 0  # drops of sources switched away from
+        self._outputs: list[str] = []
+        self._finishing: list[Any] = []  # threads finishing stopped recordings
+        self._first: Frame | None = None
+
+    # --- controls the loop offers its controllers -------------------------------------------------------------
+    def request_quit(self) -> None:
+        self._quit = True
+
+    @property
+    def fps(self) -> float:
+        """The show's frame rate: the configured one, else the current source's."""
+        if self.cfg.fps:
+            return float(self.cfg.fps)
+        return self.input.fps if self.input is not None else 30.0
+
+    @property
+    def source_name(self) -> str:
+        return self.input.name if self.input is not None else ""
+
+    @property
+    def dropped(self) -> int:
+        src = self._dropped_before + (self.input.dropped if self.input is not None else 0)
+        return src + (self.recorder.dropped if self.recorder else 0)
+
+    @property
+    def recording(self) -> bool:
+        return self.recorder is not None and not self.recorder.failed
+
+    # --- sources --------------------------------------------------------------------------------------------
+    def _make_source(self, spec: str) -> Source:
+        c = self.cfg
+        return open_source(spec, size=c.source_size, fps=c.source_fps, hold=c.hold, loop=c.loop)
+
+    def switch_source(self, which: int | str) -> None:
+        """Switch to cfg.sources[which] or a new spec; the old capture winds down on its own thread."""
+        if isinstance(which, bool) or not isinstance(which, (int, str, float)):
+            log(f"source action: {which!r} is neither an index nor a spec; ignored")
+            return
+        if isinstance(which, (int, float)) and not isinstance(which, str):
+            i = int(which)
+            if not 0 <= i < len(self.cfg.sources):
+                log(f"source {i}: out of range; expected 0..{len(self.cfg.sources) - 1}; staying on {self.source_name}")
+                return
+            spec, self.source_index = self.cfg.sources[i], i
+        else:
+            spec = which
+        try:
+            src = self._make_source(spec)
+        except Exception as e:  # a bad spec from OSC must not end the show
+            log(f"source {spec!r}: {e}; staying on {self.source_name}")
+            return
+        old = self.input
+        if old is not None:
+            self._dropped_before += old.dropped
+            self._count_source(old)
+            if isinstance(old, Capture):
+                old.stop(wait=False)
+                self._retired.append(old)
+            else:
+                old.stop()
+        self.input = self._start_input(src)
+        log(f"source -> {src.name}")
+
+    def _start_input(self, src: Source) -> Capture | OrderedReader:
+        if self.offline:
+            return OrderedReader(src, Backoff(), fps=None)
+        return Capture(src, Backoff()).start()
+
+    def _count_source(self, inp: Capture | OrderedReader) -> None:
+        self.stats.source_failures += inp.failures
+        self.stats.reconnects += inp.reconnects
+
+    # --- outputs --------------------------------------------------------------------------------------------
+    def start_recording(self, path: str | Path | None = None) -> None:
+        if self.recorder is not None:
+            return
+        p = Path(path) if path else stamped_path(self.cfg.record_dir, "livevae", ".mp4")
+        self.recorder = Recorder(p, self.fps, self.cfg.record_size, block=False).start()
+        log(f"recording {p} at {self.fps:.3f} fps")
+
+    def stop_recording(self) -> None:
+        rec, self.recorder = self.recorder, None
+        if rec is None:
+            return
+        self.stats.record_dropped += rec.dropped
+        # Finishing the file flushes the encoder: done on a thread so the show does not stall on the disk.
+        import threading
+
+        def finish() -> None:
+            p = rec.stop()
+            if p is not None:
+                self._outputs.append(str(p))
+                log(f"recorded {p} ({rec.frames} frames)")
+
+        t = threading.Thread(target=finish, name="recorder finish", daemon=True)
+        t.start()
+        self._finishing.append(t)
+
+    def screenshot(self, path: str | Path | None = None) -> Path | None:
+        """Save the current output picture (the model's pixels, lossless PNG); None before the first frame."""
+        if self.last_output is None:
+            return None
+        return self.screens.save(self.last_output, path)
+
+    # --- actions --------------------------------------------------------------------------------------------
+    def handle(self, action: str, arg: object) -> None:
+        """Run one action from a key, OSC/MIDI (via ControlState.post) or a controller."""
+        if action == "quit":
+            self._quit = True
+        elif action == "source":
+            self.switch_source(arg)  # type: ignore[arg-type]
+        elif action == "record":
+            want = (self.recorder is None) if arg is None else bool(arg)
+            if want and self.recorder is None:
+                self.start_recording(arg if isinstance(arg, (str, Path)) else None)
+            elif not want:
+                self.stop_recording()
+        elif action == "screenshot":
+            self.screenshot(arg if isinstance(arg, (str, Path)) else None)
+        elif action == "fullscreen":
+            if self.window is not None:
+                self.window.toggle_fullscreen()
+        elif action == "hud":
+            if self.window is not None:
+                self.window.show_hud = not self.window.show_hud
+        elif action == "freeze":
+            want = (not self._is_frozen()) if arg is None else bool(arg)
+            if self.state is not None and "freeze" in self.state.targets():
+                # The control state's modulator freezes z, and OSC/MIDI feedback shows the change.
+                self.state.set("freeze", 1.0 if want else 0.0, origin="key")
+            else:
+                self.frozen = want
+                if not want:
+                    self._z_hold = None
+        else:
+            for c in self.controllers:
+                try:
+                    if c.handle_action(action, arg):
+                        return
+                except Exception as e:  # a controller's bug must not end the show; it is reported
+                    self._controller_failed(c, "handle_action", e)
+            log(f"action {action!r} ({arg!r}): nothing handles it")
+
+    def _is_frozen(self) -> bool:
+        if self.state is not None and "freeze" in self.state.targets():
+            return self.state.get("freeze") >= 0.5
+        return self.frozen
+
+    def _controller_failed(self, c: object, where: str, e: Exception) -> None:
+        k = id(c)
+        self._controller_errors[k] = self._controller_errors.get(k, 0) + 1
+        self.stats.controller_errors += 1
+        if self._controller_errors[k] in (1, 100, 10000):  # say so, without flooding the console
+            log(f"controller {type(c).__name__}.{where} raised {e.__class__.__name__}: {e} "
+                f"({self._controller_errors[k]} so far)")  # fmt: skip
+
+    # --- the loop -------------------------------------------------------------------------------------------
+    def _limit(self) -> int | None:
+        if self.cfg.frames is not None:
+            return self.cfg.frames
+        if self.cfg.seconds is not None:
+            return max(1, round(self.cfg.seconds * self.fps))
+        return None
+
+    def _open(self) -> None:
+        self.input = self._start_input(self._make_source(self.cfg.sources[self.source_index]))
+        if self.offline:
+            # Frame rate of a file is known only once it is open; open it now so the render's rate is right.
+            first = self.input
+            assert isinstance(first, OrderedReader)
+            self._first = first.read(0.0)
+        if not self.cfg.headless:
+            self.window = Window(self.cfg.window).open()
+        if self.cfg.out:
+            self.render = Recorder(self.cfg.out, self.fps, self.cfg.record_size, block=self.offline).start()
+        if self.cfg.record:
+            self.start_recording(self.cfg.record)
+        if self.cfg.virtualcam:
+            from livevae.virtualcam import open_virtualcam
+
+            self.vcam = open_virtualcam(self.cfg.virtualcam_size, self.fps)
+        for c in self.controllers:
+            c.start(self)
+
+    def _close(self) -> None:
+        for c in self.controllers:
+            try:
+                c.stop()
+            except Exception as e:  # keep closing the rest
+                self._controller_failed(c, "stop", e)
+        if self.input is not None:
+            self._count_source(self.input)
+            self.stats.dropped = self._dropped_before + self.input.dropped
+            self.input.stop()
+        for cap in self._retired:
+            cap.stop()
+        self.stop_recording()
+        for t in self._finishing:
+            t.join(60)
+        if self.render is not None:
+            p = self.render.stop(timeout=120)
+            self.stats.record_dropped += self.render.dropped
+            if p is not None:
+                self._outputs.append(str(p))
+        if self.vcam is not None:
+            self.vcam.close()
+        self.screens.wait()
+        if self.window is not None:
+            self.window.close()
+
+    def run(self) -> LiveStats:
+        """Run the show; returns its stats. Ctrl-C ends it cleanly (the stats and files are still written)."""
+        self._open()
+        start = time.monotonic()
+        try:
+            self._loop(start)
+        except KeyboardInterrupt:
+            log("interrupted")
+        finally:
+            wall = time.monotonic() - start
+            self._close()
+            s = self.stats
+            s.frames = self.index
+            s.seconds = wall
+            s.fps = self.index / wall if wall > 0 else 0.0
+            s.source_fps = self.fps
+            s.stages = self.times.summary()
+            if self.latency:
+                a = np.asarray(self.latency, np.float64)
+                s.latency_ms = {
+                    "p50": float(np.percentile(a, 50)),
+                    "p99": float(np.percentile(a, 99)),
+                    "mean": float(a.mean()),
+                }
+            s.outputs = list(self._outputs)
+            s.screenshots = [str(p) for p in self.screens.saved]
+            if self.cfg.stats_json:
+                Path(self.cfg.stats_json).parent.mkdir(parents=True, exist_ok=True)
+                Path(self.cfg.stats_json).write_text(json.dumps(s.to_dict(), indent=2))
+        return self.stats
+
+    def _next_input(self, start: float) -> tuple[Frame | None, bool]:
+        """(frame, render). Offline: the next frame in order. Live: the newest frame, waiting up to 1.5 periods;
+        (None, False) when the source is up but nothing new arrived yet (nothing to render); a None frame with
+        render=True means the fallback picture (source down) or a frozen hold."""
+        inp = self.input
+        assert inp is not None
+        if isinstance(inp, OrderedReader):
+            first, self._first = self._first, None
+            if first is not None:
+                return first, True
+            return inp.read(self.index / self.fps), True
+        if self.frozen and self._z_hold is not None:
+            # Frozen on the loop's own hold: paced by the source, its frames taken and unused (not drops).
+            inp.take(1.5 / self.fps)
+            return None, True
+        f = inp.take(1.5 / self.fps)
+        if f is None and inp.status == "running":
+            return None, False
+        return f, True
+
+    def _loop(self, start: float) -> None:
+        limit = self._limit()
+        perf = time.perf_counter
+        while not self._quit and (limit is None or self.index < limit):
+            t_in = perf()
+            frame, render = self._next_input(start)
+            if not render:
+                self._actions()
+                continue
+            ms: dict[str, float] = {"input": (perf() - t_in) * 1000}
+            fell_back = False
+            t = self.index / self.fps if self.offline else time.monotonic() - start
+            self.t = t
+            loop_frozen = not (self.state is not None and "freeze" in self.state.targets()) and self.frozen
+            if frame is not None:
+                self.fallback.remember(frame.image)
+                captured = frame.captured
+            else:
+                captured = time.monotonic()
+            # preprocess + encode (skipped while the loop holds a frozen z)
+            t0 = perf()
+            if loop_frozen and self._z_hold is not None:
+                z = self._z_hold.copy()
+                ms["preprocess"] = ms["encode"] = 0.0
+                t1 = t0
+            else:
+                if frame is None:
+                    fell_back = True
+                    self.stats.fallback_frames += 1
+                    img = self.fallback.image(t)
+                else:
+                    img = frame.image
+                x = self.pre(img)[None]  # uint8 [1, H, W, 3] at the model's size
+                t1 = perf()
+                z = self.backend.encode(x)  # float32 [1, zdim]
+                if loop_frozen:
+                    self._z_hold = z.copy()
+                ms["preprocess"] = (t1 - t0) * 1000
+                ms["encode"] = (perf() - t1) * 1000
+            t2 = perf()
+            for c in self.controllers:
+                try:
+                    z = np.asarray(c.modulate(z, t), np.float32)
+                except Exception as e:  # one broken controller must not black out the show
+                    self._controller_failed(c, "modulate", e)
+            t3 = perf()
+            out = self.backend.decode(z)[0]  # uint8 [H, W, 3]
+            t4 = perf()
+            ms["modulate"] = (t3 - t2) * 1000
+            ms["decode"] = (t4 - t3) * 1000
+            self.last_output = out
+            self._present(out, ms)
+            now = time.monotonic()
+            ms["output"] = (perf() - t4) * 1000
+            lat = (now - captured) * 1000
+            self.latency.append(lat)
+            for k, v in ms.items():
+                self.times.add(k, v)
+            self._recent_present.append(now)
+            self._actions()
+            info = FrameInfo(
+                index=self.index,
+                t=t,
+                fps=self.measured_fps(),
+                source=self.source_name,
+                dropped=self.dropped,
+                latency_ms=lat,
+                stage_ms=ms,
+                fallback=fell_back,
+                frozen=self._is_frozen(),
+                recording=self.recording,
+                z=z,
+                output=out,
+            )
+            for c in self.controllers:
+                try:
+                    c.on_frame(info)
+                except Exception as e:  # reported, never fatal
+                    self._controller_failed(c, "on_frame", e)
+            self.index += 1
+
+    def measured_fps(self) -> float:
+        r = self._recent_present
+        if len(r) < 2 or r[-1] <= r[0]:
+            return 0.0
+        return (len(r) - 1) / (r[-1] - r[0])
+
+    def _present(self, out: np.ndarray, ms: dict[str, float]) -> None:
+        if self.render is not None:
+            self.render.write(out)
+        if self.recorder is not None:
+            self.recorder.write(out)
+        if self.vcam is not None:
+            self.vcam.send(out)
+        if self.window is not None:
+            self.window.present(out, hud_lines(self.hud_info(ms)) if self.window.show_hud else None)
+
+    def hud_info(self, ms: dict[str, float]) -> HudInfo:
+        osc_port = getattr(self.state, "osc_port", None)
+        extra: list[str] = []
+        for c in self.controllers:
+            osc_port = osc_port or getattr(c, "osc_port", None)
+            lines = getattr(c, "hud_lines", None)
+            if callable(lines):
+                try:
+                    extra += list(lines())
+                except Exception as e:  # reported, never fatal
+                    self._controller_failed(c, "hud_lines", e)
+        rec = self.recorder
+        inp = self.input
+        return HudInfo(
+            fps=self.measured_fps(),
+            target_fps=self.fps,
+            stage_ms={k: self.times.mean_recent(k) for k in STAGES[1:]},
+            backend=self.backend.name,
+            source=f"{self.source_index}: {self.source_name}",
+            source_status=inp.status if inp is not None else "",
+            dropped=self.dropped,
+            latency_ms=self.latency[-1] if self.latency else 0.0,
+            recording=rec.seconds if rec is not None else None,
+            frozen=self._is_frozen(),
+            osc_port=osc_port if isinstance(osc_port, int) else None,
+            extra=extra,
+        )
+
+    def _actions(self) -> None:
+        acts: list[tuple[str, object]] = []
+        if self.window is not None:
+            acts += self.window.poll()
+        if self.state is not None:
+            acts += self.state.drain_actions()
+        for a, arg in acts:
+            self.handle(a, arg)
+
+
+def _parse_crop(text: str) -> Any:
+    from livevae.preprocess import parse_crop
+
+    return parse_crop(text)
+
+
+# ---------------------------------------------------------------------------------------------- the command
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = (
+        "examples:\n"
+        "  livevae live shows/demo.toml\n"
+        "  livevae live --model runs/br/model.safetensors --source 0 --fullscreen --display 1\n"
+        "  livevae live --model m.safetensors --source film.mp4 --source 0 --source testcard\n"
+        "  livevae live shows/demo.toml --headless --out render.mp4 --seconds 20\n"
+    )
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    d = LiveConfig()
+    w = WindowConfig()
+    p.add_argument("show", nargs="?", help="show file (.toml); flags given as well override it")
+    g = p.add_argument_group("model")
+    g.add_argument("--model", help="model file (.safetensors)")
+    g.add_argument("--backend", help=f"inference backend: auto, torch, onnxruntime, tensorrt ... (default {d.backend})")
+    g.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
+    g = p.add_argument_group("input")
+    g.add_argument("--source", action="append", dest="sources", metavar="SPEC",
+                   help="camera index or /dev/videoN, video file, image folder, playlist .txt, or testcard; "
+                   "repeat to list several (switch with the 'source' action)")  # fmt: skip
+    g.add_argument("--source-size", type=_size, metavar="WxH", help="camera: requested capture size")
+    g.add_argument("--source-fps", type=float, help="camera: requested rate; image folder / test card: their rate")
+    g.add_argument("--hold", type=float, help="image folder: seconds per image (0 = image sequence)")
+    g.add_argument("--no-loop", dest="loop", action="store_const", const=False, help="do not loop files")
+    g.add_argument("--fallback", choices=FALLBACKS, help=f"shown while a source is down (default {d.fallback})")
+    g.add_argument("--crop", help=f"'centre' or x,y,w,h in source pixels (default {d.crop})")
+    g.add_argument("--fps", type=float, help="show rate (default: the source's own)")
+    g = p.add_argument_group("window")
+    g.add_argument("--display", type=int, help=f"display index (default {w.display})")
+    g.add_argument("--size", type=_size, metavar="WxH", help="window size (default 1280x720)")
+    g.add_argument("--fullscreen", action="store_const", const=True)
+    g.add_argument("--borderless", action="store_const", const=True)
+    g.add_argument("--no-vsync", dest="vsync", action="store_const", const=False)
+    g.add_argument("--filter", choices=FILTERS, help=f"scaling filter (default {w.filter})")
+    g.add_argument("--no-hud", dest="hud", action="store_const", const=False)
+    g.add_argument("--cursor", action="store_const", const=True, help="show the mouse cursor")
+    g = p.add_argument_group("output")
+    g.add_argument("--headless", action="store_const", const=True, help="no window")
+    g.add_argument(
+        "--realtime",
+        action="store_const",
+        const=True,
+        help="headless but paced live (latest frame, wall clock), not a repeatable offline render",
+    )
+    g.add_argument("--out", help="headless: render into this MP4 (at the source's frame rate)")
+    g.add_argument("--frames", type=int, help="stop after N frames")
+    g.add_argument("--seconds", type=float, help="stop after S seconds of show time")
+    g.add_argument("--record", help="record to this MP4 from the start (key r toggles recording)")
+    g.add_argument("--record-dir", help=f"where key r puts recordings (default {d.record_dir})")
+    g.add_argument("--record-size", type=_size, metavar="WxH", help="scale recordings to this size")
+    g.add_argument("--screenshot-dir", help=f"where key s puts PNGs (default {d.screenshot_dir})")
+    g.add_argument("--virtualcam", action="store_const", const=True, help="also send to a virtual camera")
+    g.add_argument("--stats-json", help="write the exit stats here as JSON")
+
+
+def _size(text: str) -> tuple[int, int]:
+    from livevae.preprocess import PreprocessError, parse_size
+
+    try:
+        return parse_size(text)
+    except PreprocessError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+WINDOW_FLAGS = {"display", "size", "fullscreen", "borderless", "vsync", "filter", "hud", "cursor"}
+
+
+def apply_flags(cfg: LiveConfig, args: argparse.Namespace) -> LiveConfig:
+    """cfg with every flag the user actually gave (not None) written over it."""
+    top = {f.name for f in fields(LiveConfig)} - {"window"}
+    over = {k: v for k, v in vars(args).items() if k in top and v is not None}
+    win = {k: v for k, v in vars(args).items() if k in WINDOW_FLAGS and v is not None}
+    if "sources" in over and "source" not in over:
+        over["source"] = 0
+    return replace(cfg, **over, window=replace(cfg.window, **win))
+
+
+def pca_count(model_path: str) -> int:
+    """Number of principal directions stored in a model file (0 when none), read from its header only."""
+    try:
+        from safetensors import safe_open
+
+        with safe_open(model_path, framework="pt") as f:
+            if "pca_components" in f.keys():  # noqa: SIM118 - safe_open is not a mapping
+                return int(f.get_slice("pca_components").get_shape()[0])
+    except Exception:  # the backend reports a bad model file properly; this is only a hint
+        return 0
+    return 0
+
+
+def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState | None, list[Controller]]:
+    """Resolve a show file and/or flags into (config, backend, state, controllers)."""
+    state: ControlState | None = None
+    controllers: list[Controller] = []
+    if args.show:
+        try:
+            from livevae.show import build_show
+        except ImportError as e:
+            raise LiveError(f"{args.show}: show files need livevae.show ({e})") from e
+        cfg, state, controllers = build_show(Path(args.show))
+        cfg = apply_flags(cfg, args)
+    else:
+        if not args.model:
+            raise LiveError("no model: give a show file, or --model MODEL.safetensors")
+        cfg = apply_flags(LiveConfig(), args)
+    if cfg.headless and cfg.out is None and cfg.frames is None and cfg.seconds is None and not cfg.realtime:
+        log("headless with no --out, --frames or --seconds: running until Ctrl-C")
+    if cfg.threads:
+        import torch
+
+        torch.set_num_threads(cfg.threads)
+    from livevae.backends import create
+
+    backend = create(cfg.model, cfg.backend)
+    if not args.show:
+        try:
+            from livevae.control import ControlState
+            from livevae.show import default_controllers  # type: ignore[attr-defined]
+        except ImportError:
+            pass
+        else:
+            state = ControlState(backend.cfg.zdim, pca_count(cfg.model))
+            controllers = list(default_controllers(cfg, state))
+    return cfg, backend, state, controllers
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg, backend, state, controllers = build(args)
+    if not cfg.headless:
+        from livevae.window import display_available
+
+        if not display_available():
+            raise LiveError("no display (DISPLAY/WAYLAND_DISPLAY unset): use --headless --out FILE")
+    stats = LiveLoop(cfg, backend, state, controllers).run()
+    print(stats.summary())
+    return 0

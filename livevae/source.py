@@ -1,0 +1,752 @@
+"""Frame sources (camera, video file, playlist, image folder, test card) and their capture threads."""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import sys
+import threading
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
+PLAYLIST_SUFFIXES = (".txt", ".m3u", ".m3u8")
+FALLBACKS = ("hold", "black", "testcard")
+
+
+class SourceError(Exception):
+    """A source cannot be opened or read (missing file, unplugged camera, bad playlist, decode failure)."""
+
+
+def log(msg: str) -> None:
+    print(f"livevae source: {msg}", file=sys.stderr, flush=True)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One captured picture and when it arrived."""
+
+    image: np.ndarray  # RGB uint8 [H, W, 3]
+    captured: float  # time.monotonic() when the frame was published: the start of its end-to-end latency
+    seq: int  # running count of frames published by this capture (gaps = frames dropped as stale)
+    pts: float  # position in the source in seconds (keeps growing across loops)
+    source: str
+    fallback: bool = False  # True when this is the fallback picture, not the source's
+
+
+class Source(ABC):
+    """One kind of input. read() returns the next picture in order; the capture thread decides when."""
+
+    name: str = "source"
+    # True when read() itself waits for the device (cameras); False when it returns as fast as it can
+    # decode (files, test card), so the capture thread paces it at `fps`.
+    paced: bool = False
+
+    @property
+    @abstractmethod
+    def fps(self) -> float:
+        """Nominal frame rate of what read() will return next (a playlist's changes per item)."""
+
+    @abstractmethod
+    def open(self) -> None:
+        """Open (or reopen after a failure); raises SourceError naming the device or file."""
+
+    @abstractmethod
+    def read(self) -> np.ndarray:
+        """The next RGB uint8 [H, W, 3] frame; raises SourceError when the source fails."""
+
+    def close(self) -> None:  # noqa: B027 - optional hook
+        """Release the device or file; safe to call twice or before open()."""
+
+    @property
+    def pts(self) -> float:
+        """Media time of the last frame read, in seconds."""
+        return 0.0
+
+
+# ---------------------------------------------------------------------------------------------- test card
+
+
+def test_card(width: int = 640, height: int = 480, t: float = 0.0, label: str = "livevae") -> np.ndarray:
+    """A generated test card: colour bars, a grey ramp, a circle and a sweep that moves with `t` (seconds).
+
+    RGB uint8 [height, width, 3]. Moving parts show at a glance that the show is alive.
+    """
+    img = np.zeros((height, width, 3), np.uint8)
+    bars = [(192, 192, 192), (192, 192, 0), (0, 192, 192), (0, 192, 0), (192, 0, 192), (192, 0, 0), (0, 0, 192)]
+    top = int(height * 0.62)
+    for i, c in enumerate(bars):
+        x0, x1 = i * width // len(bars), (i + 1) * width // len(bars)
+        img[:top, x0:x1] = c
+    ramp = np.linspace(0, 255, width, dtype=np.float32).astype(np.uint8)
+    img[top : int(height * 0.8)] = ramp[None, :, None]
+    # Bottom band: a bright bar sweeping once every 2 s.
+    x = int((t % 2.0) / 2.0 * width)
+    img[int(height * 0.8) :, max(0, x - width // 40) : x + width // 40] = (255, 255, 255)
+    cx, cy, r = width // 2, top // 2, max(4, min(width, height) // 5)
+    cv2.circle(img, (cx, cy), r, (255, 255, 255), max(1, r // 12), lineType=cv2.LINE_AA)
+    a = 2 * math.pi * (t % 1.0)
+    cv2.line(img, (cx, cy), (int(cx + r * math.cos(a)), int(cy + r * math.sin(a))), (255, 255, 255), max(1, r // 16))
+    scale = max(0.35, width / 900)
+    cv2.putText(
+        img, f"{label}  {t:7.2f}s", (width // 40, height - height // 40), cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0),
+        max(1, int(scale * 2)), cv2.LINE_AA,
+    )  # fmt: skip
+    return img
+
+
+class TestCardSource(Source):
+    """A generated test card at a fixed size and frame rate; never fails."""
+
+    __test__ = False  # not a pytest class
+
+    def __init__(self, size: tuple[int, int] = (640, 480), fps: float = 30.0) -> None:
+        self.size = size
+        self._fps = float(fps)
+        self.name = "testcard"
+        self._n = 0
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def open(self) -> None:
+        self._n = 0
+
+    def read(self) -> np.ndarray:
+        img = test_card(self.size[0], self.size[1], self._n / self._fps)
+        self._n += 1
+        return img
+
+    @property
+    def pts(self) -> float:
+        return max(0, self._n - 1) / self._fps
+
+
+# ---------------------------------------------------------------------------------------------- camera
+
+
+class CameraSource(Source):
+    """An OpenCV camera by index (0, 1, ...) or device path (/dev/video2), at a requested size and fps."""
+
+    paced = True
+
+    def __init__(self, device: int | str, size: tuple[int, int] | None = None, fps: float | None = None) -> None:
+        self.device = device
+        self.size = size
+        self.requested_fps = fps
+        self.name = f"camera {device}"
+        self._cap: cv2.VideoCapture | None = None
+        self._fps = float(fps or 30.0)
+        self._n = 0
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def open(self) -> None:
+        self.close()
+        cap = cv2.VideoCapture(self.device)
+        if not cap.isOpened():
+            cap.release()
+            raise SourceError(f"{self.name}: cannot open (unplugged, busy or no such device); expected a camera")
+        if self.size:
+            cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
+            cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
+        if self.requested_fps:
+            cap.set(cv2.CAP_PROP_FPS, self.requested_fps)
+        cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # the driver's own queue adds latency; keep one frame
+        got = cap.get(cv2.CAP_PROP_FPS)
+        if got and 1 <= got <= 1000:
+            self._fps = float(got)
+        self._cap = cap
+        self._n = 0
+
+    def read(self) -> np.ndarray:
+        if self._cap is None:
+            raise SourceError(f"{self.name}: read before open")
+        ok, bgr = self._cap.read()
+        if not ok or bgr is None:
+            raise SourceError(f"{self.name}: read failed (unplugged?); expected a frame")
+        self._n += 1
+        return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+    def close(self) -> None:
+        if self._cap is not None:
+            self._cap.release()
+            self._cap = None
+
+    @property
+    def pts(self) -> float:
+        return self._n / self._fps
+
+
+# ---------------------------------------------------------------------------------------------- video file
+
+
+class VideoFileSource(Source):
+    """A video file played at its own frame rate; loops seamlessly (the decoder rewinds, the clock runs on)."""
+
+    def __init__(self, path: str | Path, loop: bool = True) -> None:
+        self.path = Path(path)
+        self.loop = loop
+        self.name = self.path.name
+        self._fps = 25.0
+        self._container: object | None = None
+        self._frames: Iterator[np.ndarray] | None = None
+        self._pts = 0.0
+        self._offset = 0.0  # media time of the current pass's start (grows by the clip's length each loop)
+        self._last_local = 0.0
+        self._frame_dur = 1 / 25
+        self.loops = 0
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    @property
+    def pts(self) -> float:
+        return self._pts
+
+    def open(self) -> None:
+        import av
+
+        from livevae.video import VideoError, open_container
+
+        self.close()
+        try:
+            c = open_container(self.path)
+        except VideoError as e:
+            raise SourceError(str(e)) from e
+        v = c.streams.video[0]
+        v.thread_type = "AUTO"
+        rate = v.average_rate or v.guessed_rate or v.base_rate
+        self._fps = float(Fraction(rate)) if rate else 25.0
+        self._frame_dur = 1 / self._fps
+        self._container = c
+        tb = float(v.time_base or Fraction(1, 1000))
+
+        def frames() -> Iterator[np.ndarray]:
+            n = 0
+            for frame in c.decode(v):
+                self._last_local = float(frame.pts * tb) if frame.pts is not None else n * self._frame_dur
+                n += 1
+                yield frame.to_ndarray(format="rgb24")
+            if n == 0:
+                raise SourceError(f"{self.path}: no decodable frames; expected a video")
+
+        self._frames = frames()
+        self._av_error = av.error.FFmpegError
+        self._offset = self._pts = 0.0
+
+    def _rewind(self) -> None:
+        # Reopening costs a few ms on small clips and is robust to streams that do not seek to 0 cleanly;
+        # the capture thread decodes one frame ahead of its deadline, so the rewind hides inside a frame.
+        offset = self._offset + self._last_local + self._frame_dur
+        loops = self.loops + 1
+        self.open()
+        self._offset, self.loops = offset, loops
+
+    def read(self) -> np.ndarray:
+        if self._frames is None:
+            raise SourceError(f"{self.path}: read before open")
+        for attempt in range(2):
+            try:
+                img = next(self._frames)
+                self._pts = self._offset + self._last_local
+                return img
+            except StopIteration:
+                if not self.loop:
+                    raise SourceError(f"{self.path}: reached the end (looping off)") from None
+                if attempt:
+                    break
+                self._rewind()
+            except SourceError:
+                raise
+            except (self._av_error, OSError, ValueError) as e:
+                raise SourceError(f"{self.path}: read failed ({e.__class__.__name__}: {e})") from e
+        raise SourceError(f"{self.path}: no frames after rewinding; expected a video")
+
+    def close(self) -> None:
+        c, self._container, self._frames = self._container, None, None
+        if c is not None:
+            with contextlib.suppress(Exception):  # a half-broken container may fail to close; dropped anyway
+                c.close()  # type: ignore[attr-defined]
+
+
+# ---------------------------------------------------------------------------------------------- image folder
+
+
+class ImageFolderSource(Source):
+    """The images of a folder in name order: an image sequence at `fps`, or a slideshow (`hold` s each)."""
+
+    def __init__(self, folder: str | Path, fps: float = 25.0, hold: float = 0.0, loop: bool = True) -> None:
+        self.folder = Path(folder)
+        self._fps = float(fps)
+        self.hold = hold
+        self.loop = loop
+        self.name = self.folder.name + "/"
+        self.files: list[Path] = []
+        self._n = 0
+        self._cache: tuple[int, np.ndarray] | None = None
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def open(self) -> None:
+        if not self.folder.is_dir():
+            raise SourceError(f"{self.folder}: folder not found; expected a folder of images")
+        self.files = sorted(p for p in self.folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+        if not self.files:
+            raise SourceError(f"{self.folder}: no images ({', '.join(IMAGE_SUFFIXES)}); expected at least one")
+        self._n = 0
+        self._cache = None
+
+    def read(self) -> np.ndarray:
+        if not self.files:
+            raise SourceError(f"{self.folder}: read before open")
+        per = max(1, round(self.hold * self._fps)) if self.hold > 0 else 1
+        i = self._n // per
+        if i >= len(self.files) and not self.loop:
+            raise SourceError(f"{self.folder}: reached the last image (looping off)")
+        i %= len(self.files)
+        self._n += 1
+        if self._cache is not None and self._cache[0] == i:
+            return self._cache[1]
+        img = read_image(self.files[i])
+        self._cache = (i, img)
+        return img
+
+    @property
+    def pts(self) -> float:
+        return max(0, self._n - 1) / self._fps
+
+
+def read_image(path: Path) -> np.ndarray:
+    """An image file as RGB uint8 [H, W, 3]; SourceError names the file."""
+    bgr = cv2.imread(str(path), cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise SourceError(f"{path}: not a readable image; expected one of {', '.join(IMAGE_SUFFIXES)}")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+# ---------------------------------------------------------------------------------------------- playlist
+
+
+def parse_playlist(path: Path) -> list[Path]:
+    """Entries of a playlist file: one video file, image or folder per line, relative to the playlist;
+    blank lines and lines starting with '#' are skipped. Raises SourceError naming the file and line."""
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise SourceError(f"{path}: cannot read playlist ({e})") from e
+    items = []
+    for n, raw in enumerate(text.splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        p = Path(line).expanduser()
+        p = p if p.is_absolute() else path.parent / p
+        if not p.exists():
+            raise SourceError(f"{path}:{n}: {line!r} not found; expected a video file, image or folder")
+        items.append(p)
+    if not items:
+        raise SourceError(f"{path}: playlist is empty; expected one video path per line")
+    return items
+
+
+class PlaylistSource(Source):
+    """The items of a playlist file one after another (each video once, each image for `hold` s), looping."""
+
+    def __init__(self, path: str | Path, fps: float = 25.0, hold: float = 5.0, loop: bool = True) -> None:
+        self.path = Path(path)
+        self.default_fps = float(fps)
+        self.hold = hold
+        self.loop = loop
+        self.name = self.path.name
+        self.items: list[Path] = []
+        self.index = 0
+        self._cur: Source | None = None
+        self._left = 0  # frames left to show for a still image
+        self._offset = 0.0
+
+    @property
+    def fps(self) -> float:
+        return self._cur.fps if self._cur is not None else self.default_fps
+
+    @property
+    def pts(self) -> float:
+        return self._offset + (self._cur.pts if self._cur is not None else 0.0)
+
+    def _start(self, i: int) -> None:
+        if self._cur is not None:
+            self._offset += self._cur.pts + 1 / self._cur.fps
+            self._cur.close()
+        self.index = i
+        p = self.items[i]
+        if p.is_dir():
+            self._cur = ImageFolderSource(p, fps=self.default_fps, loop=False)
+        elif p.suffix.lower() in IMAGE_SUFFIXES:
+            self._cur = _StillSource(p, self.default_fps)
+            self._left = max(1, round(self.hold * self.default_fps))
+        else:
+            self._cur = VideoFileSource(p, loop=False)
+        self._cur.open()
+        self.name = f"{self.path.name}[{i}] {p.name}"
+
+    def open(self) -> None:
+        self.close()
+        self.items = parse_playlist(self.path)
+        self._offset = 0.0
+        self._start(0)
+
+    def read(self) -> np.ndarray:
+        for _ in range(len(self.items) + 1):
+            cur = self._cur
+            if cur is None:
+                raise SourceError(f"{self.path}: read before open")
+            if isinstance(cur, _StillSource):
+                if self._left > 0:
+                    self._left -= 1
+                    return cur.read()
+            else:
+                try:
+                    return cur.read()
+                except SourceError as e:
+                    if "reached the" not in str(e):
+                        raise
+            nxt = self.index + 1
+            if nxt >= len(self.items):
+                if not self.loop:
+                    raise SourceError(f"{self.path}: reached the end of the playlist (looping off)")
+                nxt = 0
+            self._start(nxt)
+        raise SourceError(f"{self.path}: no item produced a frame; expected playable entries")
+
+    def close(self) -> None:
+        if self._cur is not None:
+            self._cur.close()
+            self._cur = None
+
+
+class _StillSource(Source):
+    """One image file (a playlist entry): the same picture on every read."""
+
+    def __init__(self, path: Path, fps: float) -> None:
+        self.path, self._fps, self.name = path, fps, path.name
+        self._img: np.ndarray | None = None
+        self._n = 0
+
+    @property
+    def fps(self) -> float:
+        return self._fps
+
+    def open(self) -> None:
+        self._img = read_image(self.path)
+        self._n = 0
+
+    def read(self) -> np.ndarray:
+        if self._img is None:
+            raise SourceError(f"{self.path}: read before open")
+        self._n += 1
+        return self._img
+
+    @property
+    def pts(self) -> float:
+        return max(0, self._n - 1) / self._fps
+
+
+# ---------------------------------------------------------------------------------------------- spec parsing
+
+
+def open_source(
+    spec: str | int,
+    size: tuple[int, int] | None = None,
+    fps: float | None = None,
+    hold: float = 0.0,
+    loop: bool = True,
+) -> Source:
+    """Build the source a spec names (nothing is opened yet):
+
+    - ``testcard`` (or ``testcard:640x480``): the generated test card, at `fps` (default 30);
+    - an integer (``0``) or a device path (``/dev/video2``): a camera, at the requested `size` and `fps`;
+    - a folder: its images in name order (an image sequence at `fps`, default 25; `hold` > 0 makes a slideshow);
+    - a ``.txt``/``.m3u`` file: a playlist, one path per line;
+    - anything else: a video file played at its own frame rate.
+
+    Raises SourceError naming the spec when a file or folder does not exist.
+    """
+    if isinstance(spec, int):
+        return CameraSource(spec, size, fps)
+    s = spec.strip()
+    if s.lower().startswith("testcard"):
+        card_size = size or (640, 480)
+        if ":" in s:
+            from livevae.preprocess import PreprocessError, parse_size
+
+            try:
+                card_size = parse_size(s.split(":", 1)[1])
+            except PreprocessError as e:
+                raise SourceError(f"source {spec!r}: {e}") from None
+        return TestCardSource(card_size, fps or 30.0)
+    if s.isdigit():
+        return CameraSource(int(s), size, fps)
+    if s.startswith("/dev/video"):
+        return CameraSource(s, size, fps)
+    p = Path(s).expanduser()
+    if p.is_dir():
+        return ImageFolderSource(p, fps=fps or 25.0, hold=hold, loop=loop)
+    if not p.exists():
+        raise SourceError(
+            f"source {spec!r}: no such file or folder; expected a camera index, /dev/videoN, a video file, "
+            "a folder of images, a playlist .txt or 'testcard'"
+        )
+    if p.suffix.lower() in PLAYLIST_SUFFIXES:
+        return PlaylistSource(p, fps=fps or 25.0, hold=hold or 5.0, loop=loop)
+    if p.suffix.lower() in IMAGE_SUFFIXES:
+        return _StillSource(p, fps or 25.0)
+    return VideoFileSource(p, loop=loop)
+
+
+# ---------------------------------------------------------------------------------------------- fallback
+
+
+class Fallback:
+    """What the show shows while its source is down: 'hold' the last frame, 'black', or the 'testcard'."""
+
+    def __init__(self, mode: str = "hold", size: tuple[int, int] = (640, 480)) -> None:
+        if mode not in FALLBACKS:
+            raise SourceError(f"fallback {mode!r}: unknown; expected one of {', '.join(FALLBACKS)}")
+        self.mode = mode
+        self.size = size
+        self.last: np.ndarray | None = None
+
+    def remember(self, img: np.ndarray) -> None:
+        self.last = img
+
+    def image(self, t: float) -> np.ndarray:
+        """RGB uint8 [H, W, 3] to show at show time `t` (the card moves, so a dead source is obvious)."""
+        if self.mode == "hold" and self.last is not None:
+            return self.last
+        w, h = (self.last.shape[1], self.last.shape[0]) if self.last is not None else self.size
+        if self.mode == "testcard":
+            return test_card(w, h, t, label="NO SIGNAL")
+        return np.zeros((h, w, 3), np.uint8)
+
+
+class Backoff:
+    """Reconnect delays: first, first*2, ... up to `most` seconds; reset after a success."""
+
+    def __init__(self, first: float = 0.25, most: float = 4.0) -> None:
+        self.first, self.most = first, most
+        self.next = first
+
+    def step(self) -> float:
+        d = self.next
+        self.next = min(self.most, self.next * 2)
+        return d
+
+    def reset(self) -> None:
+        self.next = self.first
+
+
+# ---------------------------------------------------------------------------------------------- capture
+
+
+class Capture:
+    """Reads a source on its own thread into a latest-frame slot.
+
+    The slot holds one frame: a frame not taken before the next arrives is dropped (counted), never
+    queued, so the show always works on the newest picture. On a failure the thread logs one line,
+    closes the source and reopens it with backoff; the reader sees `failed` and shows its fallback.
+    """
+
+    def __init__(
+        self,
+        source: Source,
+        backoff: Backoff | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        fps: float | None = None,
+    ) -> None:
+        self.source = source
+        self.backoff = backoff or Backoff()
+        self.clock = clock
+        self.fps_override = fps
+        self._cond = threading.Condition()
+        self._slot: Frame | None = None
+        self._seq = 0
+        self._taken_seq = 0
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.status = "starting"  # starting | running | failed | stopped
+        self.dropped = 0  # frames published but overwritten before the loop took them
+        self.published = 0
+        self.failures = 0
+        self.reconnects = 0
+        self.last_error = ""
+
+    @property
+    def fps(self) -> float:
+        return float(self.fps_override or self.source.fps)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def start(self) -> Capture:
+        self._thread = threading.Thread(target=self._run, name=f"capture {self.source.name}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self, wait: bool = True, timeout: float = 2.0) -> None:
+        """Stop capturing; the thread closes the source itself. wait=False returns at once (source switches
+        in the frame loop: releasing a camera can take a while)."""
+        self._stop.set()
+        with self._cond:
+            self._cond.notify_all()
+        if wait and self._thread is not None:
+            self._thread.join(timeout)
+        self.status = "stopped"
+
+    def _publish(self, img: np.ndarray) -> None:
+        with self._cond:
+            if self._slot is not None and self._slot.seq > self._taken_seq:
+                self.dropped += 1  # stale: the loop never took it
+            self._seq += 1
+            self.published += 1
+            self._slot = Frame(img, self.clock(), self._seq, self.source.pts, self.source.name)
+            self._cond.notify_all()
+
+    def _fail(self, e: BaseException) -> None:
+        self.failures += 1
+        self.status = "failed"
+        self.last_error = str(e)
+        log(f"{self.source.name}: {e}; showing the fallback and reconnecting")
+        self.source.close()
+
+    def _run(self) -> None:
+        try:
+            self._capture()
+        finally:
+            self.source.close()
+
+    def _capture(self) -> None:
+        opened_once = False
+        while not self._stop.is_set():
+            try:
+                self.source.open()
+            except Exception as e:  # any open failure: keep the show up and retry with backoff
+                if self.status != "failed":
+                    self._fail(e)
+                self._stop.wait(self.backoff.step())
+                continue
+            if opened_once:
+                self.reconnects += 1
+                log(f"{self.source.name}: reconnected")
+            opened_once = True
+            self.status = "running"
+            self.backoff.reset()
+            deadline = self.clock()
+            try:
+                while not self._stop.is_set():
+                    img = self.source.read()
+                    if not self.source.paced:
+                        # Files and the test card: publish frame k at start + sum of frame periods, so a
+                        # file plays at its own rate. When decoding falls behind by more than a frame,
+                        # restart the timeline instead of bursting to catch up.
+                        now = self.clock()
+                        if deadline > now:
+                            self._stop.wait(deadline - now)
+                        elif now - deadline > 1 / self.fps:
+                            deadline = now
+                        deadline += 1 / self.fps
+                    self._publish(img)
+            except Exception as e:  # read errors of any kind: fallback + reconnect, never a dead show
+                self._fail(e)
+                self._stop.wait(self.backoff.step())
+
+    def take(self, timeout: float) -> Frame | None:
+        """The newest frame not yet taken, waiting up to `timeout` s for one; None if none arrived."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while self._slot is None or self._slot.seq <= self._taken_seq:
+                left = end - time.monotonic()
+                if left <= 0 or self._stop.is_set():
+                    return None
+                self._cond.wait(left)
+            self._taken_seq = self._slot.seq
+            return self._slot
+
+
+class OrderedReader:
+    """Reads a source in order on the caller's thread, for headless renders that must repeat exactly.
+
+    Failures give the fallback picture; reopening is retried on a backoff measured in show time,
+    so a render with a flaky source still repeats.
+    """
+
+    def __init__(self, source: Source, backoff: Backoff | None = None, fps: float | None = None) -> None:
+        self.source = source
+        self.backoff = backoff or Backoff()
+        self.fps_override = fps
+        self.status = "starting"
+        self.failures = 0
+        self.reconnects = 0
+        self.last_error = ""
+        self._retry_at: float | None = 0.0
+        self._opened_once = False
+        self._seq = 0
+        self.dropped = 0
+
+    @property
+    def fps(self) -> float:
+        return float(self.fps_override or self.source.fps)
+
+    @property
+    def name(self) -> str:
+        return self.source.name
+
+    def _fail(self, e: BaseException, t: float) -> None:
+        if self.status != "failed":
+            self.failures += 1
+            log(f"{self.source.name}: {e}; showing the fallback and reconnecting")
+        self.status = "failed"
+        self.last_error = str(e)
+        self.source.close()
+        self._retry_at = t + self.backoff.step()
+
+    def read(self, t: float) -> Frame | None:
+        """The next frame at show time `t`, or None while the source is down."""
+        if self.status != "running":
+            if self._retry_at is None or t < self._retry_at:
+                return None
+            try:
+                self.source.open()
+            except Exception as e:  # any open failure: fallback and retry later
+                self._fail(e, t)
+                return None
+            if self._opened_once:
+                self.reconnects += 1
+                log(f"{self.source.name}: reconnected")
+            self._opened_once = True
+            self.status = "running"
+            self.backoff.reset()
+        try:
+            img = self.source.read()
+        except Exception as e:  # any read error: fallback + reconnect
+            self._fail(e, t)
+            return None
+        self._seq += 1
+        return Frame(img, time.monotonic(), self._seq, self.source.pts, self.source.name)
+
+    def stop(self) -> None:
+        self.source.close()
+        self.status = "stopped"

@@ -1,0 +1,211 @@
+"""The show window (pygame): display choice, fullscreen/borderless, aspect-correct scaling, keys, HUD."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+FILTERS = ("smooth", "pixelated")
+
+# key name -> action the loop handles (see LiveLoop): the performer's keyboard.
+KEYS = {
+    "f": "fullscreen",
+    "h": "hud",
+    "space": "freeze",
+    "r": "record",
+    "s": "screenshot",
+    "escape": "quit",
+    "q": "quit",
+}
+
+
+class WindowError(Exception):
+    """The window cannot be opened (no display, bad display index, bad option)."""
+
+
+@dataclass
+class WindowConfig:
+    """How the picture is shown. size is the windowed size; fullscreen uses the display's own size."""
+
+    display: int = 0
+    size: tuple[int, int] = (1280, 720)
+    fullscreen: bool = False
+    borderless: bool = False
+    vsync: bool = True
+    filter: str = "smooth"  # smooth (bilinear) | pixelated (nearest: the model's pixels stay crisp)
+    hud: bool = True
+    cursor: bool = False  # hidden by default: nobody wants a pointer on the projection
+    title: str = "livevae"
+
+    def __post_init__(self) -> None:
+        if self.filter not in FILTERS:
+            raise WindowError(f"window filter {self.filter!r}: unknown; expected one of {', '.join(FILTERS)}")
+        if self.size[0] <= 0 or self.size[1] <= 0:
+            raise WindowError(f"window size {self.size}: expected positive width and height")
+
+
+def log(msg: str) -> None:
+    print(f"livevae window: {msg}", file=sys.stderr, flush=True)
+
+
+def fit_rect(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
+    """The largest (x, y, w, h) of the source's aspect centred in the destination (letterbox/pillarbox)."""
+    scale = min(dst_w / src_w, dst_h / src_h)
+    w, h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
+    return (dst_w - w) // 2, (dst_h - h) // 2, w, h
+
+
+def display_available() -> bool:
+    """True when a real window can be opened: X11/Wayland reachable, or SDL told to use a dummy driver."""
+    if os.environ.get("SDL_VIDEODRIVER") == "dummy":
+        return True
+    if not (os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")):
+        return False
+    try:
+        import pygame
+
+        pygame.display.init()
+        ok = pygame.display.get_num_displays() > 0
+        pygame.display.quit()
+        return ok
+    except Exception:  # any SDL failure means no usable display
+        return False
+
+
+class Window:
+    """A pygame window that scales each frame into itself with the aspect kept, and reports key actions."""
+
+    def __init__(self, cfg: WindowConfig) -> None:
+        self.cfg = cfg
+        self.fullscreen = cfg.fullscreen
+        self.show_hud = cfg.hud
+        self.vsync = False
+        self._screen: object | None = None
+        self._font: object | None = None
+        self._last_size: tuple[int, int] | None = None
+
+    def open(self) -> Window:
+        """Open the window; raises WindowError naming the display when SDL cannot."""
+        os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
+        import pygame
+
+        try:
+            pygame.display.init()
+            pygame.font.init()
+        except pygame.error as e:
+            raise WindowError(f"cannot start the display ({e}); set DISPLAY, or use --headless") from e
+        n = pygame.display.get_num_displays()
+        if not 0 <= self.cfg.display < n:
+            raise WindowError(f"display {self.cfg.display}: no such display; expected 0..{n - 1}")
+        pygame.display.set_caption(self.cfg.title)
+        self._set_mode()
+        pygame.mouse.set_visible(self.cfg.cursor)
+        self._font = pygame.font.Font(None, 22)  # pygame's bundled font: nothing to install
+        return self
+
+    def _set_mode(self) -> None:
+        import pygame
+
+        flags = 0
+        if self.fullscreen:
+            flags |= pygame.FULLSCREEN
+            size = pygame.display.get_desktop_sizes()[self.cfg.display]
+        else:
+            size = self.cfg.size
+            flags |= pygame.NOFRAME if self.cfg.borderless else pygame.RESIZABLE
+        self.vsync = False
+        if self.cfg.vsync:
+            # SDL only syncs to the display through its renderer, which pygame enables with SCALED;
+            # the logical size equals the window size, so SDL does no scaling of its own.
+            try:
+                self._screen = pygame.display.set_mode(size, flags | pygame.SCALED, display=self.cfg.display, vsync=1)
+                self.vsync = True
+                return
+            except pygame.error as e:
+                log(f"vsync unavailable ({e}); running without it")
+        try:
+            self._screen = pygame.display.set_mode(size, flags, display=self.cfg.display)
+        except pygame.error as e:
+            raise WindowError(f"display {self.cfg.display}: cannot open a {size[0]}x{size[1]} window ({e})") from e
+
+    @property
+    def size(self) -> tuple[int, int]:
+        import pygame
+
+        s = pygame.display.get_surface()
+        return (s.get_width(), s.get_height()) if s is not None else self.cfg.size
+
+    def toggle_fullscreen(self) -> None:
+        self.fullscreen = not self.fullscreen
+        self._set_mode()
+        self._last_size = None
+
+    def present(self, rgb: np.ndarray, hud: list[str] | None = None) -> None:
+        """Scale RGB uint8 [H, W, 3] into the window (aspect kept, bars black), draw the HUD, flip."""
+        import pygame
+
+        screen = pygame.display.get_surface()
+        if screen is None:
+            raise WindowError("present() before open()")
+        sw, sh = screen.get_width(), screen.get_height()
+        x, y, w, h = fit_rect(rgb.shape[1], rgb.shape[0], sw, sh)
+        interp = cv2.INTER_NEAREST if self.cfg.filter == "pixelated" else cv2.INTER_LINEAR
+        # cv2 scales on all cores and far faster than pygame.transform.smoothscale at 1080p.
+        scaled = rgb if (w, h) == (rgb.shape[1], rgb.shape[0]) else cv2.resize(rgb, (w, h), interpolation=interp)
+        if self._last_size != (sw, sh):
+            screen.fill((0, 0, 0))  # bars only need clearing when the layout changes
+            self._last_size = (sw, sh)
+        screen.blit(pygame.image.frombuffer(np.ascontiguousarray(scaled).data, (w, h), "RGB"), (x, y))
+        if hud and self.show_hud:
+            self._draw_hud(screen, hud)
+            self._last_size = None  # the HUD box covers picture and bars: clear next time
+        pygame.display.flip()
+
+    def _draw_hud(self, screen: pygame.Surface, lines: list[str]) -> None:  # type: ignore[name-defined]  # noqa: F821
+        import pygame
+
+        font = self._font
+        assert isinstance(font, pygame.font.Font)
+        rendered = [font.render(line, True, (255, 255, 255)) for line in lines]
+        pad, lh = 6, font.get_linesize()
+        box = pygame.Surface((max(r.get_width() for r in rendered) + 2 * pad, lh * len(rendered) + 2 * pad))
+        box.set_alpha(170)
+        box.fill((0, 0, 0))
+        screen.blit(box, (8, 8))
+        for i, r in enumerate(rendered):
+            screen.blit(r, (8 + pad, 8 + pad + i * lh))
+
+    def poll(self) -> list[tuple[str, object]]:
+        """Pending window events as loop actions: keys (see KEYS), the close button, resizes."""
+        import pygame
+
+        actions: list[tuple[str, object]] = []
+        for ev in pygame.event.get():
+            if ev.type == pygame.QUIT:
+                actions.append(("quit", None))
+            elif ev.type == pygame.KEYDOWN:
+                action = KEYS.get(pygame.key.name(ev.key))
+                if action:
+                    actions.append((action, None))
+            elif ev.type in (pygame.VIDEORESIZE, pygame.WINDOWSIZECHANGED):
+                self._last_size = None
+        return actions
+
+    def grab(self) -> np.ndarray:
+        """What the window shows now, RGB uint8 [H, W, 3] (for screenshots and tests)."""
+        import pygame
+
+        screen = pygame.display.get_surface()
+        if screen is None:
+            raise WindowError("grab() before open()")
+        return np.ascontiguousarray(pygame.surfarray.array3d(screen).transpose(1, 0, 2))
+
+    def close(self) -> None:
+        import pygame
+
+        if pygame.display.get_init():
+            pygame.display.quit()
