@@ -654,7 +654,9 @@ def options_from_args(args: argparse.Namespace) -> Options:
 def run(args: argparse.Namespace) -> int:
     try:
         if args.concat is not None:
-            res = concat_shards(Path(args.out), [Path(p) for p in args.concat] or None, keep=args.keep_shards)
+            # Shard files may also land in the MODEL/INPUT slots (`--concat -o OUT a.mp4 b.mp4`).
+            named = [Path(p) for p in [*args.concat, args.model, args.input] if p]
+            res = concat_shards(Path(args.out), named or None, keep=args.keep_shards)
             print(f"joined {len(res['parts'])} shards into {res['output']}")
             return 0
         opts = options_from_args(args)

@@ -246,6 +246,8 @@ class VideoWriter:
 
 
 AUDIO_MODES = ("auto", "copy", "aac")
+# FFmpeg writes more into MP4 than players read (PCM as 'ipcm', Vorbis...): copy only what plays everywhere.
+MP4_COPY_AUDIO = frozenset({"aac", "mp3", "ac3", "eac3", "alac", "opus"})
 
 
 class AudioMux:
@@ -278,20 +280,26 @@ class AudioMux:
         try:
             for ins in self.input.streams.audio:
                 out = None
-                if mode in ("auto", "copy"):
+                name = ins.codec_context.name
+                if mode == "copy" or (mode == "auto" and (container.format.name != "mp4" or name in MP4_COPY_AUDIO)):
                     try:
                         out = container.add_stream_from_template(ins)
                     except (ValueError, av.error.FFmpegError) as e:
                         if mode == "copy":
                             raise VideoError(
-                                f"{source}: audio stream {ins.index} ({ins.codec_context.name}) cannot be copied into "
+                                f"{source}: audio stream {ins.index} ({name}) cannot be copied into "
                                 f"a {container.format.name} file ({e}); expected --audio auto or aac"
                             ) from e
                 if out is not None:
                     self.tracks.append((ins, out, True))
                     continue
                 enc = container.add_stream("aac", rate=ins.codec_context.sample_rate or 48000)
-                enc.layout = ins.codec_context.layout
+                layout = ins.codec_context.layout
+                # An unnamed order ("2 channels", common for PCM in Matroska) is refused by the AAC encoder.
+                if "channels" in layout.name:
+                    default = {1: "mono", 2: "stereo", 3: "2.1", 4: "quad", 5: "5.0", 6: "5.1", 7: "6.1", 8: "7.1"}
+                    layout = av.AudioLayout(default.get(layout.nb_channels, "stereo"))
+                enc.layout = layout
                 enc.bit_rate = bit_rate
                 self.tracks.append((ins, enc, False))
             if start:

@@ -1,0 +1,312 @@
+"""reconstruct: frame counts, timing, audio, layouts, batch invariance, errors, Ctrl-C, shards."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+import torch
+
+from livevae.backends import create
+from livevae.cli import main
+from livevae.model import VAE, ModelError, preset, save_model
+from livevae.reconstruct import (
+    Layout,
+    Options,
+    ReconstructError,
+    parse_shard,
+    parse_time,
+    protocol_runner,
+    reconstruct,
+    shard_path,
+)
+from livevae.video import iter_frames, read_comment
+from tests.conftest import pattern_frames, write_video
+
+
+def _frames(path: Path) -> np.ndarray:
+    return np.stack([f for f, _ in iter_frames(path)])
+
+
+def _times(path: Path) -> list[float]:
+    return [t for _, t in iter_frames(path)]
+
+
+def _stream_end(path: Path, kind: str) -> tuple[int, float]:
+    """(packets, end time in s = last pts + its duration) of the first stream of `kind`, read with PyAV."""
+    with av.open(str(path)) as c:
+        s = next(st for st in c.streams if st.type == kind)
+        n, end = 0, 0.0
+        for p in c.demux(s):
+            if p.pts is None:
+                continue
+            n += 1
+            end = max(end, float((p.pts + (p.duration or 0)) * p.time_base))
+        return n, end
+
+
+def _opts(model: Path, film: Path, out: Path, **kw: object) -> Options:
+    kw.setdefault("progress", False)
+    return Options(models=[str(model)], input=str(film), out=str(out), **kw)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("n", [1, 13, 25])
+def test_frame_count_and_duration(tmp_path: Path, tiny_model_file: Path, n: int) -> None:
+    film = write_video(tmp_path / "in.mp4", pattern_frames(n, 96, 64))
+    out = tmp_path / "out.mp4"
+    s = reconstruct(_opts(tiny_model_file, film, out, batch=12))
+    got = _frames(out)
+    assert s["frames"] == got.shape[0] == n  # the last partial batch (1, 13 = 12 + 1, 25 = 2*12 + 1) is kept
+    assert got.shape[1:] == (48, 64, 3)
+    fd = 1 / 25
+    assert abs(_stream_end(out, "video")[1] - _stream_end(film, "video")[1]) <= fd + 1e-6
+    assert _times(out) == pytest.approx(_times(film), abs=1e-3)
+    assert not list(tmp_path.glob(".*partial*"))
+
+
+def test_bbb_audio_side_by_side_cli(
+    tmp_path: Path, tiny_model_file: Path, bbb: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    out = tmp_path / "bbb.mp4"
+    rc = main(["reconstruct", str(tiny_model_file), str(bbb), "-o", str(out), "--side-by-side", "--no-progress"])
+    assert rc == 0, capsys.readouterr().err
+    assert "audio copy" in capsys.readouterr().out
+    with av.open(str(out)) as c:
+        v = c.streams.video[0]
+        assert (v.codec_context.width, v.codec_context.height) == (2 * 64, 48)  # original | reconstruction
+        assert v.codec_context.pix_fmt == "yuv420p"
+        assert len(c.streams.audio) == 1 and c.streams.audio[0].codec_context.name == "aac"
+    n_in, a_in = _stream_end(bbb, "audio")
+    n_out, a_out = _stream_end(out, "audio")
+    assert n_out == n_in and a_out == pytest.approx(a_in, abs=1e-3)  # stream copy: every packet, same length
+    assert _stream_end(out, "video")[1] == pytest.approx(_stream_end(bbb, "video")[1], abs=1 / 25 + 1e-6)
+    frames = _frames(out)
+    assert frames.shape == (132, 48, 128, 3)
+    left, right = frames[:, :, :64].astype(int), frames[:, :, 64:].astype(int)
+    assert np.abs(left - right).mean() > 5  # two different pictures: the source and the (untrained) model
+
+
+def test_audio_transcoded_when_container_refuses_copy(tmp_path: Path, tiny_model_file: Path) -> None:
+    # PCM audio in Matroska cannot be copied into MP4: it is transcoded to AAC, same length within one AAC frame.
+    film = tmp_path / "pcm.mkv"
+    with av.open(str(film), "w") as c:
+        vs = c.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 96, 64, "yuv420p"
+        a = c.add_stream("pcm_s16le", rate=16000)
+        a.layout = "mono"
+        for i, f in enumerate(pattern_frames(10, 96, 64)):
+            fr = av.VideoFrame.from_ndarray(f, format="rgb24")
+            fr.pts = i
+            c.mux(vs.encode(fr))
+        c.mux(vs.encode())
+        for k in range(0, 6400, 640):  # 0.4 s of noise
+            af = av.AudioFrame.from_ndarray(
+                (np.random.randn(1, 640) * 3000).astype(np.int16), format="s16", layout="mono"
+            )
+            af.sample_rate, af.pts = 16000, k
+            c.mux(a.encode(af))
+        c.mux(a.encode())
+    out = tmp_path / "out.mp4"
+    s = reconstruct(_opts(tiny_model_file, film, out))
+    assert s["audio"] == ["aac"]
+    _, a_out = _stream_end(out, "audio")
+    assert a_out == pytest.approx(0.4, abs=1024 / 16000 + 1e-3)
+    # Into Matroska the PCM stream is copied as it is.
+    s2 = reconstruct(_opts(tiny_model_file, film, tmp_path / "out.mkv"))
+    assert s2["audio"] == ["copy"]
+    with av.open(str(tmp_path / "out.mkv")) as c:
+        assert c.streams.audio[0].codec_context.name == "pcm_s16le"
+    s3 = reconstruct(_opts(tiny_model_file, film, tmp_path / "silent.mp4", audio="none"))
+    assert s3["audio"] == []
+    with av.open(str(tmp_path / "silent.mp4")) as c:
+        assert not c.streams.audio
+
+
+def test_batch_one_equals_batched(tmp_path: Path, tiny_model_file: Path) -> None:
+    frames = pattern_frames(13, 64, 48)
+    run = protocol_runner(create(str(tiny_model_file), "torch"))
+    whole = run(frames)  # [13, 48, 64, 3] in one batch
+    single = np.concatenate([run(frames[i : i + 1]) for i in range(13)])
+    # Eval-mode batch norm: a frame's output does not depend on its neighbours (float summation
+    # order may move a pixel by one level at most).
+    assert np.abs(whole.astype(int) - single.astype(int)).max() <= 1
+    assert (whole != single).mean() < 1e-3
+    film = write_video(tmp_path / "in.mp4", pattern_frames(13, 96, 64))
+    reconstruct(_opts(tiny_model_file, film, tmp_path / "b1.mp4", batch=1))
+    reconstruct(_opts(tiny_model_file, film, tmp_path / "b12.mp4", batch=12))
+    a, b = _frames(tmp_path / "b1.mp4").astype(int), _frames(tmp_path / "b12.mp4").astype(int)
+    assert a.shape == b.shape and np.abs(a - b).max() <= 2
+
+
+def test_start_end_grid_size_labels(tmp_path: Path, tiny_model_file: Path) -> None:
+    film = write_video(tmp_path / "in.mp4", pattern_frames(25, 96, 64), audio_seconds=1.0)
+    torch.manual_seed(1)
+    other = save_model(VAE(preset("tiny")).eval(), tmp_path / "other.safetensors")
+    out = tmp_path / "grid.mp4"
+    o = _opts(tiny_model_file, film, out, start=0.2, end=0.6, side_by_side=True, grid=True, labels=True)
+    o.models.append(str(other))
+    s = reconstruct(o)
+    assert s["frames"] == 10 and s["size"] == [128, 96]  # 3 tiles in a 2x2 grid
+    assert _times(out)[0] == pytest.approx(0.0, abs=1e-3)  # --start becomes time 0
+    _, a_end = _stream_end(out, "audio")
+    assert a_end == pytest.approx(0.4, abs=0.05)
+    big = reconstruct(_opts(tiny_model_file, film, tmp_path / "big.mp4", size=(128, 96), side_by_side=True, end=0.2))
+    assert big["size"] == [256, 96] and big["frames"] == 5
+
+
+def test_variable_frame_rate_timestamps_kept(tmp_path: Path, tiny_model_file: Path) -> None:
+    pts = [0, 40, 80, 200, 240, 400, 440]  # ms: gaps, as in screen recordings
+    film = write_video(tmp_path / "vfr.mp4", pattern_frames(7, 96, 64), pts=pts)
+    out = tmp_path / "out.mp4"
+    reconstruct(_opts(tiny_model_file, film, out))
+    assert _times(out) == pytest.approx([p / 1000 for p in pts], abs=1e-3)
+
+
+def _bad_models(tmp_path: Path, tiny_model_file: Path) -> dict[str, Path]:
+    garbage = tmp_path / "garbage.safetensors"
+    garbage.write_bytes(b"\x00not a model" * 10)
+    truncated = tmp_path / "truncated.safetensors"
+    truncated.write_bytes(tiny_model_file.read_bytes()[:500])
+    from safetensors import safe_open
+    from safetensors.torch import save_file
+
+    with safe_open(str(tiny_model_file), framework="pt") as f:
+        md = dict(f.metadata())
+        tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (safe_open has no iterator)
+    md["config"] = json.dumps(preset("live").to_dict())  # header says `live`, weights are `tiny`
+    mismatched = tmp_path / "mismatched.safetensors"
+    save_file(tensors, str(mismatched), metadata=md)
+    return {
+        "missing": tmp_path / "nope.safetensors",
+        "garbage": garbage,
+        "truncated": truncated,
+        "mismatch": mismatched,
+    }
+
+
+def test_errors_are_one_clear_line(tmp_path: Path, tiny_model_file: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    film = write_video(tmp_path / "in.mp4", pattern_frames(3, 96, 64))
+    out = tmp_path / "out.mp4"
+    for kind, model in _bad_models(tmp_path, tiny_model_file).items():
+        assert main(["reconstruct", str(model), str(film), "-o", str(out), "--no-progress"]) == 1, kind
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error" in err[0] and str(model) in err[0], (kind, err)
+    audio_only = tmp_path / "sound.m4a"
+    with av.open(str(audio_only), "w") as c:
+        a = c.add_stream("aac", rate=16000)
+        a.layout = "mono"
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        af.sample_rate, af.pts = 16000, 0
+        c.mux(a.encode(af))
+        c.mux(a.encode())
+    blocker = tmp_path / "file.txt"
+    blocker.write_text("a file, not a folder")
+    cases = {
+        "no video stream": [str(tiny_model_file), str(audio_only), "-o", str(out)],
+        "missing input": [str(tiny_model_file), str(tmp_path / "none.mp4"), "-o", str(out)],
+        "unwritable": [str(tiny_model_file), str(film), "-o", str(blocker / "out.mp4")],
+        "output is a folder": [str(tiny_model_file), str(film), "-o", str(tmp_path)],
+        "bad shard": [str(tiny_model_file), str(film), "-o", str(out), "--shard", "2/2"],
+    }
+    for kind, argv in cases.items():
+        assert main(["reconstruct", *argv, "--no-progress"]) == 1, kind
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and "error" in err[0], (kind, err)
+    assert "no video stream" in _last_error(capsys, [str(tiny_model_file), str(audio_only), "-o", str(out)])
+    assert not out.exists() and not list(tmp_path.glob(".*partial*"))
+
+
+def _last_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
+    main(["reconstruct", *argv, "--no-progress"])
+    return capsys.readouterr().err
+
+
+def test_interrupt_leaves_no_output(tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import livevae.reconstruct as rec
+
+    film = write_video(tmp_path / "in.mp4", pattern_frames(30, 96, 64), audio_seconds=1.2)
+    calls = [0]
+    real = rec.make_runner
+
+    def interrupted(backend: object, precision: str = "auto") -> rec.Runner:
+        inner = real(backend, precision)
+
+        def run(x: np.ndarray) -> np.ndarray:
+            calls[0] += 1
+            if calls[0] == 3:
+                raise KeyboardInterrupt  # Ctrl-C in the middle of the film
+            return inner(x)
+
+        return run
+
+    monkeypatch.setattr(rec, "make_runner", interrupted)
+    out = tmp_path / "out.mp4"
+    with pytest.raises(KeyboardInterrupt):
+        reconstruct(_opts(tiny_model_file, film, out, batch=4))
+    assert not out.exists()
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.mp4", "tiny.safetensors"]
+
+
+def test_shards_then_concat_equal_single_run(
+    tmp_path: Path, tiny_model_file: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    film = write_video(tmp_path / "in.mp4", pattern_frames(13, 96, 64), audio_seconds=0.52)
+    single = tmp_path / "single.mp4"
+    reconstruct(_opts(tiny_model_file, film, single, batch=4))
+    out = tmp_path / "joined.mp4"
+    for i in range(2):  # as two GPUs would, one after the other on the CPU
+        reconstruct(_opts(tiny_model_file, film, out, batch=4, shard=(i, 2)))
+    parts = [shard_path(out, i, 2) for i in range(2)]
+    shard_frames = [_frames(p) for p in parts]
+    assert [len(f) for f in shard_frames] == [6, 7] or [len(f) for f in shard_frames] == [7, 6]
+    assert main(["reconstruct", "--concat", "-o", str(out), "--keep-shards"]) == 0, capsys.readouterr().err
+    joined = _frames(out)
+    assert len(joined) == len(_frames(single)) == 13
+    assert np.array_equal(joined, np.concatenate(shard_frames))  # packet copy: bit-exact, no re-encode
+    assert _times(out) == pytest.approx(_times(single), abs=1e-3)
+    n_single, a_single = _stream_end(single, "audio")
+    n_joined, a_joined = _stream_end(out, "audio")
+    assert n_joined == n_single and a_joined == pytest.approx(a_single, abs=1e-3)  # audio split with no gap
+    assert "shard" not in json.loads(read_comment(out))
+    # A missing shard is refused with one line.
+    parts[1].unlink()
+    assert main(["reconstruct", "--concat", "-o", str(tmp_path / "x.mp4"), str(parts[0])]) == 1
+    assert "expected each of 0..1" in capsys.readouterr().err
+
+
+def test_torchrun_ranks_shard_and_join(tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    film = write_video(tmp_path / "in.mp4", pattern_frames(9, 96, 64))
+    out = tmp_path / "out.mp4"
+    monkeypatch.setenv("WORLD_SIZE", "2")
+    for rank in (1, 0):  # rank 0 joins once every shard file is there
+        monkeypatch.setenv("RANK", str(rank))
+        monkeypatch.setenv("LOCAL_RANK", str(rank))
+        assert main(["reconstruct", str(tiny_model_file), str(film), "-o", str(out), "--no-progress"]) == 0
+    assert len(_frames(out)) == 9
+    assert not list(tmp_path.glob("out.shard-*"))
+
+
+def test_parsers_and_layout() -> None:
+    assert parse_time("90") == 90 and parse_time("1:30.5") == 90.5 and parse_time("01:00:01") == 3601
+    assert parse_shard("1/4") == (1, 4)
+    for bad in ("4/4", "-1/2", "x"):
+        with pytest.raises(ReconstructError):
+            parse_shard(bad)
+    with pytest.raises(ReconstructError):
+        parse_time("1:xx")
+    assert Layout.for_tiles(2, (64, 48), grid=True).size == (128, 48)
+    assert Layout.for_tiles(5, (64, 48), grid=True).size == (192, 96)
+    assert Layout.for_tiles(3, (64, 48), grid=False).size == (192, 48)
+    tiles = [np.full((48, 64, 3), v, np.uint8) for v in (10, 20, 30)]
+    canvas = Layout.for_tiles(3, (64, 48), grid=True).compose(tiles)
+    assert canvas[0, 0, 0] == 10 and canvas[0, 64, 0] == 20 and canvas[48, 0, 0] == 30 and canvas[48, 64, 0] == 0
+    assert shard_path(Path("/a/film.mp4"), 1, 2) == Path("/a/film.shard-1-of-2.mp4")
+
+
+def test_model_error_type(tiny_model_file: Path, tmp_path: Path) -> None:
+    film = write_video(tmp_path / "in.mp4", pattern_frames(2, 96, 64))
+    with pytest.raises(ModelError, match="not found"):
+        reconstruct(_opts(tmp_path / "none.safetensors", film, tmp_path / "o.mp4"))
