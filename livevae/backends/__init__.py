@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import sys
+from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
@@ -33,12 +35,81 @@ def log(msg: str) -> None:
     print(f"livevae backend: {msg}", file=sys.stderr)
 
 
-def create(model_path: str, backend: str = "auto", **kw: object) -> Backend:
-    """Create the named backend ('auto', 'torch', ...), logging the choice."""
-    from livevae.backends.torch_backend import TorchBackend
+# What `auto` tries, fastest first. Each is skipped only for an EngineError (library or device missing,
+# engine build failed), logged with its reason; any other exception is a real bug and propagates.
+AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime", "torch-cpu")
+NAMES = (*AUTO_ORDER, "onnxruntime-cuda", "torch-cpu-jit", "torch")
 
-    if backend in ("auto", "torch", "torch-cpu"):
-        b = TorchBackend.from_file(model_path, device="cpu")
-        log(f"using {b.name}")
+
+def _make(
+    name: str,
+    model_path: str,
+    batch: int | None,
+    precision: str | None,
+    cache_dir: str | os.PathLike[str] | None,
+) -> Backend:
+    import torch
+
+    if name == "tensorrt":
+        from livevae.backends.tensorrt_backend import TensorRTBackend
+
+        return TensorRTBackend(model_path, batch=batch, precision=precision or "fp16", cache_dir=cache_dir)
+    if name == "torch-cuda":
+        from livevae.backends.torch_backend import TorchBackend
+
+        if not torch.cuda.is_available():
+            raise EngineError(f"torch {torch.__version__} sees no CUDA device (torch.cuda.is_available() is False)")
+        return TorchBackend.from_file(model_path, device="cuda", precision=precision or "fp16", batch=batch)
+    if name in ("onnxruntime", "onnxruntime-cuda"):
+        from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        provider = "cuda" if name.endswith("cuda") else "cpu"
+        return OnnxRuntimeBackend.from_file(
+            model_path, provider=provider, batch=batch, precision=precision or "fp32", cache_dir=cache_dir
+        )
+    if name in ("torch-cpu", "torch", "torch-cpu-jit"):
+        from livevae.backends.torch_backend import TorchBackend
+
+        mode = "jit" if name == "torch-cpu-jit" else "eager"
+        return TorchBackend.from_file(model_path, device="cpu", precision=precision or "fp32", mode=mode, batch=batch)
+    raise EngineError(f"backend {name!r}: unknown; expected one of auto, {', '.join(NAMES)}")
+
+
+def create(
+    model_path: str | os.PathLike[str],
+    backend: str = "auto",
+    *,
+    batch: int | None = 1,
+    precision: str | None = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    order: tuple[str, ...] = AUTO_ORDER,
+    logger: Callable[[str], None] = log,
+) -> Backend:
+    """Create the named backend, or with 'auto' the first that works in `order`; log the choice.
+
+    batch: 1 = static batch-1 graphs/engines for live use; None = dynamic batch for offline runs.
+    precision: None = the backend's default (fp16 on GPUs, fp32 on CPU), or 'fp32'/'fp16' ('bf16' torch-cuda).
+    Every skipped backend is logged with its reason, one stderr line each, then the choice.
+    Raises ModelError for a missing/bad model file (before trying any backend) and EngineError when
+    the named backend, or every backend in `order`, cannot run.
+    """
+    from livevae.model import read_model_header
+
+    model_path = str(model_path)
+    read_model_header(model_path)  # a bad model file is the user's error, not a reason to fall back
+    names = order if backend == "auto" else (backend,)
+    reasons: list[str] = []
+    for name in names:
+        try:
+            b = _make(name, model_path, batch, precision, cache_dir)
+        except EngineError as e:
+            if backend != "auto":
+                raise
+            logger(f"{name} unavailable: {e}")
+            reasons.append(f"{name}: {e}")
+            continue
+        describe = getattr(b, "describe", None)
+        how = describe() if callable(describe) else b.name
+        logger(f"using {how}" + (" (auto)" if backend == "auto" else ""))
         return b
-    raise EngineError(f"backend {backend!r}: unknown; expected one of auto, torch")
+    raise EngineError("no backend could run: " + "; ".join(reasons))

@@ -1,0 +1,271 @@
+"""ONNX export of the encoder and decoder: one NetSpec per sub-network drives export, checks and engine builds."""
+
+from __future__ import annotations
+
+import json
+import os
+import warnings
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+import torch
+from torch import nn
+
+from livevae.backends import EngineError, log
+from livevae.backends.cache import cache_root, file_sha256, key_of
+from livevae.model import VAE, ModelConfig, load_model
+
+OPSET = 18
+PRECISIONS = ("fp32", "fp16")
+# Parity with PyTorch fp32, checked on every export (max abs difference over the sample batch).
+# fp32: ORT and PyTorch run the same fp32 arithmetic in a different order -> ~1e-6 in practice.
+# fp16: 10 mantissa bits; z is compared relative to its own scale, frames absolutely in [-1, 1].
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
+DEFAULT_MAX_BATCH = 64  # the largest batch a dynamic-batch TensorRT profile accepts
+
+
+class _EncoderMu(nn.Module):
+    """frames [N, 3, H, W] float32 in [-1, 1] -> z = mu [N, zdim] float32: the deterministic path.
+
+    logvar is dropped: live and offline reconstruction both use z = mean (no sampling noise).
+    For fp16 the weights are half and the casts sit inside the graph, so the I/O stays float32.
+    """
+
+    def __init__(self, model: VAE, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+        self.dtype = dtype
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        mu, _ = self.encoder(frames.to(self.dtype))
+        return mu.float()
+
+
+class _DecoderFrames(nn.Module):
+    """z [N, zdim] float32 -> frames [N, 3, H, W] float32 in [-1, 1] (tanh output)."""
+
+    def __init__(self, model: VAE, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.decoder = model.decoder
+        self.dtype = dtype
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z.to(self.dtype)).float()
+
+
+@dataclass(frozen=True)
+class NetSpec:
+    """One exported sub-network: which net, batch (an int = static, None = dynamic), precision.
+
+    The same spec names the ONNX file, its inputs/outputs, and the TensorRT optimisation profile,
+    so export and engine build can never disagree about shapes.
+    """
+
+    net: Literal["encoder", "decoder"]
+    batch: int | None = 1
+    precision: str = "fp32"
+    max_batch: int = DEFAULT_MAX_BATCH
+
+    def __post_init__(self) -> None:
+        if self.net not in ("encoder", "decoder"):
+            raise EngineError(f"NetSpec: net {self.net!r}; expected 'encoder' or 'decoder'")
+        if self.precision not in PRECISIONS:
+            raise EngineError(f"NetSpec: precision {self.precision!r}; expected one of {PRECISIONS}")
+        if self.batch is not None and not 1 <= self.batch <= self.max_batch:
+            raise EngineError(f"NetSpec: batch {self.batch}; expected 1..{self.max_batch} or None (dynamic)")
+
+    @property
+    def name(self) -> str:
+        """File stem, e.g. 'encoder-b1-fp32' (static batch 1) or 'decoder-bN-fp16' (dynamic batch)."""
+        return f"{self.net}-b{self.batch if self.batch is not None else 'N'}-{self.precision}"
+
+    @property
+    def input_name(self) -> str:
+        return "frames" if self.net == "encoder" else "z"
+
+    @property
+    def output_name(self) -> str:
+        return "z" if self.net == "encoder" else "frames"
+
+    def input_shape(self, cfg: ModelConfig, batch: int) -> tuple[int, ...]:
+        return (batch, 3, cfg.height, cfg.width) if self.net == "encoder" else (batch, cfg.zdim)
+
+    def output_shape(self, cfg: ModelConfig, batch: int) -> tuple[int, ...]:
+        return (batch, cfg.zdim) if self.net == "encoder" else (batch, 3, cfg.height, cfg.width)
+
+    def profile(self, cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
+        """TensorRT optimisation profile: input name -> (min, opt, max) shapes."""
+        if self.batch is not None:
+            s = self.input_shape(cfg, self.batch)
+            return {self.input_name: (s, s, s)}
+        opt = max(1, self.max_batch // 4)
+        return {
+            self.input_name: (
+                self.input_shape(cfg, 1),
+                self.input_shape(cfg, opt),
+                self.input_shape(cfg, self.max_batch),
+            )
+        }
+
+    def module(self, model: VAE) -> nn.Module:
+        """The wrapper to export. For fp16 the caller passes a half copy of the model."""
+        dtype = torch.float16 if self.precision == "fp16" else torch.float32
+        wrap = _EncoderMu(model, dtype) if self.net == "encoder" else _DecoderFrames(model, dtype)
+        return wrap.eval()
+
+    def sample(self, cfg: ModelConfig, batch: int, seed: int = 0) -> np.ndarray:
+        """A deterministic float32 input for parity checks: frames uniform in [-1, 1], z ~ N(0, 1)."""
+        rng = np.random.default_rng(seed)
+        shape = self.input_shape(cfg, batch)
+        if self.net == "encoder":
+            return rng.uniform(-1, 1, shape).astype(np.float32)
+        return rng.standard_normal(shape).astype(np.float32)
+
+
+def live_specs(precision: str = "fp32") -> list[NetSpec]:
+    """Static batch 1: what the live loop runs."""
+    return [NetSpec("encoder", 1, precision), NetSpec("decoder", 1, precision)]
+
+
+def offline_specs(precision: str = "fp32", max_batch: int = DEFAULT_MAX_BATCH) -> list[NetSpec]:
+    """Dynamic batch: what reconstruct and bench throughput runs use."""
+    return [NetSpec("encoder", None, precision, max_batch), NetSpec("decoder", None, precision, max_batch)]
+
+
+@dataclass(frozen=True)
+class Exported:
+    """One exported graph on disk and what was checked about it."""
+
+    spec: NetSpec
+    path: Path
+    sha256: str
+    max_abs_diff: float  # ONNX Runtime vs PyTorch fp32 on the parity sample
+    cached: bool
+
+
+def export_dir(model_sha256: str, cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    return cache_root(cache_dir) / "onnx" / model_sha256[:24]
+
+
+def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
+    """torch.onnx.export with the dynamo exporter (torch.export + onnxscript).
+
+    Chosen over the TorchScript exporter: its optimiser folds eval-mode batch norm into the convs and
+    emits Split for mu/logvar, giving a 13-node encoder with no Shape/Gather/Slice arithmetic, which
+    TensorRT and ORT both take as is. It costs ~3 s per graph, paid once: exports are cached.
+    """
+    cfg = model.cfg
+    export_model = model
+    if spec.precision == "fp16":
+        export_model = VAE(cfg)
+        export_model.load_state_dict(model.state_dict())
+        export_model = export_model.half().eval()
+    wrapper = spec.module(export_model)
+    example = torch.from_numpy(spec.sample(cfg, spec.batch or 2))
+    kw: dict[str, Any] = {}
+    if spec.batch is None:
+        # torch.export specialises a dimension whose example size is 1, hence the batch-2 example.
+        kw["dynamic_shapes"] = {spec.input_name: {0: torch.export.Dim("batch", min=1)}}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(path.stem + ".tmp.onnx")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # deprecation chatter from torch.export internals
+        torch.onnx.export(
+            wrapper,
+            (example,),
+            str(tmp),
+            dynamo=True,
+            opset_version=OPSET,
+            input_names=[spec.input_name],
+            output_names=[spec.output_name],
+            external_data=False,  # one self-contained file (broad2016 is ~190 MB, under the 2 GB limit)
+            verbose=False,
+            **kw,
+        )
+    os.replace(tmp, path)
+
+
+def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None) -> float:
+    """onnx.checker plus ONNX Runtime vs PyTorch fp32 parity; returns max abs diff, raises EngineError.
+
+    fp16 graphs are compared with the fp32 PyTorch model: the difference is the real precision loss.
+    """
+    import onnx
+    import onnxruntime as ort
+
+    try:
+        onnx.checker.check_model(str(path), full_check=True)
+    except onnx.checker.ValidationError as e:
+        raise EngineError(f"{path}: onnx.checker rejected the export: {e}") from e
+    n = batch or spec.batch or 3
+    x = spec.sample(model.cfg, n)
+    ref_mod = spec.module(model) if spec.precision == "fp32" else NetSpec(spec.net, spec.batch).module(model)
+    with torch.inference_mode():
+        ref = ref_mod(torch.from_numpy(x)).numpy()
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = min(2, os.cpu_count() or 1)
+    so.log_severity_level = 3
+    sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+    got = sess.run([spec.output_name], {spec.input_name: x})[0]
+    if got.shape != ref.shape:
+        raise EngineError(f"{path}: ONNX output shape {got.shape}; expected {ref.shape} like PyTorch")
+    diff = float(np.abs(got - ref).max())
+    scale = max(1.0, float(np.abs(ref).max())) if spec.net == "encoder" else 1.0
+    if diff > TOLERANCE[spec.precision] * scale:
+        raise EngineError(
+            f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g}; "
+            f"expected <= {TOLERANCE[spec.precision] * scale:.3g} ({spec.precision})"
+        )
+    return diff
+
+
+def export(
+    model_path: str | os.PathLike[str],
+    spec: NetSpec,
+    cache_dir: str | os.PathLike[str] | None = None,
+    model: VAE | None = None,
+    force: bool = False,
+) -> Exported:
+    """Export one sub-network of a model file to ONNX, cached on the model file's sha256 and the spec.
+
+    Returns the cached file when its sidecar matches; otherwise exports, checks (onnx.checker and ORT
+    parity) and records the check in the sidecar. Raises ModelError for a bad model file and
+    EngineError when the export fails its checks.
+    """
+    model_path = Path(model_path)
+    model_sha = file_sha256(model_path) if model_path.is_file() else ""
+    if model is None:
+        model = load_model(model_path)  # raises ModelError naming the file when it is missing or bad
+    key = key_of({"model_sha256": model_sha, "spec": spec.name, "max_batch": spec.max_batch, "opset": OPSET})
+    path = export_dir(model_sha, cache_dir) / f"{spec.name}-{key[:8]}.onnx"
+    side = path.with_name(path.name + ".json")
+    if path.is_file() and side.is_file() and not force:
+        try:
+            info = json.loads(side.read_text())
+            if info.get("key") == key and info.get("sha256") == file_sha256(path):
+                return Exported(spec, path, info["sha256"], float(info["max_abs_diff"]), cached=True)
+        except (ValueError, KeyError, TypeError):
+            pass  # an unreadable sidecar means a broken entry: export again below
+        log(f"{path}: cached export does not match its sidecar; exporting again")
+    _export_graph(spec, model, path)
+    diff = check_export(spec, model, path)
+    sha = file_sha256(path)
+    side.write_text(
+        json.dumps(
+            {
+                "key": key,
+                "sha256": sha,
+                "model": str(model_path),
+                "model_sha256": model_sha,
+                "spec": spec.name,
+                "opset": OPSET,
+                "torch": torch.__version__,
+                "exporter": "torch.onnx.export(dynamo=True)",
+                "max_abs_diff": diff,
+            },
+            indent=1,
+        )
+    )
+    return Exported(spec, path, sha, diff, cached=False)

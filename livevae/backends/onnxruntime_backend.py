@@ -1,0 +1,125 @@
+"""ONNX Runtime backend: the CPU live path (tuned for 2 cores), and the CUDA EP when onnxruntime-gpu is present."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+from livevae.backends import EngineError
+from livevae.backends.frames import check_z, to_input, to_uint8
+from livevae.backends.onnx_export import NetSpec, export
+from livevae.model import ModelConfig, read_model_header
+
+
+def session_options(threads: int | None = None, spinning: bool = False) -> object:
+    """SessionOptions for live use on a small CPU.
+
+    threads: intra-op threads (default: min(2, cores)); inter-op 1, sequential execution: our graphs
+    are a single chain, so a second pool would only compete with the capture and display threads.
+    spinning: off by default. Spinning workers busy-wait between ops and after each run, burning the
+    core that the capture/display threads need; bench measured it at no gain for our graphs
+    (README "bench"), so it is off.
+    """
+    import onnxruntime as ort
+
+    so = ort.SessionOptions()
+    so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+    so.inter_op_num_threads = 1
+    so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.add_session_config_entry("session.inter_op.allow_spinning", "0")
+    so.log_severity_level = 3  # warnings about unused initialisers etc. are noise at a show
+    return so
+
+
+class OnnxRuntimeBackend:
+    """encode/decode through two ORT sessions (encoder, decoder) built from cached ONNX exports."""
+
+    def __init__(
+        self,
+        encoder_onnx: str | os.PathLike[str],
+        decoder_onnx: str | os.PathLike[str],
+        cfg: ModelConfig,
+        provider: str = "cpu",
+        threads: int | None = None,
+        spinning: bool = False,
+        batch: int | None = 1,
+        precision: str = "fp32",
+    ) -> None:
+        try:
+            import onnxruntime as ort
+        except ImportError as e:
+            raise EngineError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from e
+        if provider == "cuda":
+            if "CUDAExecutionProvider" not in ort.get_available_providers():
+                raise EngineError(
+                    f"onnxruntime {ort.__version__} has no CUDAExecutionProvider "
+                    f"(available: {ort.get_available_providers()}); pip install onnxruntime-gpu"
+                )
+            providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]
+        elif provider == "cpu":
+            providers = ["CPUExecutionProvider"]
+        else:
+            raise EngineError(f"onnxruntime provider {provider!r}; expected 'cpu' or 'cuda'")
+        self.cfg = cfg
+        self.batch = batch
+        self.precision = precision
+        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.spinning = spinning
+        so = session_options(self.threads, spinning)
+        self._enc = ort.InferenceSession(str(encoder_onnx), so, providers=providers)
+        self._dec = ort.InferenceSession(str(decoder_onnx), so, providers=providers)
+        self.provider = self._enc.get_providers()[0]
+        self.name = "onnxruntime" if provider == "cpu" else "onnxruntime-cuda"
+
+    @classmethod
+    def from_file(
+        cls,
+        model_path: str | os.PathLike[str],
+        provider: str = "cpu",
+        batch: int | None = 1,
+        precision: str = "fp32",
+        cache_dir: str | os.PathLike[str] | None = None,
+        threads: int | None = None,
+        spinning: bool = False,
+    ) -> OnnxRuntimeBackend:
+        """Export (or reuse the cached) encoder/decoder for this model file, then open the sessions."""
+        cfg, _ = read_model_header(model_path)  # raises ModelError naming a bad file before any export
+        enc = export(model_path, NetSpec("encoder", batch, precision), cache_dir)
+        dec = export(model_path, NetSpec("decoder", batch, precision), cache_dir)
+        return cls(enc.path, dec.path, cfg, provider, threads, spinning, batch, precision)
+
+    def describe(self) -> str:
+        b = "dynamic batch" if self.batch is None else f"batch {self.batch}"
+        spin = "on" if self.spinning else "off"
+        return f"{self.name} ({self.provider}, {self.threads} threads, spinning {spin}, {self.precision}, {b})"
+
+    def _run(self, sess: object, name: str, out: str, x: np.ndarray) -> np.ndarray:
+        run = sess.run  # type: ignore[attr-defined]
+        if self.batch is None or len(x) == self.batch:
+            return np.asarray(run([out], {name: x})[0])
+        # A static-batch graph: feed it one batch-sized slice at a time (live graphs are batch 1).
+        if len(x) % self.batch:
+            raise EngineError(f"{len(x)} items do not split into static batches of {self.batch}; use batch=None")
+        parts = [run([out], {name: x[i : i + self.batch]})[0] for i in range(0, len(x), self.batch)]
+        return np.concatenate(parts)
+
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        """uint8 [N, H, W, 3] or float32 [N, 3, H, W] in [-1, 1] -> float32 z [N, zdim]."""
+        return self._run(self._enc, "frames", "z", to_input(frames, self.cfg))
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        """float32 [N, zdim] -> uint8 [N, H, W, 3]."""
+        return to_uint8(self._run(self._dec, "z", "frames", check_z(z, self.cfg)))
+
+
+def onnx_paths(model_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> list[Path]:
+    """Every cached export of this model (for `livevae export` to list)."""
+    from livevae.backends.cache import file_sha256
+    from livevae.backends.onnx_export import export_dir
+
+    d = export_dir(file_sha256(model_path), cache_dir)
+    return sorted(d.glob("*.onnx")) if d.is_dir() else []
