@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
@@ -207,8 +208,12 @@ class LiveLoop:
         backend: Backend,
         state: ControlState | None = None,
         controllers: Sequence[Controller] = (),
+        make_source: Callable[[str], Source] | None = None,
     ) -> None:
+        """make_source: builds a Source from a spec (default open_source with the config's options); tests
+        and embedders pass their own to feed the loop from anything."""
         self.cfg = cfg
+        self._source_factory = make_source
         self.backend = backend
         self.state = state
         self.controllers = list(controllers)
@@ -268,6 +273,8 @@ class LiveLoop:
 
     # --- sources --------------------------------------------------------------------------------------------
     def _make_source(self, spec: str) -> Source:
+        if self._source_factory is not None:
+            return self._source_factory(spec)
         c = self.cfg
         return open_source(spec, size=c.source_size, fps=c.source_fps, hold=c.hold, loop=c.loop)
 
@@ -287,7 +294,7 @@ class LiveLoop:
         try:
             src = self._make_source(spec)
         except Exception as e:  # a bad spec from OSC must not end the show
-            log(f"source {spec!r}: {e}; staying on {self.source_name}")
+            log(f"{e}; staying on {self.source_name}")
             return
         old = self.input
         if old is not None:
@@ -315,7 +322,8 @@ class LiveLoop:
         if self.recorder is not None:
             return
         p = Path(path) if path else stamped_path(self.cfg.record_dir, "livevae", ".mp4")
-        self.recorder = Recorder(p, self.fps, self.cfg.record_size, block=False).start()
+        # Offline renders wait for the writer (every frame kept); live, a slow disk drops frames instead.
+        self.recorder = Recorder(p, self.fps, self.cfg.record_size, block=self.offline).start()
         log(f"recording {p} at {self.fps:.3f} fps")
 
     def stop_recording(self) -> None:
@@ -396,9 +404,11 @@ class LiveLoop:
 
     # --- the loop -------------------------------------------------------------------------------------------
     def _limit(self) -> int | None:
+        """Frame count to stop at: --frames, or --seconds of show time in offline renders (live, --seconds
+        is wall time, checked in the loop, since a slow machine renders fewer frames than fps * seconds)."""
         if self.cfg.frames is not None:
             return self.cfg.frames
-        if self.cfg.seconds is not None:
+        if self.cfg.seconds is not None and self.offline:
             return max(1, round(self.cfg.seconds * self.fps))
         return None
 
@@ -502,7 +512,8 @@ class LiveLoop:
     def _loop(self, start: float) -> None:
         limit = self._limit()
         perf = time.perf_counter
-        while not self._quit and (limit is None or self.index < limit):
+        wall_end = start + self.cfg.seconds if self.cfg.seconds is not None and not self.offline else math.inf
+        while not self._quit and (limit is None or self.index < limit) and time.monotonic() < wall_end:
             t_in = perf()
             frame, render = self._next_input(start)
             if not render:
@@ -558,12 +569,13 @@ class LiveLoop:
             for k, v in ms.items():
                 self.times.add(k, v)
             self._recent_present.append(now)
+            shown_from = frame.source if frame is not None else self.source_name
             self._actions()
             info = FrameInfo(
                 index=self.index,
                 t=t,
                 fps=self.measured_fps(),
-                source=self.source_name,
+                source=shown_from,
                 dropped=self.dropped,
                 latency_ms=lat,
                 stage_ms=ms,

@@ -21,15 +21,21 @@ def log(msg: str) -> None:
     print(f"livevae record: {msg}", file=sys.stderr, flush=True)
 
 
+_issued: set[Path] = set()  # names handed out but perhaps not written yet (writes happen on threads)
+_issued_lock = threading.Lock()
+
+
 def stamped_path(folder: str | Path, prefix: str, suffix: str) -> Path:
-    """folder/prefix-YYYYmmdd-HHMMSS[-n]suffix that does not exist yet."""
+    """folder/prefix-YYYYmmdd-HHMMSS[-n]suffix that neither exists nor was handed out before."""
     folder = Path(folder)
     base = f"{prefix}-{time.strftime('%Y%m%d-%H%M%S')}"
-    p = folder / f"{base}{suffix}"
-    n = 1
-    while p.exists():
-        p = folder / f"{base}-{n}{suffix}"
-        n += 1
+    with _issued_lock:
+        p = folder / f"{base}{suffix}"
+        n = 1
+        while p.exists() or p in _issued:
+            p = folder / f"{base}-{n}{suffix}"
+            n += 1
+        _issued.add(p)
     return p
 
 

@@ -102,6 +102,9 @@ def test_card(width: int = 640, height: int = 480, t: float = 0.0, label: str = 
     return img
 
 
+test_card.__test__ = False  # type: ignore[attr-defined]  # a generator, not a pytest test
+
+
 class TestCardSource(Source):
     """A generated test card at a fixed size and frame rate; never fails."""
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from dataclasses import dataclass
 
 import cv2
@@ -122,8 +123,14 @@ class Window:
             # SDL only syncs to the display through its renderer, which pygame enables with SCALED;
             # the logical size equals the window size, so SDL does no scaling of its own.
             try:
-                self._screen = pygame.display.set_mode(size, flags | pygame.SCALED, display=self.cfg.display, vsync=1)
+                with warnings.catch_warnings(record=True) as caught:
+                    warnings.simplefilter("always")
+                    self._screen = pygame.display.set_mode(
+                        size, flags | pygame.SCALED, display=self.cfg.display, vsync=1
+                    )
                 self.vsync = True
+                for w in caught:  # e.g. "no fast renderer available": SDL fell back to software
+                    log(f"{w.message}")
                 return
             except pygame.error as e:
                 log(f"vsync unavailable ({e}); running without it")

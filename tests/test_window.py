@@ -1,0 +1,137 @@
+"""The window under SDL's dummy driver: scaling with the aspect kept, keys, HUD, a live loop showing frames."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from livevae.hud import HudInfo, hud_lines
+from livevae.window import Window, WindowConfig, WindowError, fit_rect
+
+pygame = pytest.importorskip("pygame")
+
+
+@pytest.fixture(autouse=True)
+def dummy_video(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("SDL_VIDEODRIVER", os.environ.get("SDL_VIDEODRIVER", "dummy"))
+
+
+def test_fit_rect_keeps_the_aspect() -> None:
+    assert fit_rect(256, 144, 1920, 1080) == (0, 0, 1920, 1080)
+    assert fit_rect(256, 144, 1024, 768) == (0, 96, 1024, 576)  # letterbox
+    assert fit_rect(64, 48, 1280, 720) == (160, 0, 960, 720)  # pillarbox
+
+
+def test_window_shows_the_frame_scaled_with_bars() -> None:
+    w = Window(WindowConfig(size=(320, 240), hud=False)).open()
+    try:
+        frame = np.zeros((36, 64, 3), np.uint8)
+        frame[..., 0] = 200  # red
+        w.present(frame)
+        shot = w.grab()
+        assert shot.shape == (240, 320, 3)
+        assert shot.any()  # pixels are not empty
+        assert (shot[120, 160] == (200, 0, 0)).all()  # picture in the middle
+        assert not shot[10, 160].any()  # black letterbox bar above (320x180 picture in 320x240)
+        w.cfg.filter = "pixelated"
+        w.present(frame, ["30.0 fps"])  # HUD on top: drawn only when show_hud
+        assert (w.grab()[200, 300] == (200, 0, 0)).all()
+    finally:
+        w.close()
+
+
+def test_hud_draws_text_over_the_picture() -> None:
+    w = Window(WindowConfig(size=(320, 240), hud=True)).open()
+    try:
+        frame = np.zeros((240, 320, 3), np.uint8)
+        w.present(frame, hud_lines(HudInfo(fps=29.9, target_fps=30, backend="torch-cpu")))
+        assert w.grab()[8:40, 8:200].max() == 255  # white HUD text on black
+        w.show_hud = False
+        w.present(frame, ["x"])
+        assert not w.grab().any()
+    finally:
+        w.close()
+
+
+def test_keys_become_actions() -> None:
+    w = Window(WindowConfig(size=(160, 120))).open()
+    try:
+        for key in (pygame.K_f, pygame.K_h, pygame.K_SPACE, pygame.K_r, pygame.K_s, pygame.K_ESCAPE, pygame.K_x):
+            pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
+        pygame.event.post(pygame.event.Event(pygame.QUIT))
+        got = [a for a, _ in w.poll()]
+        assert got == ["fullscreen", "hud", "freeze", "record", "screenshot", "quit", "quit"]
+    finally:
+        w.close()
+
+
+def test_bad_display_index_is_named() -> None:
+    with pytest.raises(WindowError, match="display 7: no such display"):
+        Window(WindowConfig(display=7)).open()
+    with pytest.raises(WindowError, match="filter 'blurry'"):
+        WindowConfig(filter="blurry")
+
+
+def test_hud_lines_name_what_a_performer_needs() -> None:
+    info = HudInfo(
+        fps=29.5,
+        target_fps=30,
+        stage_ms={"preprocess": 1.0, "encode": 8.2, "decode": 9.1},
+        backend="onnxruntime-cpu",
+        source="0: film.mp4",
+        source_status="failed",
+        dropped=3,
+        latency_ms=41,
+        recording=75.0,
+        osc_port=9000,
+    )
+    text = "\n".join(hud_lines(info))
+    for part in ("29.5/30 fps", "onnxruntime-cpu", "OSC :9000", "enc  8.2", "[FAILED]", "dropped 3", "REC 01:15"):
+        assert part in text
+
+
+def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path) -> None:
+    from livevae.backends import create
+    from livevae.live import LiveConfig, LiveLoop
+
+    shots = tmp_path / "shots"
+    cfg = LiveConfig(
+        model=str(tiny_model_file),
+        sources=["testcard:160x120"],
+        source_fps=60,
+        frames=12,
+        screenshot_dir=str(shots),
+        record_dir=str(tmp_path / "rec"),
+        window=WindowConfig(size=(320, 180)),
+    )
+    loop = LiveLoop(cfg, create(str(tiny_model_file), "torch"))
+
+    class Keys:
+        grabbed: np.ndarray | None = None
+
+        def start(self, loop: LiveLoop) -> None: ...
+        def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
+            return z
+
+        def handle_action(self, action: str, arg: object) -> bool:
+            return False
+
+        def on_frame(self, info: object) -> None:
+            i = loop.index
+            key = {1: pygame.K_r, 3: pygame.K_s, 8: pygame.K_r, 9: pygame.K_h}.get(i)
+            if key is not None:
+                pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
+            if i == 5 and loop.window is not None:
+                Keys.grabbed = loop.window.grab()
+
+        def stop(self) -> None: ...
+
+    loop.controllers.append(Keys())
+    stats = loop.run()
+    assert stats.frames == 12 and stats.mode == "live"
+    assert Keys.grabbed is not None and Keys.grabbed.shape == (180, 320, 3) and Keys.grabbed.std() > 1
+    assert len(stats.screenshots) == 1 and Path(stats.screenshots[0]).is_file()
+    assert len(stats.outputs) == 1 and Path(stats.outputs[0]).parent == tmp_path / "rec"
