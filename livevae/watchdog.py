@@ -235,12 +235,13 @@ class GuardedBackend:
         call_timeout: float | None = None,
         timeout: float = 30.0,
         name: str = "backend",
+        inner: Any = None,
     ) -> None:
         self.factory = factory
         self.watchdog = watchdog
         self.call_timeout = call_timeout
         self.component = name
-        self._inner = factory()
+        self._inner = factory() if inner is None else inner  # an already built backend saves a second load
         self.cfg = self._inner.cfg
         self.name = f"guarded({self._inner.name})"
         self._lock = threading.Lock()

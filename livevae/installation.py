@@ -1,0 +1,572 @@
+"""Installation mode: the `[installation]` show section, and the controller that runs a show unattended for weeks."""
+
+from __future__ import annotations
+
+import atexit
+import datetime as dt
+import logging
+import math
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from livevae import schedule as sched
+from livevae.health import HealthError, Heartbeat, StderrTee, rss_bytes, setup_log_file
+from livevae.lfo import wave
+from livevae.watchdog import GuardedBackend, Watchdog
+
+if TYPE_CHECKING:
+    from livevae.control import ControlState
+    from livevae.live import FrameInfo, LiveConfig, LiveLoop
+
+log = logging.getLogger("livevae.installation")
+
+
+class InstallationError(Exception):
+    """The [installation] section of a show is malformed, or installation mode cannot start."""
+
+
+# ---------------------------------------------------------------------------------------------- the show section
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class AutopilotLfo(_Section):
+    """An LFO of the autopilot's own, on one latent dimension; it fades with the autopilot."""
+
+    target: str  # "z/{i}"
+    shape: Literal["sine", "triangle", "walk"] = "sine"
+    rate: float = Field(default=0.02, ge=0.0, le=20.0)  # Hz: installations move slowly
+    depth: float = Field(default=1.0, ge=0.0, le=8.0)  # latent units
+    phase: float = Field(default=0.0, ge=0.0, le=1.0)
+
+    @field_validator("target")
+    @classmethod
+    def _z_target(cls, v: str) -> str:
+        head, _, idx = v.strip().strip("/").partition("/")
+        if head != "z" or not idx.isdigit():
+            raise ValueError(f"target {v!r}; expected 'z/{{i}}', a latent dimension")
+        return f"z/{int(idx)}"
+
+    @property
+    def dim(self) -> int:
+        return int(self.target.split("/")[1])
+
+
+class AutopilotSection(_Section):
+    """Moves the show while nobody plays; hands back at the first OSC/MIDI input, resumes after idle_timeout."""
+
+    enabled: bool = True
+    idle_timeout: float = Field(default=120.0, gt=0.0, le=86400.0)  # s without performer input before it takes over
+    fade_in: float = Field(default=10.0, ge=0.0, le=600.0)  # s to fade the autopilot in when it resumes
+    release: float = Field(default=0.5, ge=0.0, le=60.0)  # s to fade it out when a performer touches a control
+    drift: float = Field(default=0.8, ge=0.0, le=8.0)  # size of the latent drift, in latent units (the prior's std)
+    drift_period: float = Field(default=20.0, gt=0.0, le=3600.0)  # s per step of the random walk
+    seed: int = Field(default=0, ge=0, le=2**31 - 1)
+    scenes: list[str] = Field(default_factory=list)  # recalled in turn; [] = every scene of the show
+    scene_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)  # s per scene
+    order: Literal["cycle", "shuffle"] = "cycle"
+    reset_on_resume: bool = True  # controls back to default before the autopilot takes over again
+    lfos: list[AutopilotLfo] = Field(default_factory=list)
+
+
+class ScheduleSection(_Section):
+    """Opening hours; outside them a black screen or a still, at `closed_fps` and no model work."""
+
+    timezone: str = "local"
+    open: list[str] = Field(default_factory=list)  # [] = always open
+    closed_dates: list[str] = Field(default_factory=list)
+    closed: Literal["black", "still"] = "black"
+    still: str | None = None  # image shown while closed (closed = "still"); relative to the show file
+    closed_fps: float = Field(default=1.0, ge=0.1, le=30.0)
+    nightly_restart: str | None = None  # "04:00" local time; None = never
+    restart_mode: Literal["exec", "exit"] = "exec"  # exec: the process replaces itself; exit: systemd restarts
+
+
+class HealthSection(_Section):
+    heartbeat: str | None = "livevae-heartbeat.json"  # relative to the show file; None = no heartbeat
+    heartbeat_interval: float = Field(default=5.0, ge=0.5, le=600.0)
+    log_file: str | None = None  # rotating log; relative to the show file
+    log_max_mb: float = Field(default=10.0, gt=0.0, le=10_000.0)
+    log_backups: int = Field(default=5, ge=0, le=1000)
+    max_rss_mb: float = Field(default=0.0, ge=0.0)  # > 0: restart (like the nightly restart) when RSS passes this
+
+
+class WatchdogSection(_Section):
+    enabled: bool = True
+    source_timeout: float = Field(default=10.0, gt=0.0, le=3600.0)  # s without a new source frame -> restart it
+    backend_timeout: float = Field(default=60.0, gt=0.0, le=3600.0)  # s without a good backend call -> rebuild it
+    call_timeout: float | None = Field(default=None, gt=0.0, le=3600.0)  # abandon a single backend call after this
+    hang_exit: float = Field(default=120.0, ge=0.0, le=86400.0)  # s the frame loop may hang before exiting; 0 = never
+
+
+class InstallationSection(_Section):
+    """`[installation]`: display, autopilot, schedule, health and watchdog of an unattended show."""
+
+    enabled: bool = True
+    display: int = Field(default=0, ge=0, le=64)
+    fullscreen: bool = True
+    cursor: bool = False
+    hud: bool = False
+    autopilot: AutopilotSection = AutopilotSection()
+    schedule: ScheduleSection = ScheduleSection()
+    health: HealthSection = HealthSection()
+    watchdog: WatchdogSection = WatchdogSection()
+
+
+def _format_errors(e: ValidationError, prefix: str) -> str:
+    lines = []
+    for err in e.errors():
+        key = prefix
+        for p in (str(p) for p in err["loc"]):
+            key += f"[{p}]" if p.isdigit() else f".{p}"
+        msg = err["msg"].removeprefix("Value error, ")
+        got = err.get("input")
+        shown = "" if err["type"] in ("missing",) or isinstance(got, (dict, list)) else f" (got {got!r})"
+        lines.append(f"{key}: {msg}{shown}")
+    return "; ".join(lines)
+
+
+def parse_section(raw: Mapping[str, Any], where: str = "installation") -> InstallationSection:
+    """Validate the [installation] table; raises InstallationError naming each bad key, what was found and what
+    was expected. Opening hours, dates, the time zone and the restart time are checked here too."""
+    if not isinstance(raw, Mapping):
+        raise InstallationError(f"{where}: a {type(raw).__name__}; expected a table")
+    try:
+        sec = InstallationSection.model_validate(dict(raw))
+    except ValidationError as e:
+        raise InstallationError(_format_errors(e, where)) from None
+    s = sec.schedule
+    try:
+        sched.make_schedule(s.open, s.timezone, s.closed_dates, what=f"{where}.schedule")
+        if s.nightly_restart is not None:
+            sched.parse_time_of_day(s.nightly_restart, f"{where}.schedule.nightly_restart")
+    except sched.ScheduleError as e:
+        raise InstallationError(str(e)) from None
+    if s.closed == "still" and not s.still:
+        raise InstallationError(f"{where}.schedule.still: missing; closed = 'still' needs an image path")
+    for i, name in enumerate(sec.autopilot.scenes):
+        if not name.strip():
+            raise InstallationError(f"{where}.autopilot.scenes[{i}]: empty name; expected a scene of the show")
+    return sec
+
+
+def apply_display(cfg: LiveConfig, sec: InstallationSection) -> LiveConfig:
+    """cfg with the installation's window: fullscreen on the chosen display, cursor hidden, no HUD; sources loop."""
+    from dataclasses import replace
+
+    if not sec.enabled:
+        return cfg
+    win = replace(cfg.window, display=sec.display, fullscreen=sec.fullscreen, cursor=sec.cursor, hud=sec.hud)
+    return replace(cfg, window=win, loop=True)
+
+
+# ---------------------------------------------------------------------------------------------- the autopilot (pure)
+
+_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
+
+
+def _hash01(seed: int, dims: np.ndarray, k: np.ndarray) -> np.ndarray:
+    """Uniform numbers in [-1, 1] from (seed, dim, k), splitmix64-style; the same on every platform."""
+    with np.errstate(over="ignore"):
+        x = (
+            np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
+            + dims.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
+            + k.astype(np.int64).astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
+        )
+        x ^= x >> np.uint64(30)
+        x *= np.uint64(0xBF58476D1CE4E5B9)
+        x ^= x >> np.uint64(27)
+        x *= np.uint64(0x94D049BB133111EB)
+        x ^= x >> np.uint64(31)
+    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53) * 2.0 - 1.0
+
+
+def _noise(x: float, dims: np.ndarray, seed: int) -> np.ndarray:
+    k = math.floor(x)
+    f = x - k
+    u = f * f * (3.0 - 2.0 * f)  # smoothstep: the walk has no corners
+    kk = np.full(dims.shape, k, np.int64)
+    a, b = _hash01(seed, dims, kk), _hash01(seed, dims, kk + 1)
+    return a + (b - a) * u
+
+
+def drift(t: float, zdim: int, amplitude: float, period: float, seed: int = 0) -> np.ndarray:
+    """The autopilot's latent drift at show time t: float32 [zdim], a smooth seeded random walk per dimension
+    (three octaves of value noise, each dimension with its own phase), bounded by `amplitude` latent units and
+    taking about `period` seconds per step. Pure: the same (t, seed) gives the same offset, so renders repeat."""
+    if amplitude == 0.0:
+        return np.zeros(zdim, np.float32)
+    dims = np.arange(zdim)
+    x = t / period
+    v = _noise(x, dims, seed) + 0.5 * _noise(2 * x + 0.37, dims, seed + 1) + 0.25 * _noise(4 * x + 0.71, dims, seed + 2)
+    return (np.clip(v / 1.75, -1.0, 1.0) * amplitude).astype(np.float32)
+
+
+def autopilot_wanted(now: float, last_input: float, idle_timeout: float) -> bool:
+    """Whether the autopilot should drive at monotonic time `now`: nobody has played yet (last_input 0), or
+    nobody for idle_timeout seconds."""
+    return last_input <= 0.0 or now - last_input >= idle_timeout
+
+
+def step_weight(w: float, wanted: bool, dt: float, fade_in: float, release: float) -> float:
+    """The autopilot's weight after dt seconds: toward 1 over fade_in s when wanted, toward 0 over release s."""
+    dt = max(0.0, dt)
+    if wanted:
+        return 1.0 if fade_in <= 0 else min(1.0, w + dt / fade_in)
+    return 0.0 if release <= 0 else max(0.0, w - dt / release)
+
+
+def scene_at(k: int, scenes: Sequence[str], order: str = "cycle", seed: int = 0) -> str:
+    """The k-th scene the autopilot recalls: in turn, or shuffled anew each round (never the same one twice in a
+    row across rounds when there are at least two)."""
+    n = len(scenes)
+    if n == 0:
+        raise InstallationError("autopilot: no scenes to cycle")
+    if order == "cycle" or n <= 2:  # two scenes never repeating is a cycle
+        return scenes[k % n]
+    rnd, i = divmod(k, n)
+    perm = _round_perm(rnd, n, seed)
+    # n >= 3: the swap below moves only the first two entries, so a round's last entry is its raw permutation's
+    if rnd > 0 and perm[0] == _round_perm(rnd - 1, n, seed)[-1]:
+        perm[0], perm[1] = perm[1], perm[0]
+    return scenes[perm[i]]
+
+
+def _round_perm(rnd: int, n: int, seed: int) -> list[int]:
+    return [int(p) for p in np.random.default_rng([seed, rnd]).permutation(n)]
+
+
+def lfo_offset(lfos: Sequence[AutopilotLfo], t: float, zdim: int, seed: int = 0) -> np.ndarray:
+    """Sum of the autopilot's LFOs at show time t: float32 [zdim]; dimensions past zdim are ignored."""
+    out = np.zeros(zdim, np.float32)
+    for n, lf in enumerate(lfos):
+        if lf.dim < zdim and lf.depth:
+            out[lf.dim] += lf.depth * wave(lf.shape, lf.rate * t + lf.phase, seed + 7919 * n)
+    return out
+
+
+# ---------------------------------------------------------------------------------------------- the controller
+
+
+class InstallationController:
+    """Runs the show unattended: autopilot, opening hours, nightly restart, heartbeat, log file and watchdog.
+
+    Everything it does in the frame thread is cheap (modulate: one vector op; on_frame: a few comparisons and a
+    dict update); files are written by the heartbeat thread and the watchdog runs on its own thread.
+    """
+
+    def __init__(
+        self,
+        sec: InstallationSection,
+        state: ControlState | None = None,
+        show_dir: Path = Path("."),
+        show_scenes: Sequence[str] = (),
+        clock: Callable[[], float] = time.monotonic,
+        wallclock: Callable[[], float] = time.time,
+    ) -> None:
+        self.sec = sec
+        self.state = state
+        self.show_dir = Path(show_dir)
+        self.clock = clock
+        self.wallclock = wallclock
+        ap = sec.autopilot
+        self.scenes = list(ap.scenes or show_scenes)
+        s = sec.schedule
+        self.schedule = sched.make_schedule(s.open, s.timezone, s.closed_dates, what="installation.schedule")
+        self.restart_at = sched.parse_time_of_day(s.nightly_restart) if s.nightly_restart else None
+        self.loop: LiveLoop | None = None
+        self.weight = 1.0 if ap.enabled else 0.0  # nobody is playing when the doors open
+        self.driving = ap.enabled
+        self.scene = ""
+        self.scene_count = 0
+        self._scene_due = 0.0  # monotonic time of the next scene change
+        self._last_t: float | None = None
+        self.is_open = True
+        self._next_sched_check = 0.0
+        self._next_restart: float | None = None
+        self.restart_requested = ""
+        self._next_hb = 0.0
+        self.heartbeat: Heartbeat | None = None
+        self.watchdog: Watchdog | None = None
+        self._log_handler: logging.Handler | None = None
+        self._tee: StderrTee | None = None
+        self._closed_image: np.ndarray | None = None
+        self._lock = threading.Lock()
+        self.handovers = 0  # performer took over
+        self.resumes = 0  # autopilot took back
+
+    # --- paths -------------------------------------------------------------------------------------------
+    def _path(self, p: str) -> Path:
+        q = Path(p).expanduser()
+        return q if q.is_absolute() else self.show_dir / q
+
+    # --- Controller protocol -----------------------------------------------------------------------------
+    def start(self, loop: LiveLoop) -> None:
+        self.loop = loop
+        h = self.sec.health
+        if h.log_file:
+            self._log_handler = setup_log_file(
+                self._path(h.log_file), int(h.log_max_mb * 2**20), h.log_backups, logging.INFO
+            )
+            self._tee = StderrTee.install()
+        if h.heartbeat:
+            self.heartbeat = Heartbeat(self._path(h.heartbeat), h.heartbeat_interval)
+            self.heartbeat.update(state="starting", show=str(self.show_dir), backend=loop.backend.name)
+            self.heartbeat.start()
+        if self.sec.watchdog.enabled and not loop.offline:
+            self._start_watchdog(loop)
+        self._closed_image = self._make_closed_image(loop)
+        now = self.clock()
+        self._scene_due = now  # the first scene at once
+        self._update_schedule(now, force=True)
+        log.info(
+            "installation: %s; autopilot %s; %d scene(s)",
+            sched.describe(self.schedule, self._now_dt()),
+            "on" if self.sec.autopilot.enabled else "off",
+            len(self.scenes),
+        )
+
+    def _start_watchdog(self, loop: LiveLoop) -> None:
+        w = self.sec.watchdog
+        wd = Watchdog(hang_exit=w.hang_exit)
+        self.watchdog = wd
+        cfg = loop.cfg
+        inner = loop.backend
+        if cfg.model and not isinstance(inner, GuardedBackend):
+            from livevae.backends import create
+
+            def factory() -> Any:
+                return create(cfg.model, cfg.backend)
+
+            loop.backend = GuardedBackend(
+                factory, wd, call_timeout=w.call_timeout, timeout=w.backend_timeout, inner=inner
+            )
+
+        def source_progress() -> int:
+            inp = loop.input
+            if getattr(inp, "status", "running") != "running":
+                # a capture that is reconnecting on its own (file gone, camera unplugged) is not stalled:
+                # it has its own backoff; restarting it would only pile up captures
+                return -int(self.clock() * 10)
+            return int(getattr(inp, "published", 0))
+
+        wd.add("source", self._restart_source, w.source_timeout, progress=source_progress)
+        wd.add("loop", lambda: log.warning("watchdog: the frame loop is stalled"), max(w.hang_exit / 2, 5.0),
+               progress=lambda: loop.index)  # fmt: skip
+        wd.start()
+
+    def _restart_source(self) -> None:
+        loop = self.loop
+        if loop is None:
+            return
+        # through the action queue, so the switch happens on the frame thread (no race with the loop)
+        if self.state is not None:
+            self.state.post("source", loop.source_index, origin="watchdog")
+        else:
+            loop.switch_source(loop.source_index)
+
+    def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
+        """z + weight * (drift + LFOs): float32 [N, zdim]. The weight fades with performer input."""
+        ap = self.sec.autopilot
+        dt_ = 0.0 if self._last_t is None else t - self._last_t
+        self._last_t = t
+        if not ap.enabled:
+            return z
+        last = self.state.last_input_time if self.state is not None else 0.0
+        wanted = autopilot_wanted(self.clock(), last, ap.idle_timeout)
+        self.weight = step_weight(self.weight, wanted, dt_, ap.fade_in, ap.release)
+        if self.weight <= 0.0:
+            return z
+        zdim = z.shape[-1]
+        off = drift(t, zdim, ap.drift, ap.drift_period, ap.seed)
+        if ap.lfos:
+            off = off + lfo_offset(ap.lfos, t, zdim, ap.seed)
+        return (z + self.weight * off[None, :]).astype(np.float32, copy=False)
+
+    def handle_action(self, action: str, arg: object) -> bool:
+        return False  # scenes are the control layer's; the autopilot only posts them
+
+    def on_frame(self, info: FrameInfo) -> None:
+        now = self.clock()
+        self._update_schedule(now)
+        self._autopilot_turns(now)
+        self._check_restart(now)
+        if self.heartbeat is not None and now >= self._next_hb:
+            self._next_hb = now + 1.0
+            self.heartbeat.update(**self.health_fields(info))
+
+    def stop(self) -> None:
+        if self.watchdog is not None:
+            self.watchdog.stop()
+        if self.heartbeat is not None:
+            self.heartbeat.stop(final={"state": "restarting" if self.restart_requested else "stopped"})
+        if self._tee is not None:
+            self._tee.uninstall()
+        if self._log_handler is not None:
+            logging.getLogger("livevae").removeHandler(self._log_handler)
+            self._log_handler.close()
+        if self.restart_requested and self.sec.schedule.restart_mode == "exec":
+            atexit.register(_reexec)  # after every output is closed and the stats printed
+
+    # --- autopilot -----------------------------------------------------------------------------------------
+    def _autopilot_turns(self, now: float) -> None:
+        ap = self.sec.autopilot
+        if not ap.enabled or self.state is None:
+            return
+        wanted = autopilot_wanted(now, self.state.last_input_time, ap.idle_timeout)
+        if wanted and not self.driving:
+            self.driving = True
+            self.resumes += 1
+            log.info("autopilot: nobody has played for %.0f s; taking over", ap.idle_timeout)
+            if ap.reset_on_resume:
+                self.state.reset(origin="autopilot")
+            self._scene_due = now
+        elif not wanted and self.driving:
+            self.driving = False
+            self.handovers += 1
+            log.info("autopilot: performer input (%s); handing over", self.state.last_origin or "?")
+        if self.driving and self.scenes and now >= self._scene_due and self.is_open:
+            self.scene = scene_at(self.scene_count, self.scenes, ap.order, ap.seed)
+            self.scene_count += 1
+            self._scene_due = now + ap.scene_seconds
+            try:
+                self.state.post("scene.recall", self.scene, origin="autopilot")
+            except Exception as e:  # a control layer without scenes: keep drifting
+                log.warning("autopilot: cannot recall scene %r: %s", self.scene, e)
+
+    # --- schedule ------------------------------------------------------------------------------------------
+    def _now_dt(self) -> dt.datetime:
+        return dt.datetime.fromtimestamp(self.wallclock(), dt.timezone.utc)
+
+    def _update_schedule(self, now: float, force: bool = False) -> None:
+        if not force and now < self._next_sched_check:
+            return
+        self._next_sched_check = now + 1.0
+        is_open = sched.is_open(self.schedule, self._now_dt())
+        if is_open == self.is_open and not force:
+            return
+        self.is_open = is_open
+        loop = self.loop
+        if loop is None:
+            return
+        if is_open:
+            log.info("schedule: open (%s)", sched.describe(self.schedule, self._now_dt()))
+            _set_hold(loop, None)
+            if self.watchdog is not None:
+                self.watchdog.pause(False)
+        else:
+            log.info("schedule: closed (%s); showing %s", sched.describe(self.schedule, self._now_dt()),
+                     self.sec.schedule.closed)  # fmt: skip
+            if self.watchdog is not None:
+                self.watchdog.pause(True, "source", "backend")
+            assert self._closed_image is not None
+            _set_hold(loop, (self._closed_image, self.sec.schedule.closed_fps))
+
+    def _make_closed_image(self, loop: LiveLoop) -> np.ndarray:
+        s = self.sec.schedule
+        size = getattr(loop, "size", None) or (256, 144)
+        if s.closed == "still" and s.still:
+            from livevae.source import read_image
+
+            p = self._path(s.still)
+            try:
+                return read_image(p)
+            except Exception as e:  # a missing still must not keep the doors shut: black instead
+                log.error("schedule.still %s: %s; showing black while closed", p, e)
+        return np.zeros((size[1], size[0], 3), np.uint8)
+
+    # --- restarts --------------------------------------------------------------------------------------------
+    def _check_restart(self, now: float) -> None:
+        if self.restart_requested:
+            return
+        if self.restart_at is not None:
+            if self._next_restart is None:
+                nxt = sched.next_daily(self.restart_at, self._now_dt(), self.schedule.tz)
+                self._next_restart = now + (nxt.timestamp() - self.wallclock())
+            elif now >= self._next_restart:
+                self.request_restart(f"nightly restart at {self.sec.schedule.nightly_restart}")
+                return
+        lim = self.sec.health.max_rss_mb
+        if lim > 0 and now >= self._next_hb - 0.5 and rss_bytes() > lim * 2**20:
+            self.request_restart(f"RSS {rss_bytes() / 2**20:.0f} MB over max_rss_mb {lim:g}")
+
+    def request_restart(self, reason: str) -> None:
+        """End the show cleanly and start it again (re-exec, or exit for systemd to restart)."""
+        self.restart_requested = reason
+        log.warning("installation: %s; restarting", reason)
+        if self.loop is not None:
+            self.loop.request_quit()
+
+    # --- health ----------------------------------------------------------------------------------------------
+    def health_fields(self, info: FrameInfo | None = None) -> dict[str, Any]:
+        loop = self.loop
+        out: dict[str, Any] = {
+            "state": "open" if self.is_open else "closed",
+            "mode": "autopilot" if self.driving else "performer",
+            "autopilot_weight": round(self.weight, 3),
+            "scene": self.scene,
+            "schedule": sched.describe(self.schedule, self._now_dt()),
+            "handovers": self.handovers,
+            "resumes": self.resumes,
+        }
+        if info is not None:
+            out.update(frames=info.index + 1, fps=round(info.fps, 2), source=info.source, dropped=info.dropped,
+                       fallback=info.fallback, latency_ms=round(info.latency_ms, 1))  # fmt: skip
+        if loop is not None:
+            out["backend"] = loop.backend.name
+            inp = loop.input
+            out["source_status"] = getattr(inp, "status", "")
+            out["controller_errors"] = loop.stats.controller_errors
+        if self.watchdog is not None:
+            out["watchdog"] = self.watchdog.status()
+        return out
+
+    def hud_lines(self) -> list[str]:
+        mode = f"autopilot {self.weight:.0%}" if self.driving else "performer"
+        return [f"{mode}  {'open' if self.is_open else 'closed'}  {self.scene}".rstrip()]
+
+
+def _set_hold(loop: LiveLoop, hold: tuple[np.ndarray, float] | None) -> None:
+    """Ask the loop to show a fixed picture at a low rate (closed hours), or to resume (None)."""
+    if hasattr(loop, "hold"):
+        loop.hold = hold
+    elif hold is not None:
+        log.warning("schedule: this live loop cannot hold a picture; the show keeps running while closed")
+
+
+def _reexec() -> None:
+    """Replace this process with a fresh copy of itself (same interpreter and arguments)."""
+    argv = list(getattr(sys, "orig_argv", [])) or [sys.executable, *sys.argv]
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os.execv(sys.executable, [sys.executable, *argv[1:]])
+
+
+def from_show(
+    section: Mapping[str, Any],
+    state: ControlState | None,
+    show_path: Path,
+    scenes: Sequence[str] = (),
+) -> InstallationController:
+    """The installation controller for a show's [installation] table. Raises InstallationError naming the key."""
+    sec = parse_section(section)
+    if sec.health.log_file:
+        p = Path(sec.health.log_file)
+        if not p.is_absolute():
+            p = show_path.parent / p
+        if p.exists() and p.is_dir():
+            raise InstallationError(f"installation.health.log_file {p}: a folder; expected a file path")
+    try:
+        return InstallationController(sec, state, show_path.parent, scenes)
+    except (sched.ScheduleError, HealthError) as e:
+        raise InstallationError(str(e)) from None

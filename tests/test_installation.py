@@ -1,0 +1,331 @@
+"""Installation mode: the [installation] section, the autopilot (pure), hand-back/resume, schedule, restarts."""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+import json
+import time
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+
+from livevae.control import ControlState
+from livevae.installation import (
+    AutopilotLfo,
+    InstallationController,
+    InstallationError,
+    apply_display,
+    autopilot_wanted,
+    drift,
+    from_show,
+    lfo_offset,
+    parse_section,
+    scene_at,
+    step_weight,
+)
+from livevae.model import preset
+from livevae.watchdog import GuardedBackend
+
+# --- the section ------------------------------------------------------------------------------------------
+
+
+def test_defaults_are_valid_and_unattended() -> None:
+    sec = parse_section({})
+    assert sec.fullscreen and not sec.cursor and not sec.hud
+    assert sec.autopilot.enabled and sec.watchdog.enabled
+    assert sec.health.heartbeat == "livevae-heartbeat.json"
+
+
+@pytest.mark.parametrize(
+    ("raw", "needle"),
+    [
+        ({"autopilot": {"idle_timeout": -1}}, "installation.autopilot.idle_timeout: Input should be greater than 0"),
+        ({"autopilot": {"idel_timeout": 5}}, "installation.autopilot.idel_timeout: Extra inputs are not permitted"),
+        ({"schedule": {"closed_fps": "fast"}}, "installation.schedule.closed_fps: Input should be a valid number"),
+        ({"schedule": {"closed": "grey"}}, "installation.schedule.closed: Input should be 'black' or 'still'"),
+        ({"schedule": {"open": ["mon-fri 10-18"]}}, "installation.schedule.open[0]: 'mon-fri 10-18' is not"),
+        ({"schedule": {"timezone": "Europe/Nowhere"}}, "installation.schedule.timezone: unknown time zone"),
+        ({"schedule": {"nightly_restart": "25:00"}}, "installation.schedule.nightly_restart"),
+        ({"schedule": {"closed": "still"}}, "installation.schedule.still: missing"),
+        ({"autopilot": {"lfos": [{"target": "mix"}]}}, "installation.autopilot.lfos[0].target: target 'mix'"),
+        ({"autopilot": {"scenes": ["a", " "]}}, "installation.autopilot.scenes[1]: empty name"),
+        ({"display": 1.5}, "installation.display"),
+        ({"watchdog": {"hang_exit": float("nan")}}, "installation.watchdog.hang_exit"),
+        ({"health": []}, "installation.health: Input should be a valid dictionary"),
+    ],
+)
+def test_bad_section_names_the_key(raw: dict[str, Any], needle: str) -> None:
+    with pytest.raises(InstallationError) as e:
+        parse_section(raw)
+    assert needle in str(e.value), str(e.value)
+
+
+def test_not_a_table() -> None:
+    with pytest.raises(InstallationError, match="installation: a list; expected a table"):
+        parse_section([1, 2])  # type: ignore[arg-type]
+
+
+def test_apply_display() -> None:
+    from livevae.live import LiveConfig
+
+    cfg = apply_display(LiveConfig(loop=False), parse_section({"display": 1, "cursor": False}))
+    assert cfg.window.fullscreen and cfg.window.display == 1 and not cfg.window.cursor and not cfg.window.hud
+    assert cfg.loop
+
+
+# --- the autopilot, pure ----------------------------------------------------------------------------------
+
+
+def test_drift_is_seeded_bounded_smooth_and_moving() -> None:
+    a = drift(12.3, 200, 0.8, 20.0, seed=1)
+    assert a.shape == (200,) and a.dtype == np.float32
+    np.testing.assert_array_equal(a, drift(12.3, 200, 0.8, 20.0, seed=1))  # pure: renders repeat
+    assert not np.allclose(a, drift(12.3, 200, 0.8, 20.0, seed=2))
+    ts = np.arange(0, 600, 0.04)  # 10 minutes at 25 fps
+    path = np.stack([drift(t, 8, 0.8, 20.0) for t in ts[::25]])  # 1 Hz samples
+    assert np.abs(path).max() <= 0.8 + 1e-6
+    assert path.std(axis=0).min() > 0.05  # every dimension wanders
+    # frame to frame it moves slowly: no jumps
+    steps = np.abs(np.diff(np.stack([drift(t, 8, 0.8, 20.0) for t in ts[:500]]), axis=0))
+    assert steps.max() < 0.01
+    assert not drift(1.0, 4, 0.0, 20.0).any()
+
+
+def test_weight_fades_in_and_releases() -> None:
+    w = 0.0
+    for _ in range(10):
+        w = step_weight(w, True, 0.5, fade_in=10.0, release=0.5)
+    assert w == pytest.approx(0.5)
+    w = step_weight(w, False, 0.25, fade_in=10.0, release=0.5)
+    assert w == pytest.approx(0.0)
+    assert step_weight(0.3, True, 0.1, fade_in=0.0, release=0.5) == 1.0
+    assert step_weight(0.3, False, 0.1, fade_in=1.0, release=0.0) == 0.0
+
+
+def test_autopilot_wanted() -> None:
+    assert autopilot_wanted(100.0, 0.0, 60)  # nobody played yet
+    assert not autopilot_wanted(100.0, 90.0, 60)
+    assert autopilot_wanted(150.0, 90.0, 60)
+
+
+def test_scene_order() -> None:
+    names = ["a", "b", "c", "d"]
+    assert [scene_at(k, names) for k in range(6)] == ["a", "b", "c", "d", "a", "b"]
+    seq = [scene_at(k, names, "shuffle", seed=3) for k in range(400)]
+    assert seq == [scene_at(k, names, "shuffle", seed=3) for k in range(400)]
+    for r in range(100):  # every round visits every scene once
+        assert sorted(seq[4 * r : 4 * r + 4]) == names
+    assert all(x != y for x, y in itertools.pairwise(seq))  # never the same twice in a row
+    with pytest.raises(InstallationError, match="no scenes"):
+        scene_at(0, [])
+
+
+def test_autopilot_lfos() -> None:
+    lfos = [AutopilotLfo(target="z/3", rate=0.25, depth=2.0), AutopilotLfo(target="z/99")]
+    off = lfo_offset(lfos, 1.0, 16)  # a quarter cycle: the sine's peak; z/99 is past zdim and ignored
+    assert off[3] == pytest.approx(2.0) and np.count_nonzero(off) == 1
+
+
+# --- the controller, with a stand-in loop ------------------------------------------------------------------
+
+
+class Clock:
+    def __init__(self, t: float = 1000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+
+class FakeLoop:
+    """The parts of LiveLoop the controller uses."""
+
+    def __init__(self) -> None:
+        self.cfg = SimpleNamespace(model="", backend="auto")
+        self.backend = SimpleNamespace(name="fake", cfg=preset("tiny"))
+        self.offline = False
+        self.size = (64, 48)
+        self.input = SimpleNamespace(status="running", published=0, name="clip.mp4")
+        self.source_index = 0
+        self.index = 0
+        self.stats = SimpleNamespace(controller_errors=0)
+        self.hold: tuple[np.ndarray, float] | None = None
+        self.quit = False
+
+    def request_quit(self) -> None:
+        self.quit = True
+
+
+def info(i: int) -> Any:
+    from livevae.live import FrameInfo
+
+    return FrameInfo(index=i, t=i / 25, fps=25.0, source="clip.mp4", dropped=0, latency_ms=12.0)
+
+
+# a Tuesday noon in Berlin
+NOON = dt.datetime(2026, 11, 24, 12, 0, tzinfo=dt.timezone.utc).timestamp() - 3600
+
+
+def make(tmp_path: Path, raw: dict[str, Any], scenes: tuple[str, ...] = ()) -> tuple[Any, ControlState, Clock, Clock]:
+    raw = {"health": {"heartbeat": None}, "watchdog": {"enabled": False}, **raw}
+    state = ControlState(16)
+    mono, wall = Clock(), Clock(NOON)
+    ctl = InstallationController(parse_section(raw), state, tmp_path, scenes, clock=mono, wallclock=wall)
+    return ctl, state, mono, wall
+
+
+def test_hand_back_at_first_input_and_resume_after_idle(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    ctl, state, mono, _ = make(
+        tmp_path, {"autopilot": {"idle_timeout": 30, "fade_in": 2, "release": 0.2, "scenes": ["dusk", "rain"]}}
+    )
+    import livevae.control
+
+    monkeypatch.setattr(livevae.control.time, "monotonic", mono)  # ControlState stamps input with this clock
+    ctl.start(FakeLoop())  # type: ignore[arg-type]
+    z = np.zeros((1, 16), np.float32)
+    t = 0.0
+
+    def frame() -> np.ndarray:
+        nonlocal t
+        out = ctl.modulate(z, t)
+        ctl.on_frame(info(int(t * 25)))
+        t += 0.04
+        mono.t += 0.04
+        return out
+
+    moved = frame()
+    assert np.abs(moved).max() > 0  # nobody played yet: the autopilot drives from the start
+    assert ctl.driving and ctl.weight == 1.0
+    assert state.drain_actions() == [("scene.recall", "dusk")]
+
+    # a performer touches a fader over OSC: the autopilot lets go within `release` seconds
+    state.set("mix", 0.5, origin="osc")
+    frame()
+    assert not ctl.driving and ctl.handovers == 1
+    for _ in range(5):
+        frame()
+    assert ctl.weight == 0.0
+    np.testing.assert_array_equal(frame(), z)  # the performer's z, untouched
+    assert state.get("mix") == 0.5
+
+    # 30 s idle: it takes back, resets the performer's controls and recalls the next scene; fades in over 2 s
+    mono.t += 30
+    frame()
+    assert ctl.driving and ctl.resumes == 1
+    assert state.get("mix") == 0.0  # reset_on_resume
+    assert state.drain_actions()[-1] == ("scene.recall", "rain")
+    assert 0 < ctl.weight < 0.1
+    for _ in range(60):
+        frame()
+    assert ctl.weight == 1.0
+    # MIDI counts as a performer too; the autopilot's own and the scenes' writes do not
+    state.set("noise", 0.1, origin="autopilot")
+    state.set("noise", 0.2, origin="scene")
+    frame()
+    assert ctl.driving
+    state.set("z/3", 1.0, origin="midi:cc")
+    frame()
+    assert not ctl.driving and ctl.handovers == 2
+
+
+def test_scene_cycling_period(tmp_path: Path) -> None:
+    ctl, state, mono, _ = make(tmp_path, {"autopilot": {"scene_seconds": 10}}, scenes=("a", "b", "c"))
+    ctl.start(FakeLoop())  # type: ignore[arg-type]
+    posted = []
+    for i in range(25 * 35):  # 35 s at 25 fps
+        ctl.on_frame(info(i))
+        posted += state.drain_actions()
+        mono.t += 0.04
+    assert posted == [("scene.recall", s) for s in ("a", "b", "c", "a")]
+
+
+def test_schedule_closes_and_reopens(tmp_path: Path) -> None:
+    ctl, _, mono, wall = make(
+        tmp_path, {"schedule": {"open": ["mon-fri 10:00-18:00"], "timezone": "Europe/Berlin", "closed_fps": 2}}
+    )
+    loop = FakeLoop()
+    ctl.start(loop)  # type: ignore[arg-type]
+    assert ctl.is_open and loop.hold is None
+    wall.t = NOON + 6.5 * 3600  # 18:30 Berlin
+    mono.t += 2
+    ctl.on_frame(info(1))
+    assert not ctl.is_open and loop.hold is not None
+    img, fps = loop.hold
+    assert fps == 2 and img.shape == (48, 64, 3) and not img.any()  # black at the model's size
+    assert ctl.health_fields()["state"] == "closed"
+    wall.t = NOON + 22 * 3600  # 10:00 next day
+    mono.t += 2
+    ctl.on_frame(info(2))
+    assert ctl.is_open and loop.hold is None
+
+
+def test_closed_still_image(tmp_path: Path) -> None:
+    import cv2
+
+    still = np.full((30, 40, 3), 200, np.uint8)
+    cv2.imwrite(str(tmp_path / "closed.png"), still)
+    ctl, *_ = make(tmp_path, {"schedule": {"open": ["mon 00:00-00:01"], "closed": "still", "still": "closed.png"}})
+    loop = FakeLoop()
+    ctl.start(loop)  # type: ignore[arg-type]
+    assert loop.hold is not None and loop.hold[0].shape == (30, 40, 3) and loop.hold[0].min() == 200
+
+
+def test_nightly_restart_requests_quit(tmp_path: Path) -> None:
+    ctl, _, mono, wall = make(tmp_path, {"schedule": {"nightly_restart": "13:30", "timezone": "Europe/Berlin"}})
+    loop = FakeLoop()
+    ctl.start(loop)  # type: ignore[arg-type]
+    ctl.on_frame(info(0))  # noon Berlin: the restart is 1.5 h away
+    mono.t += 3600
+    wall.t += 3600
+    ctl.on_frame(info(1))
+    assert not loop.quit
+    mono.t += 1800
+    wall.t += 1800
+    ctl.on_frame(info(2))
+    assert loop.quit and "nightly restart at 13:30" in ctl.restart_requested
+
+
+def test_heartbeat_written_with_show_fields(tmp_path: Path) -> None:
+    state = ControlState(16)
+    ctl = InstallationController(
+        parse_section({"health": {"heartbeat": "hb/heartbeat.json", "heartbeat_interval": 0.5}}), state, tmp_path
+    )
+    loop = FakeLoop()
+    ctl.start(loop)  # type: ignore[arg-type]
+    try:
+        ctl.on_frame(info(41))
+        time.sleep(0.8)
+    finally:
+        ctl.stop()
+    data = json.loads((tmp_path / "hb" / "heartbeat.json").read_text())
+    assert data["state"] == "stopped"  # the last word
+    assert data["frames"] == 42 and data["fps"] == 25.0 and data["source"] == "clip.mp4"
+    assert data["mode"] == "autopilot" and "rss_mb" in data and "uptime_s" in data
+    assert "watchdog" in data and set(data["watchdog"]) == {"source", "loop"}
+
+
+def test_watchdog_wraps_the_backend(tmp_path: Path, tiny_model_file: Path) -> None:
+    from livevae.backends import create
+
+    loop = FakeLoop()
+    loop.cfg = SimpleNamespace(model=str(tiny_model_file), backend="torch")
+    loop.backend = create(str(tiny_model_file), "torch")  # type: ignore[assignment]
+    ctl = InstallationController(parse_section({"health": {"heartbeat": None}}), ControlState(16), tmp_path)
+    ctl.start(loop)  # type: ignore[arg-type]
+    try:
+        assert isinstance(loop.backend, GuardedBackend)
+        assert ctl.watchdog is not None and set(ctl.watchdog.status()) == {"backend", "source", "loop"}
+    finally:
+        ctl.stop()
+
+
+def test_from_show_resolves_paths(tmp_path: Path) -> None:
+    ctl = from_show({"health": {"log_file": "logs/show.log"}}, ControlState(16), tmp_path / "gallery.toml")
+    assert ctl._path("logs/show.log") == tmp_path / "logs" / "show.log"
+    (tmp_path / "adir").mkdir()
+    with pytest.raises(InstallationError, match="a folder; expected a file path"):
+        from_show({"health": {"log_file": "adir"}}, ControlState(16), tmp_path / "gallery.toml")
