@@ -120,6 +120,20 @@ class ControlSnapshot:
         return out
 
 
+def default_value(target: str) -> float:
+    """The default of a numeric target ("mix" -> 0, "gain/3" -> 1, "lfo/0/rate" -> 0.25); KeyError if unknown."""
+    t = canonical(target)
+    if t in SCALARS:
+        return SCALARS[t][2]
+    m = _VEC_RE.match(t)
+    if m:
+        return VECTORS[m.group(1)][2]
+    m = _LFO_RE.match(t)
+    if m and m.group(2) in LFO_PARAMS:
+        return LFO_PARAMS[m.group(2)][2]
+    raise KeyError(target)
+
+
 def canonical(target: str) -> str:
     """Strip a leading "/livevae/" or "/" and resolve aliases: "/livevae/ema" -> "smooth"."""
     t = target.strip()
@@ -185,7 +199,7 @@ class ControlState:
         changed = self._set_many({canonical(k): v for k, v in values.items()}, origin)
         self._notify(changed, origin)
 
-    def set_vector(self, name: str, values: Sequence[float], origin: str = "") -> None:
+    def set_vector(self, name: str, values: Sequence[float] | np.ndarray, origin: str = "") -> None:
         """Set a whole vector: "z" (offsets, zdim values), "gain" (zdim), "pc" (n_pcs) or "anchor" (zdim latent
         mixed toward by "mix"). Shorter input sets the leading entries. Raises ControlError on a bad name/length."""
         name = canonical(name)
@@ -313,6 +327,10 @@ class ControlState:
 
     def get(self, target: str) -> float:
         return self.snapshot().get(target)
+
+    def defaults(self) -> dict[str, float]:
+        """target -> default value for every numeric target."""
+        return {t: default_value(t) for t in self.targets()}
 
     def targets(self) -> list[str]:
         """Every numeric target this state accepts, e.g. ["mix", ..., "z/0", ..., "lfo/7/sync"]."""

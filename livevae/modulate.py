@@ -140,14 +140,32 @@ class Modulator:
         self._cur: ControlSnapshot | None = None  # slewed controls
         self._ema: np.ndarray | None = None  # [N, zdim] smoothed encoder z
         self._held: np.ndarray | None = None  # [N, zdim] frozen encoder z
+        self._fade = 0.0  # seconds of a scene fade in progress
+        self._fade_start: float | None = None
 
     def reset(self) -> None:
         self.clock.reset()
         self._t = self._cur = self._ema = self._held = None
+        self._fade, self._fade_start = 0.0, None
 
-    def _slew(self, snap: ControlSnapshot, dt: float) -> ControlSnapshot:
+    def fade(self, seconds: float) -> None:
+        """Glide every control (and the anchor) toward its new value over about `seconds` from the next frame:
+        a scene recall with a fade. Slower per-control slews still apply."""
+        self._fade, self._fade_start = max(0.0, float(seconds)), None
+
+    def _fade_tau(self, t: float) -> float:
+        if self._fade <= 0.0:
+            return 0.0
+        if self._fade_start is None:
+            self._fade_start = t
+        if t - self._fade_start > 2.0 * self._fade:  # 1 - exp(-6): done; back to the plain slews
+            self._fade = 0.0
+            return 0.0
+        return self._fade / 3.0  # 95 % of the way after `seconds`
+
+    def _slew(self, snap: ControlSnapshot, dt: float, fade_tau: float = 0.0) -> ControlSnapshot:
         cur = self._cur
-        if cur is None or (snap.slew == 0.0 and not snap.slews):
+        if cur is None or (snap.slew == 0.0 and not snap.slews and fade_tau == 0.0):
             return snap
         fields: dict[str, object] = {}
         for name, prefix in (("offset", "z"), ("gain", "gain"), ("pc", "pc")):
@@ -161,12 +179,13 @@ class Modulator:
                 p, _, i = key.partition("/")
                 if p == prefix and i.isdigit() and int(i) < tau.size:
                     tau[int(i)] = s
+            tau = np.maximum(tau, fade_tau)
             fields[name] = (now + _alpha(dt, tau) * (target - now)).astype(np.float32)
         for name in ("mix", "noise"):
-            a = _alpha(dt, snap.slews.get(name, snap.slew))
+            a = _alpha(dt, max(snap.slews.get(name, snap.slew), fade_tau))
             fields[name] = float(getattr(cur, name) + a * (getattr(snap, name) - getattr(cur, name)))
         if snap.anchor is not None and cur.anchor is not None and snap.anchor is not cur.anchor:
-            a = _alpha(dt, snap.slews.get("mix", snap.slew))  # a scene change glides at the mix's pace
+            a = _alpha(dt, max(snap.slews.get("mix", snap.slew), fade_tau))  # a scene glides at the mix's pace
             fields["anchor"] = (cur.anchor + a * (snap.anchor - cur.anchor)).astype(np.float32)
         out = dataclasses.replace(snap, **fields)  # type: ignore[arg-type]
         # snap to the target when close, so an idle show goes back to the cheap identity path
@@ -185,7 +204,7 @@ class Modulator:
             raise ModulateError(f"modulate: z has shape {z.shape}; expected [N, {self.zdim}]")
         dt = 0.0 if self._t is None else max(0.0, t - self._t)
         self._t = t
-        cur = self._slew(snap, dt)
+        cur = self._slew(snap, dt, self._fade_tau(t))
         self._cur = cur
         cycles = self.clock.advance(cur.lfos, cur.bpm, t)
         eff = apply_lfos(cur, t, cycles, self.seed)

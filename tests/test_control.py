@@ -129,3 +129,12 @@ def test_snapshot_cached_until_change_and_threads() -> None:
         t.join()
     assert s.snapshot().offset[:4].tolist() == pytest.approx([0.9] * 4)
     assert len(s.targets()) == 6 + 16 * 2 + 8 * 4
+
+
+def test_defaults_cover_every_target() -> None:
+    s = ControlState(zdim=3, n_pcs=1, n_lfos=1)
+    d = s.defaults()
+    assert set(d) == set(s.targets())
+    assert d["gain/2"] == 1.0 and d["bpm"] == 120.0 and d["lfo/0/rate"] == 0.25
+    s.set_many(d)  # setting every default is a no-op
+    assert s.snapshot().values() == {}
