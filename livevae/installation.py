@@ -311,8 +311,21 @@ class InstallationController:
         return q if q.is_absolute() else self.show_dir / q
 
     # --- Controller protocol -----------------------------------------------------------------------------
+    def configure(self, cfg: LiveConfig) -> LiveConfig:
+        """The show's config with the installation's display settings (build_show calls this before the loop)."""
+        return apply_display(cfg, self.sec)
+
     def start(self, loop: LiveLoop) -> None:
         self.loop = loop
+        if not self.sec.enabled:  # `enabled = false`: the section stays in the file, the show runs as a plain one
+            self.weight, self.driving = 0.0, False
+            return
+        if not self.scenes:  # every scene the show's control layer knows (its file's and saved ones)
+            for c in getattr(loop, "controllers", ()):
+                names = getattr(getattr(c, "scenes", None), "names", None)
+                if callable(names) and c is not self:
+                    self.scenes = list(names())
+                    break
         h = self.sec.health
         if h.log_file:
             self._log_handler = setup_log_file(
@@ -380,7 +393,7 @@ class InstallationController:
         ap = self.sec.autopilot
         dt_ = 0.0 if self._last_t is None else t - self._last_t
         self._last_t = t
-        if not ap.enabled:
+        if not ap.enabled or not self.sec.enabled:
             return z
         last = self.state.last_input_time if self.state is not None else 0.0
         wanted = autopilot_wanted(self.clock(), last, ap.idle_timeout)
@@ -397,6 +410,8 @@ class InstallationController:
         return False  # scenes are the control layer's; the autopilot only posts them
 
     def on_frame(self, info: FrameInfo) -> None:
+        if not self.sec.enabled:
+            return
         now = self.clock()
         self._update_schedule(now)
         self._autopilot_turns(now)
