@@ -1,0 +1,241 @@
+"""`livevae bench`: every backend x preset, fps and p50/p99 latency, each as a ratio to torch eager in the same run."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from livevae.backends import Backend, EngineError, create
+from livevae.model import VAE, preset, save_model
+
+REFERENCE = "torch-cpu"  # plain PyTorch eager on CPU: every ratio is against it
+OPS = ("encode", "decode", "both")
+
+
+@dataclass
+class Row:
+    """One measurement: a backend running one op on one preset at one batch size."""
+
+    preset: str
+    backend: str
+    batch: int
+    op: str
+    fps: float  # frames per second (batch / mean latency)
+    p50_ms: float
+    p99_ms: float
+    cpu_pct: float  # process CPU time / wall time: 200 = both cores busy
+    calls: int
+    ratio: float | None = None  # fps / torch eager fps, same preset, op and batch
+    detail: str = ""
+
+
+@dataclass
+class Report:
+    machine: dict[str, Any]
+    settings: dict[str, Any]
+    rows: list[Row] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+def machine_info() -> dict[str, Any]:
+    import onnxruntime as ort
+
+    info: dict[str, Any] = {
+        "cpu": platform.processor() or platform.machine(),
+        "cores": os.cpu_count(),
+        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "torch": torch.__version__,
+        "onnxruntime": ort.__version__,
+        "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+    }
+    try:
+        with open("/proc/cpuinfo") as f:
+            info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def random_model(name: str, seed: int = 0) -> VAE:
+    """A preset with random weights and warmed batch-norm statistics: speed does not depend on training."""
+    torch.manual_seed(seed)
+    m = VAE(preset(name))
+    m.train()
+    cfg = m.cfg
+    with torch.no_grad():
+        m(torch.rand(4, 3, cfg.height, cfg.width) * 2 - 1)
+    return m.eval()
+
+
+def measure(fn: Callable[[], object], seconds: float, warmup: int = 3, min_calls: int = 5) -> tuple[list[float], float]:
+    """Latencies (s) of repeated calls for about `seconds`, and CPU% over them."""
+    for _ in range(warmup):
+        fn()
+    lat: list[float] = []
+    cpu0, wall0 = time.process_time(), time.perf_counter()
+    while len(lat) < min_calls or time.perf_counter() - wall0 < seconds:
+        t = time.perf_counter()
+        fn()
+        lat.append(time.perf_counter() - t)
+    wall = time.perf_counter() - wall0
+    return lat, 100.0 * (time.process_time() - cpu0) / wall
+
+
+def _ops(b: Backend, frames: np.ndarray, z: np.ndarray) -> dict[str, Callable[[], object]]:
+    return {"encode": lambda: b.encode(frames), "decode": lambda: b.decode(z), "both": lambda: b.decode(b.encode(frames))}
+
+
+def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads: int) -> tuple[Backend, str]:
+    if name == "onnxruntime+spin":  # the same backend with spinning on: measures what spinning costs/buys
+        from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        b: Backend = OnnxRuntimeBackend.from_file(
+            model_path, batch=1 if batch == 1 else None, cache_dir=cache, threads=threads, spinning=True
+        )
+        return b, b.describe()  # type: ignore[attr-defined]
+    logs: list[str] = []
+    b = create(model_path, name, batch=1 if batch == 1 else None, cache_dir=cache, logger=logs.append)
+    return b, logs[-1].removeprefix("using ")
+
+
+def run_bench(
+    presets: list[str],
+    backends: list[str],
+    batches: list[int],
+    seconds: float,
+    rounds: int,
+    threads: int,
+    cache_dir: Path,
+    say: Callable[[str], None] = print,
+) -> Report:
+    """Measure every (preset, backend, batch, op). Rounds interleave the backends so that a burst of
+    load from other processes hits all of them, not one."""
+    torch.set_num_threads(threads)
+    report = Report(
+        machine_info(),
+        {"presets": presets, "backends": backends, "batches": batches, "seconds": seconds, "rounds": rounds,
+         "threads": threads},
+    )
+    if REFERENCE not in backends:
+        backends = [REFERENCE, *backends]
+    for pname in presets:
+        model = random_model(pname)
+        cfg = model.cfg
+        path = save_model(model, cache_dir / f"{pname}.safetensors")
+        rng = np.random.default_rng(0)
+        for batch in batches:
+            frames = rng.integers(0, 256, (batch, cfg.height, cfg.width, 3), dtype=np.uint8)
+            z = rng.standard_normal((batch, cfg.zdim)).astype(np.float32)
+            live: dict[str, tuple[Backend, str]] = {}
+            for name in backends:
+                try:
+                    live[name] = _make_backend(name, path, batch, cache_dir, threads)
+                except EngineError as e:
+                    report.skipped.append(f"{pname} {name} batch {batch}: {e}")
+                    say(f"skip {pname} {name} batch {batch}: {e}")
+            lat: dict[tuple[str, str], list[float]] = {}
+            cpu: dict[tuple[str, str], list[float]] = {}
+            for _ in range(rounds):
+                for name, (b, _) in live.items():
+                    for op, fn in _ops(b, frames, z).items():
+                        ls, c = measure(fn, seconds / rounds)
+                        lat.setdefault((name, op), []).extend(ls)
+                        cpu.setdefault((name, op), []).append(c)
+            for name, (_, detail) in live.items():
+                for op in OPS:
+                    a = np.array(lat[(name, op)])
+                    report.rows.append(
+                        Row(pname, name, batch, op, batch / float(a.mean()), 1e3 * float(np.percentile(a, 50)),
+                            1e3 * float(np.percentile(a, 99)), float(np.mean(cpu[(name, op)])), len(a), None, detail)
+                    )
+            ref = {r.op: r.fps for r in report.rows if r.preset == pname and r.batch == batch and r.backend == REFERENCE}
+            for r in report.rows:
+                if r.preset == pname and r.batch == batch and r.op in ref:
+                    r.ratio = r.fps / ref[r.op]
+            for r in report.rows:
+                if r.preset == pname and r.batch == batch and r.op == "both":
+                    say(f"{pname:9s} b{batch} {r.backend:18s} enc+dec {r.fps:8.1f} fps  x{r.ratio:.2f} eager")
+    return report
+
+
+def to_markdown(report: Report) -> str:
+    """The README table: one block per batch size, one row per preset x backend."""
+    m, s = report.machine, report.settings
+    out = []
+    for batch in s["batches"]:
+        title = "live latency, batch 1" if batch == 1 else f"offline throughput, batch {batch}"
+        out.append(f"#### Backends x presets: {title}, {s['threads']} threads\n")
+        out.append(
+            "| preset | backend | encode fps (x eager) | encode p50/p99 ms | decode fps (x eager) | "
+            "decode p50/p99 ms | enc+dec fps (x eager) | enc+dec p50/p99 ms | CPU % (enc+dec) |"
+        )
+        out.append("|" + " --- |" * 9)
+        by = {(r.preset, r.backend, r.op): r for r in report.rows if r.batch == batch}
+        for pname in s["presets"]:
+            for name in dict.fromkeys(r.backend for r in report.rows if r.preset == pname and r.batch == batch):
+                cells = [pname, f"`{name}`"]
+                for op in OPS:
+                    r = by[(pname, name, op)]
+                    cells.append(f"{r.fps:.1f} (x{r.ratio:.2f})" if r.ratio is not None else f"{r.fps:.1f}")
+                    cells.append(f"{r.p50_ms:.2f} / {r.p99_ms:.2f}")
+                cells.append(f"{by[(pname, name, 'both')].cpu_pct:.0f}")
+                out.append("| " + " | ".join(cells) + " |")
+        out.append("")
+    details = sorted({f"`{r.backend}`: {r.detail}" for r in report.rows})
+    out.append("Backends: " + "; ".join(details) + ".  ")
+    out.append(
+        f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_avg_1m']} at start (shared machine); "
+        f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; {m['date_utc']} UTC. "
+        f"{s['seconds']:g} s per figure in {s['rounds']} interleaved rounds; random weights, random frames."
+    )
+    for sk in report.skipped:
+        out.append(f"- skipped {sk}")
+    return "\n".join(out) + "\n"
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--presets", default="tiny,live,broad2016", help="comma-separated model presets")
+    p.add_argument(
+        "--backends",
+        default="torch-cpu,torch-cpu-jit,onnxruntime,onnxruntime+spin,torch-cuda,onnxruntime-cuda,tensorrt",
+        help="comma-separated backends; torch-cpu (eager) is always measured as the reference; "
+        "unavailable ones are listed as skipped with the reason",
+    )
+    p.add_argument("--batch", default="1", help="comma-separated batch sizes (1 = live latency; e.g. 1,8)")
+    p.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
+    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per figure")
+    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="CPU threads per backend")
+    p.add_argument("--out", default="bench/results/backends", help="writes OUT.md and OUT.json")
+    p.add_argument("--cache-dir", default=None, help="export/engine cache (default: a temporary folder)")
+
+
+def run(args: argparse.Namespace) -> int:
+    presets = [s for s in args.presets.split(",") if s]
+    backends = [s for s in args.backends.split(",") if s]
+    batches = [int(s) for s in args.batch.split(",") if s]
+    with tempfile.TemporaryDirectory(prefix="livevae-bench-") as tmp:
+        cache = Path(args.cache_dir or tmp)
+        cache.mkdir(parents=True, exist_ok=True)
+        report = run_bench(presets, backends, batches, args.seconds, args.rounds, args.threads, cache)
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    md = to_markdown(report)
+    out.with_suffix(".md").write_text(md)
+    data = {"machine": report.machine, "settings": report.settings, "skipped": report.skipped,
+            "rows": [asdict(r) for r in report.rows]}
+    out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    print(md)
+    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
+    return 0

@@ -1,0 +1,80 @@
+"""`livevae export`: export a model to ONNX (checked) and build TensorRT engines ahead of a show, into the cache."""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from livevae.backends import EngineError
+from livevae.backends.cache import cache_root
+from livevae.backends.onnx_export import DEFAULT_MAX_BATCH, PRECISIONS, NetSpec, export, live_specs, offline_specs
+
+EXAMPLES = """examples:
+  livevae export runs/br/model.safetensors                      # ONNX fp32+fp16, batch 1 and dynamic
+  livevae export runs/br/model.safetensors --backend tensorrt   # fp16 engines for this GPU, before the show
+  LIVEVAE_CACHE=/show/cache livevae export model.safetensors --batch live --precision fp32
+"""
+
+
+def specs_for(batch: str, precisions: list[str], max_batch: int) -> list[NetSpec]:
+    """The NetSpecs named by --batch (live = static 1, offline = dynamic, both) and --precision."""
+    if batch not in ("live", "offline", "both"):
+        raise EngineError(f"--batch {batch!r}; expected live, offline or both")
+    out: list[NetSpec] = []
+    for p in precisions:
+        if p not in PRECISIONS:
+            raise EngineError(f"--precision {p!r}; expected some of {', '.join(PRECISIONS)}")
+        if batch in ("live", "both"):
+            out += live_specs(p)
+        if batch in ("offline", "both"):
+            out += offline_specs(p, max_batch)
+    return out
+
+
+def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.description = (
+        "Export the encoder (frames -> z = mean) and decoder (z -> frames) to ONNX, each checked by onnx.checker "
+        "and ONNX Runtime parity with PyTorch, and optionally build TensorRT engines. Everything is cached on "
+        "the model file's sha256 under --cache-dir ($LIVEVAE_CACHE, default ~/.cache/livevae), so the show "
+        "starts without exporting or building."
+    )
+    p.epilog = EXAMPLES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.add_argument("model", help="livevae model file (.safetensors)")
+    p.add_argument("--backend", choices=["onnx", "tensorrt"], default="onnx", help="what to build (default: onnx)")
+    p.add_argument(
+        "--precision",
+        default=None,
+        help="comma-separated: fp32,fp16 (default: fp32,fp16 for onnx; fp16 for tensorrt)",
+    )
+    p.add_argument(
+        "--batch",
+        default="both",
+        choices=["live", "offline", "both"],
+        help="live = static batch 1, offline = dynamic batch (default: both)",
+    )
+    p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="largest dynamic batch (TensorRT profile)")
+    p.add_argument("--cache-dir", default=None, help="cache folder (default: $LIVEVAE_CACHE or ~/.cache/livevae)")
+    p.add_argument("--force", action="store_true", help="export/build again even when cached")
+
+
+def run(args: argparse.Namespace) -> int:
+    default = "fp32,fp16" if args.backend == "onnx" else "fp16"
+    precisions = [s for s in (args.precision or default).split(",") if s]
+    specs = specs_for(args.batch, precisions, args.max_batch)
+    print(f"cache: {cache_root(args.cache_dir)}")
+    if args.backend == "tensorrt":
+        from livevae.backends.tensorrt_backend import build_all, require_tensorrt
+
+        require_tensorrt()  # fail before spending time on ONNX exports
+        for spec in specs:
+            t = time.perf_counter()
+            (path,) = build_all(args.model, [spec], args.cache_dir, args.force)
+            print(f"{spec.name:18s} {path}  ({time.perf_counter() - t:.1f} s)")
+        return 0
+    for spec in specs:
+        t = time.perf_counter()
+        e = export(args.model, spec, args.cache_dir, force=args.force)
+        state = "cached" if e.cached else f"exported in {time.perf_counter() - t:.1f} s"
+        print(f"{spec.name:18s} {e.path}  max |ORT - torch fp32| = {e.max_abs_diff:.2g}  ({state})")
+    return 0
