@@ -246,6 +246,9 @@ class LiveLoop:
         self._outputs: list[str] = []
         self._finishing: list[Any] = []  # threads finishing stopped recordings
         self._first: Frame | None = None
+        # (picture, fps): show this instead of the model at a low rate, source stopped (installation closed hours)
+        self.hold: tuple[np.ndarray, float] | None = None
+        self._holding = False
 
     # --- controls the loop offers its controllers -------------------------------------------------------------
     def request_quit(self) -> None:
@@ -302,6 +305,9 @@ class LiveLoop:
             self._count_source(old)
             if isinstance(old, Capture):
                 old.stop(wait=False)
+                # forget captures whose thread has ended: each holds its last frame, and a show running for
+                # weeks (watchdog restarts, reopening after closed hours) must not pile them up
+                self._retired = [c for c in self._retired if c._thread is not None and c._thread.is_alive()]
                 self._retired.append(old)
             else:
                 old.stop()
@@ -514,6 +520,12 @@ class LiveLoop:
         perf = time.perf_counter
         wall_end = start + self.cfg.seconds if self.cfg.seconds is not None and not self.offline else math.inf
         while not self._quit and (limit is None or self.index < limit) and time.monotonic() < wall_end:
+            if self.hold is not None:
+                self._hold_frame(start)
+                continue
+            if self._holding:  # reopening: a fresh capture of the source that played before
+                self._holding = False
+                self.switch_source(self.source_index)
             t_in = perf()
             frame, render = self._next_input(start)
             if not render:
@@ -591,6 +603,33 @@ class LiveLoop:
                 except Exception as e:  # reported, never fatal
                     self._controller_failed(c, "on_frame", e)
             self.index += 1
+
+    def _hold_frame(self, start: float) -> None:
+        """One frame of a held picture (closed hours): no source, no model, actions still served every 0.1 s."""
+        assert self.hold is not None
+        img, fps = self.hold
+        if not self._holding:
+            self._holding = True
+            if isinstance(self.input, Capture):
+                self.input.stop(wait=False)  # no decoding while closed; restarted when the hold ends
+        if self.window is not None:
+            self.window.present(img, None)
+        if self.vcam is not None:
+            self.vcam.send(img)
+        now = time.monotonic()
+        self._recent_present.append(now)
+        info = FrameInfo(index=self.index, t=now - start, fps=self.measured_fps(), source=self.source_name,
+                         dropped=self.dropped, latency_ms=0.0, output=img)  # fmt: skip
+        for c in self.controllers:
+            try:
+                c.on_frame(info)
+            except Exception as e:  # reported, never fatal
+                self._controller_failed(c, "on_frame", e)
+        self.index += 1
+        end = now + 1.0 / max(fps, 0.1)
+        while not self._quit and self.hold is not None and (left := end - time.monotonic()) > 0:
+            self._actions()
+            time.sleep(min(0.1, left))
 
     def measured_fps(self) -> float:
         r = self._recent_present
