@@ -31,7 +31,7 @@ log = logging.getLogger("livevae.show")
 
 # Show-file sections owned by other modules: name -> module whose from_show(section, state, show_path) returns a
 # Controller. Imported only when the section is present, so a missing module never breaks other shows.
-EXTENSIONS: dict[str, str] = {"midi": "livevae.midi", "audio": "livevae.audio"}
+EXTENSIONS: dict[str, str] = {"midi": "livevae.midi", "audio": "livevae.audio", "installation": "livevae.installation"}
 RELOAD_POLL_S = 0.5
 
 
@@ -182,6 +182,7 @@ class Show(_Section):
     lfo: list[LfoSection] = Field(default_factory=list)
     midi: dict[str, Any] | None = None  # validated by livevae.midi.from_show
     audio: dict[str, Any] | None = None  # validated by livevae.audio.from_show
+    installation: dict[str, Any] | None = None  # validated by livevae.installation.from_show
 
     # filled by load_show, not by the file
     path: Path = Field(default=Path("show.toml"), exclude=True)
@@ -660,7 +661,7 @@ class ShowController:
         changed = {k: v for k, v in new.controls.items() if old.controls.get(k) != v}
         if changed:
             self.state.set_many(changed, origin="show")
-        fixed = [k for k in ("model", "backend", "input", "window", "output", "osc", "midi", "audio", "seed")
+        fixed = [k for k in ("model", "backend", "input", "window", "output", "osc", *EXTENSIONS, "seed")
                  if getattr(new, k) != getattr(old, k)]  # fmt: skip
         self.show = new
         self.reloads += 1
@@ -719,7 +720,11 @@ def build_show(path: str | Path, osc_port: int | None = None) -> tuple[LiveConfi
     for name in EXTENSIONS:
         section = getattr(show, name)
         if section is not None:
-            controllers.append(_extension(name, section, state, show))
+            c = _extension(name, section, state, show)
+            configure = getattr(c, "configure", None)
+            if callable(configure):  # e.g. installation mode owns the display settings
+                cfg = configure(cfg)
+            controllers.append(c)
     return cfg, state, controllers
 
 
