@@ -356,14 +356,9 @@ def check_targets(show: Show, zdim: int, n_pcs: int) -> None:
             chk(f"scenes.{name}.controls.{k}", k)
         if sc.anchor is not None and len(sc.anchor) != zdim:
             raise ShowError(f"{p}: scenes.{name}.anchor: {len(sc.anchor)} values; expected {zdim} (the model's zdim)")
-        if sc.frames is not None:
-            video = sc.frames.video
-            if not video.startswith("clip:") and not resolve_path(show, video).is_file():
-                raise ShowError(
-                    f"{p}: scenes.{name}.frames.video: {resolve_path(show, video)} not found; expected a film"
-                )
-            if sc.frames.start is not None and sc.frames.end is not None and sc.frames.end <= sc.frames.start:
-                raise ShowError(f"{p}: scenes.{name}.frames.end: {sc.frames.end} <= start; expected end > start")
+        f = sc.frames
+        if f is not None and f.start is not None and f.end is not None and f.end <= f.start:
+            raise ShowError(f"{p}: scenes.{name}.frames.end: {f.end} <= start; expected end > start")
     for i, lf in enumerate(show.lfo):
         chk(f"lfo[{i}].target", lf.target)
         if lf.target.startswith("lfo/"):
@@ -765,6 +760,12 @@ def check_show(path: str | Path, with_model: bool = True) -> Show:
                     stop()
     else:
         check_targets(show, 200, 16)  # the live preset's sizes: names and ranges, not the model's own
+    for name, sc in show.scenes.items():
+        video = sc.frames.video if sc.frames is not None else "clip:"
+        if not video.startswith("clip:") and not resolve_path(show, video).is_file():
+            raise ShowError(
+                f"{show.path}: scenes.{name}.frames.video: {resolve_path(show, video)} not found; expected a film"
+            )
     cfg = live_config(show)
     for i, spec in enumerate(cfg.sources):
         from livevae.source import SourceError, open_source
