@@ -94,7 +94,11 @@ def measure(fn: Callable[[], object], seconds: float, warmup: int = 3, min_calls
 
 
 def _ops(b: Backend, frames: np.ndarray, z: np.ndarray) -> dict[str, Callable[[], object]]:
-    return {"encode": lambda: b.encode(frames), "decode": lambda: b.decode(z), "both": lambda: b.decode(b.encode(frames))}
+    return {
+        "encode": lambda: b.encode(frames),
+        "decode": lambda: b.decode(z),
+        "both": lambda: b.decode(b.encode(frames)),
+    }
 
 
 def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads: int) -> tuple[Backend, str]:
@@ -125,8 +129,14 @@ def run_bench(
     torch.set_num_threads(threads)
     report = Report(
         machine_info(),
-        {"presets": presets, "backends": backends, "batches": batches, "seconds": seconds, "rounds": rounds,
-         "threads": threads},
+        {
+            "presets": presets,
+            "backends": backends,
+            "batches": batches,
+            "seconds": seconds,
+            "rounds": rounds,
+            "threads": threads,
+        },
     )
     if REFERENCE not in backends:
         backends = [REFERENCE, *backends]
@@ -157,10 +167,23 @@ def run_bench(
                 for op in OPS:
                     a = np.array(lat[(name, op)])
                     report.rows.append(
-                        Row(pname, name, batch, op, batch / float(a.mean()), 1e3 * float(np.percentile(a, 50)),
-                            1e3 * float(np.percentile(a, 99)), float(np.mean(cpu[(name, op)])), len(a), None, detail)
+                        Row(
+                            pname,
+                            name,
+                            batch,
+                            op,
+                            batch / float(a.mean()),
+                            1e3 * float(np.percentile(a, 50)),
+                            1e3 * float(np.percentile(a, 99)),
+                            float(np.mean(cpu[(name, op)])),
+                            len(a),
+                            None,
+                            detail,
+                        )
                     )
-            ref = {r.op: r.fps for r in report.rows if r.preset == pname and r.batch == batch and r.backend == REFERENCE}
+            ref = {
+                r.op: r.fps for r in report.rows if r.preset == pname and r.batch == batch and r.backend == REFERENCE
+            }
             for r in report.rows:
                 if r.preset == pname and r.batch == batch and r.op in ref:
                     r.ratio = r.fps / ref[r.op]
@@ -233,8 +256,12 @@ def run(args: argparse.Namespace) -> int:
     out.parent.mkdir(parents=True, exist_ok=True)
     md = to_markdown(report)
     out.with_suffix(".md").write_text(md)
-    data = {"machine": report.machine, "settings": report.settings, "skipped": report.skipped,
-            "rows": [asdict(r) for r in report.rows]}
+    data = {
+        "machine": report.machine,
+        "settings": report.settings,
+        "skipped": report.skipped,
+        "rows": [asdict(r) for r in report.rows],
+    }
     out.with_suffix(".json").write_text(json.dumps(data, indent=1))
     print(md)
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")

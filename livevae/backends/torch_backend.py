@@ -3,6 +3,7 @@ CPU variant, and on CUDA fp16/bf16 + channels_last + CUDA graphs."""
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 
 import numpy as np
@@ -121,11 +122,14 @@ class TorchBackend:
         cfg = self.cfg
         x = self._prep(torch.zeros(1, 3, cfg.height, cfg.width, device=self.device))
         z = torch.zeros(1, cfg.zdim, device=self.device, dtype=self.dtype)
-        with torch.no_grad():
+        with torch.no_grad(), warnings.catch_warnings():
+            # torch 2.13 deprecates TorchScript in favour of torch.compile, which needs a C++ toolchain and
+            # minutes of compiling at start; freeze still works and is the cheap CPU variant we measure.
+            warnings.simplefilter("ignore", DeprecationWarning)
             enc = torch.jit.freeze(torch.jit.trace(_Mu(self.model).eval(), x))
             dec = torch.jit.freeze(torch.jit.trace(self.model.decoder, z))
-        self._enc = torch.jit.optimize_for_inference(enc)
-        self._dec = torch.jit.optimize_for_inference(dec)
+            self._enc = torch.jit.optimize_for_inference(enc)
+            self._dec = torch.jit.optimize_for_inference(dec)
 
     def _prep(self, x: torch.Tensor) -> torch.Tensor:
         x = x.to(self.dtype)
