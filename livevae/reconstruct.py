@@ -151,15 +151,21 @@ def protocol_runner(backend: Any) -> Runner:
 
 class TorchCudaRunner:
     """The CUDA path for a PyTorch backend: pinned host buffers, non-blocking copies on a side stream,
-    fp16/bf16 autocast, uint8 conversion on the GPU so only bytes cross the bus both ways."""
+    the backend's fp16/bf16 weights (or autocast over fp32 ones), uint8 conversion on the GPU, so only
+    bytes cross the bus both ways and the CPU waits once per batch. Untested here: no GPU on the dev machine."""
 
-    def __init__(self, model: Any, device: Any, precision: str = "fp16") -> None:
+    def __init__(self, model: Any, device: Any, precision: str = "auto", channels_last: bool = False) -> None:
         import torch
 
         self.torch = torch
         self.model = model.eval()
         self.device = torch.device(device)
-        self.dtype = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": None}[precision]
+        self.weights = next(model.parameters()).dtype  # the backend may have cast the model to fp16/bf16
+        want = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(precision, torch.float16)
+        # fp32 weights + a half precision request: autocast; half weights: feed half inputs directly.
+        self.autocast = self.weights == torch.float32 and want != torch.float32
+        self.amp_dtype = want
+        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.stream = torch.cuda.Stream(self.device)
         self._in: Any = None
         self._out: Any = None
@@ -178,8 +184,9 @@ class TorchCudaRunner:
         host_in.numpy()[...] = frames  # pageable -> pinned, so the upload below can be asynchronous
         with torch.inference_mode(), torch.cuda.stream(self.stream):
             x = host_in.to(self.device, non_blocking=True)  # [N, H, W, 3] uint8
-            x = x.permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)  # [N, 3, H, W] in [-1, 1]
-            with torch.autocast("cuda", dtype=self.dtype or torch.float32, enabled=self.dtype is not None):
+            x = x.permute(0, 3, 1, 2).to(self.weights).div_(127.5).sub_(1.0)  # [N, 3, H, W] in [-1, 1]
+            x = x.contiguous(memory_format=self.memory_format)
+            with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.autocast):
                 mu, _ = self.model.encode(x)  # z = mean [N, zdim]
                 y = self.model.decode(mu)  # [N, 3, H, W] in [-1, 1]
             y = (y.float().clamp_(-1, 1).add_(1.0).mul_(127.5)).round_().to(torch.uint8).permute(0, 2, 3, 1)
@@ -192,19 +199,25 @@ class TorchCudaRunner:
 def make_runner(backend: Any, precision: str = "auto") -> Runner:
     """The fastest way to drive `backend`: the CUDA path when it is PyTorch on a GPU, else its protocol."""
     model, device = getattr(backend, "model", None), getattr(backend, "device", None)
-    if model is not None and getattr(device, "type", None) == "cuda":
-        return TorchCudaRunner(model, device, "fp16" if precision == "auto" else precision)
+    if model is not None and hasattr(model, "encode") and getattr(device, "type", None) == "cuda":
+        return TorchCudaRunner(model, device, precision, bool(getattr(backend, "channels_last", False)))
     return protocol_runner(backend)
 
 
-def load_backend(path: str, backend: str, device: str | None = None) -> Any:
-    """livevae.backends.create, naming the model file in every error."""
+def load_backend(path: str, backend: str, precision: str = "auto") -> Any:
+    """livevae.backends.create for offline use (dynamic batch), naming the model file in every error."""
+    import inspect
+
     from livevae.backends import EngineError, create
 
     if not Path(path).is_file():
         raise ModelError(f"{path}: model file not found; expected a livevae .safetensors model")
+    # Only pass what this version of create() takes: batch=None asks for dynamic-batch graphs/engines.
+    wanted: dict[str, Any] = {"batch": None, "precision": None if precision == "auto" else precision}
+    params = inspect.signature(create).parameters
+    kw = {k: v for k, v in wanted.items() if k in params}
     try:
-        return create(path, backend, device=device) if device else create(path, backend)
+        return create(path, backend, **kw)
     except (ModelError, EngineError):
         raise
     except Exception as e:  # a backend library's own failure on a bad file: still one line naming the file
@@ -233,7 +246,6 @@ class Options:
     end: float | None = None
     batch: int = 8
     backend: str = "auto"
-    device: str | None = None
     precision: str = "auto"
     audio: str = "auto"  # auto | copy | aac | none
     shard: tuple[int, int] | None = None
@@ -311,6 +323,8 @@ def reconstruct(opts: Options) -> dict[str, Any]:
     if opts.start is not None and opts.end is not None and opts.end <= opts.start:
         raise ReconstructError(f"--end {opts.end} is not after --start {opts.start}")
     info = probe(opts.input)  # VideoError: missing file, not a video, no video stream
+    if opts.start is not None and info.duration and opts.start >= info.duration:
+        raise ReconstructError(f"--start {opts.start:g}: after the end of {opts.input} ({info.duration:.3f} s)")
     out = Path(opts.out)
     if out.resolve() == Path(opts.input).resolve():
         raise ReconstructError(f"{out}: output is the input film; expected a new file")
@@ -323,7 +337,7 @@ def reconstruct(opts: Options) -> dict[str, Any]:
         meta.update(shard=list(opts.shard), origin=origin, origin0=opts.start or 0.0)
         out = shard_path(out, *opts.shard)
 
-    backends = [load_backend(m, opts.backend, opts.device) for m in opts.models]
+    backends = [load_backend(m, opts.backend, opts.precision) for m in opts.models]
     runners = [make_runner(b, opts.precision) for b in backends]
     sizes = [(int(b.cfg.width), int(b.cfg.height)) for b in backends]
     tile = opts.size or sizes[0]
@@ -604,9 +618,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r.add_argument("--start", type=parse_time, default=None, help="start time (seconds or [HH:]MM:SS)")
     r.add_argument("--end", type=parse_time, default=None, help="end time (seconds or [HH:]MM:SS)")
     r.add_argument("--batch", type=int, default=8, help="frames per inference batch")
-    r.add_argument("--backend", default="auto", help="inference backend (auto, torch, ...)")
-    r.add_argument("--device", default=None, help="device for the backend (cpu, cuda, cuda:1); default: backend's")
-    r.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="CUDA path")
+    r.add_argument(
+        "--backend",
+        default="auto",
+        help="auto picks the fastest that runs: tensorrt, torch-cuda, onnxruntime, torch-cpu",
+    )
+    r.add_argument(
+        "--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="auto: fp16 on GPUs, fp32 on CPU"
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     s = p.add_argument_group("long films on several GPUs")
     s.add_argument("--shard", default=None, help="process part INDEX/COUNT only, written to OUT.shard-I-of-N.mp4")
@@ -643,7 +662,6 @@ def options_from_args(args: argparse.Namespace) -> Options:
         end=args.end,
         batch=args.batch,
         backend=args.backend,
-        device=args.device,
         precision=args.precision,
         audio="none" if args.no_audio else args.audio,
         shard=parse_shard(args.shard) if args.shard else None,
@@ -665,13 +683,11 @@ def run(args: argparse.Namespace) -> int:
             rank, world, local = dist
             opts.shard = (rank, world)
             opts.progress = opts.progress and rank == 0
-            if opts.device is None:
-                with contextlib.suppress(Exception):  # no CUDA: every rank runs the default device
-                    import torch
+            with contextlib.suppress(Exception):  # no CUDA: every rank runs on the CPU
+                import torch
 
-                    if torch.cuda.is_available():
-                        opts.device = f"cuda:{local % torch.cuda.device_count()}"
-                        torch.cuda.set_device(local % torch.cuda.device_count())
+                if torch.cuda.is_available():
+                    torch.cuda.set_device(local % torch.cuda.device_count())  # "cuda" is now this rank's GPU
         summary = reconstruct(opts)
         print(
             f"wrote {summary['frames']} frames {summary['size'][0]}x{summary['size'][1]} to {summary['output']} "
