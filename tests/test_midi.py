@@ -5,8 +5,9 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import mido
 import pytest
@@ -46,7 +47,7 @@ def mapper(*maps: MidiMapping, state: ControlState | None = None) -> tuple[MidiM
     return MidiMapper(maps, st.check_target, st.get), st
 
 
-def sets(effects: list[object]) -> list[tuple[str, float]]:
+def sets(effects: Sequence[object]) -> list[tuple[str, float]]:
     return [(e.target, round(e.value, 5)) for e in effects if isinstance(e, SetControl)]
 
 
@@ -57,6 +58,11 @@ def wait_for(cond: Callable[[], bool], timeout: float = 5.0) -> bool:
             return True
         time.sleep(0.01)
     return cond()
+
+
+def drain(port: sockets.SocketPort, got: list[mido.Message]) -> list[mido.Message]:
+    got.extend(port.iter_pending())
+    return got
 
 
 def hang_up(port: sockets.SocketPort) -> None:
@@ -240,7 +246,7 @@ def test_from_show_validates_with_clear_errors(tmp_path: Path) -> None:
     assert [m.kind for m in ctl.mappings] == ["cc", "cc14", "cc", "note", "note", "pitchbend"]
     assert ctl.mappings[0].channel == 0  # show files count channels 1..16
     assert st.snapshot().slews["noise"] == pytest.approx(0.2)
-    bad = [
+    bad: list[tuple[dict[str, Any], str]] = [
         ({"map": [{"cc": 200, "target": "mix"}]}, r"\[midi\] map\[0\].cc: .*127.*found 200"),
         ({"map": [{"cc": 1, "note": 3, "target": "mix"}]}, "exactly one of cc, cc14, note, pitchbend"),
         ({"map": [{"cc": 1}]}, "exactly one of target"),
@@ -353,14 +359,14 @@ def test_end_to_end_through_socket_port(caplog: pytest.LogCaptureFixture) -> Non
         client = server.accept()  # our controller's connection
         got: list[mido.Message] = []
         # on connecting, the controller's faders are put where the show is (pc/0 = 0 -> 64, mix = 0 -> 0)
-        assert wait_for(lambda: got.extend(client.iter_pending()) or len(got) >= 2)
+        assert wait_for(lambda: len(drain(client, got)) >= 2)
         assert sorted((m.control, m.value) for m in got) == [(7, 64), (8, 0)]
         got.clear()
         client.send(cc(7, 127))
         assert wait_for(lambda: st.get("pc/0") == pytest.approx(2.0))
         assert st.last_origin.startswith("midi:")
         st.set("mix", 1.0, origin="osc:/livevae/mix")  # moved elsewhere: the controller's LED/fader follows
-        assert wait_for(lambda: got.extend(client.iter_pending()) or any(m.is_cc(8) for m in got))
+        assert wait_for(lambda: any(m.is_cc(8) for m in drain(client, got)))
         assert [m.value for m in got if m.is_cc(8)][-1] == 127
         assert not any(m.is_cc(7) for m in got)  # no echo to the fader that made the change
         with caplog.at_level(logging.WARNING, logger="livevae.midi"):
