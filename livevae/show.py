@@ -459,7 +459,6 @@ class ShowController:
         show: Show,
         state: ControlState,
         pca: Pca | None = None,
-        osc_port: int | None = None,
         encoder: Callable[[np.ndarray], np.ndarray] | None = None,
     ) -> None:
         self.show, self.state, self.pca = show, state, pca
@@ -484,9 +483,7 @@ class ShowController:
             if o.feedback:
                 host, _, port = o.feedback.rpartition(":")
                 self.feedback = OscFeedback(state, host, int(port), o.status_interval, echo_builtin=o.echo)
-            self.server = OscServer(
-                state, o.host, o.port if osc_port is None else osc_port, show.osc_mappings(), self.feedback
-            )
+            self.server = OscServer(state, o.host, o.port, show.osc_mappings(), self.feedback)
 
     # -- Controller protocol --
     def start(self, loop: LiveLoop | None = None) -> None:
@@ -694,12 +691,18 @@ def _extension(name: str, section: dict[str, Any], state: ControlState, show: Sh
         raise
 
 
-def build_show(path: str | Path, osc_port: int | None = None) -> tuple[LiveConfig, ControlState, list[Controller]]:
+def build_show(
+    path: str | Path,
+    osc_port: int | None = None,
+    osc_host: str | None = None,
+    osc_feedback: str | None = None,
+) -> tuple[LiveConfig, ControlState, list[Controller]]:
     """Load, validate and build a show: (LiveConfig, ControlState with the show's starting values, controllers).
 
-    osc_port overrides [osc] port (0 = any free port, for tests). Raises ShowError naming the file and key.
+    osc_port / osc_host / osc_feedback ("host:port") override the [osc] section (the --osc-* flags; port 0 = any
+    free port). Raises ShowError naming the file and key.
     """
-    show = load_show(path)
+    show = with_osc(load_show(path), osc_host, osc_port, osc_feedback)
     zdim, n_pcs = model_sizes(show)
     check_targets(show, zdim, n_pcs)
     cfg = live_config(show)
@@ -709,7 +712,7 @@ def build_show(path: str | Path, osc_port: int | None = None) -> tuple[LiveConfi
     except ControlError as e:
         raise ShowError(f"{show.path}: controls: {e}") from None
     apply_lfos(state, show.lfo)
-    ctrl = ShowController(show, state, load_pca(model_path(show)), osc_port=osc_port)
+    ctrl = ShowController(show, state, load_pca(model_path(show)))
     ctrl.compute_frame_scenes()
     controllers: list[Controller] = [ctrl]
     for name in EXTENSIONS:
@@ -723,9 +726,28 @@ def build_show(path: str | Path, osc_port: int | None = None) -> tuple[LiveConfi
     return cfg, state, controllers
 
 
-def default_controllers(cfg: LiveConfig, state: ControlState) -> list[Controller]:
-    """Controllers for `livevae live --model M` without a show: modulation, OSC on 127.0.0.1:9000, no feedback."""
-    show = Show(model=cfg.model, hot_reload=False, path=Path(""))
+def with_osc(show: Show, host: str | None = None, port: int | None = None, feedback: str | None = None) -> Show:
+    """The show with its [osc] section overridden by command-line flags (validated like the file)."""
+    over: dict[str, Any] = {k: v for k, v in (("host", host), ("port", port), ("feedback", feedback)) if v is not None}
+    if not over:
+        return show
+    try:
+        osc = OscSection.model_validate({**show.osc.model_dump(), **over})
+    except ValidationError as e:
+        raise ShowError(_format_validation(Path("--osc-* flags"), e)) from None
+    return show.model_copy(update={"osc": osc})
+
+
+def default_controllers(
+    cfg: LiveConfig,
+    state: ControlState,
+    osc_host: str | None = None,
+    osc_port: int | None = None,
+    osc_feedback: str | None = None,
+) -> list[Controller]:
+    """Controllers for `livevae live --model M` without a show: modulation, OSC on 127.0.0.1:9000 (or the flags'),
+    feedback when asked for."""
+    show = with_osc(Show(model=cfg.model, hot_reload=False, path=Path("")), osc_host, osc_port, osc_feedback)
     pca = None
     try:
         pca = load_pca(cfg.model)
