@@ -747,6 +747,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--screenshot-dir", help=f"where key s puts PNGs (default {d.screenshot_dir})")
     g.add_argument("--virtualcam", action="store_const", const=True, help="also send to a virtual camera")
     g.add_argument("--stats-json", help="write the exit stats here as JSON")
+    g = p.add_argument_group("OSC")
+    g.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1; 0.0.0.0 listens on the LAN)")
+    g.add_argument("--osc-port", type=int, help="OSC listen port (default 9000)")
+    g.add_argument("--osc-feedback", metavar="HOST:PORT", help="send control feedback and status here")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -793,7 +797,8 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
             from livevae.show import build_show
         except ImportError as e:
             raise LiveError(f"{args.show}: show files need livevae.show ({e})") from e
-        cfg, state, controllers = build_show(Path(args.show))
+        osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
+        cfg, state, controllers = build_show(Path(args.show), **osc)
         cfg = apply_flags(cfg, args)
     else:
         if not args.model:
@@ -816,7 +821,8 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
             pass
         else:
             state = ControlState(backend.cfg.zdim, pca_count(cfg.model))
-            controllers = list(default_controllers(cfg, state))
+            osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
+            controllers = list(default_controllers(cfg, state, **osc))
     return cfg, backend, state, controllers
 
 
