@@ -165,6 +165,8 @@ class VideoWriter:
         self.tmp = self.path.with_name(f".{self.path.stem}.partial{self.path.suffix or '.mp4'}")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            # FFmpeg opens the file only at the first packet: create it now so an unwritable path fails here.
+            self.tmp.open("wb").close()
             self.container = av.open(str(self.tmp), mode="w")
         except (OSError, av.error.FFmpegError) as e:
             raise VideoError(f"{self.path}: cannot write output ({e})") from e
@@ -220,6 +222,8 @@ class VideoWriter:
         """Flush, close and move the finished file into place."""
         if self._closed:
             return self.path
+        if self.frames == 0:
+            self.container.start_encoding()  # no packets: still write a valid (empty) file, header and all
         for pkt in self.stream.encode():
             self.container.mux(pkt)
         self.container.close()

@@ -1,0 +1,101 @@
+"""video: probe, frame iteration, the atomic writer with timestamps, audio muxing, lossless concatenation."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from livevae.video import AudioMux, VideoError, VideoWriter, concat, iter_frames, probe, read_comment
+from tests.conftest import pattern_frames, write_video
+
+
+def test_probe_and_iter_range(tmp_path: Path) -> None:
+    film = write_video(tmp_path / "a.mp4", pattern_frames(20, 64, 48), audio_seconds=0.8)
+    info = probe(film)
+    assert (info.width, info.height, info.fps, info.has_audio) == (64, 48, Fraction(25), True)
+    assert info.duration == pytest.approx(0.8, abs=0.05)
+    times = [t for _, t in iter_frames(film, start=0.2, end=0.4)]
+    assert times == pytest.approx([0.2, 0.24, 0.28, 0.32, 0.36])
+    assert len([1 for _ in iter_frames(film, every=3)]) == 7
+
+
+def test_open_errors_name_the_file(tmp_path: Path) -> None:
+    with pytest.raises(VideoError, match="file not found"):
+        probe(tmp_path / "missing.mp4")
+    junk = tmp_path / "junk.mp4"
+    junk.write_bytes(b"nothing video about this")
+    with pytest.raises(VideoError, match=r"junk\.mp4: not a readable video"):
+        probe(junk)
+    with pytest.raises(VideoError, match="is a directory"):
+        probe(tmp_path)
+
+
+def test_writer_is_atomic_and_keeps_timestamps(tmp_path: Path) -> None:
+    out = tmp_path / "o.mp4"
+    frames = pattern_frames(5, 33, 17)  # odd size: padded to even for yuv420p
+    with VideoWriter(out, 25, (33, 17), time_base=Fraction(1, 1000), metadata={"comment": "hello"}) as w:
+        for f, t in zip(frames, [0.0, 0.04, 0.2, 0.24, 0.5], strict=True):
+            w.write(f, t)
+        assert w.tmp.exists() and not out.exists()  # nothing at the final path until close
+    assert out.exists() and not w.tmp.exists()
+    assert [t for _, t in iter_frames(out)] == pytest.approx([0.0, 0.04, 0.2, 0.24, 0.5])
+    assert read_comment(out) == "hello"
+    got = next(iter_frames(out))[0]
+    assert got.shape == (18, 34, 3)
+    with pytest.raises(RuntimeError), VideoWriter(tmp_path / "x.mp4", 25, (16, 16)) as w2:
+        w2.write(frames[0][:16, :16])
+        raise RuntimeError("interrupted")
+    assert list(tmp_path.glob("x*")) == [] and list(tmp_path.glob(".x*")) == []
+
+
+def test_writer_errors(tmp_path: Path) -> None:
+    blocker = tmp_path / "f"
+    blocker.write_text("x")
+    with pytest.raises(VideoError, match="cannot write output"):
+        VideoWriter(blocker / "o.mp4", 25, (16, 16))
+    with pytest.raises(VideoError, match="codec 'nope'"):
+        VideoWriter(tmp_path / "o.mp4", 25, (16, 16), codec="nope")
+    assert not list(tmp_path.glob(".o*"))
+
+
+def _audio_packets(path: Path) -> list[tuple[int, int]]:
+    with av.open(str(path)) as c:
+        return [(p.pts, p.duration) for p in c.demux(c.streams.audio[0]) if p.pts is not None]
+
+
+def test_audio_mux_ranges_partition_the_packets(tmp_path: Path) -> None:
+    film = write_video(tmp_path / "a.mp4", pattern_frames(25, 32, 32), audio_seconds=1.0)
+    whole = _audio_packets(film)
+    pieces = []
+    for k, (lo, hi) in enumerate([(None, 0.4), (0.4, None)]):
+        out = tmp_path / f"p{k}.mp4"
+        with VideoWriter(out, 25, (32, 32)) as w:
+            mux = AudioMux(film, w.container, start=lo, end=hi, origin=lo or 0.0)
+            assert mux.copied == [True]
+            for f, t in iter_frames(film, start=lo, end=hi):
+                w.write(f)
+                mux.feed(t)
+            mux.finish()
+        pieces.append(_audio_packets(out))
+    assert len(pieces[0]) + len(pieces[1]) == len(whole)  # no packet lost or doubled at the cut
+    assert pieces[1][0][0] >= 0  # shifted to the part's own time 0
+    with VideoWriter(tmp_path / "t.mp4", 25, (32, 32)) as w, pytest.raises(VideoError, match="audio mode"):
+        AudioMux(film, w.container, mode="wav")
+
+
+def test_concat_is_lossless_and_checks_streams(tmp_path: Path) -> None:
+    a = write_video(tmp_path / "a.mp4", pattern_frames(6, 32, 32))
+    b = write_video(tmp_path / "b.mp4", pattern_frames(4, 32, 32, seed=3))
+    out = concat([a, b], tmp_path / "ab.mp4")
+    frames = [f for f, _ in iter_frames(out)]
+    want = [f for f, _ in iter_frames(a)] + [f for f, _ in iter_frames(b)]
+    assert len(frames) == 10 and all(np.array_equal(x, y) for x, y in zip(frames, want, strict=True))
+    assert [t for _, t in iter_frames(out)] == pytest.approx([i / 25 for i in range(10)])
+    odd = write_video(tmp_path / "c.mp4", pattern_frames(2, 48, 32))
+    with pytest.raises(VideoError, match=r"c\.mp4: streams"):
+        concat([a, odd], tmp_path / "bad.mp4")
+    assert not (tmp_path / "bad.mp4").exists() and not list(tmp_path.glob(".bad*"))
