@@ -17,7 +17,7 @@ import numpy as np
 import torch
 
 from livevae.backends import Backend, EngineError, create
-from livevae.model import VAE, preset, save_model
+from livevae.model import VAE, preset, read_model_header, save_model
 
 REFERENCE = "torch-cpu"  # plain PyTorch eager on CPU: every ratio is against it
 OPS = ("encode", "decode", "both")
@@ -79,9 +79,17 @@ def random_model(name: str, seed: int = 0) -> VAE:
     return m.eval()
 
 
-def measure(fn: Callable[[], object], seconds: float, warmup: int = 3, min_calls: int = 5) -> tuple[list[float], float]:
-    """Latencies (s) of repeated calls for about `seconds`, and CPU% over them."""
+def measure(fn: Callable[[], object], seconds: float, warmup: int = 3, min_calls: int = 3) -> tuple[list[float], float]:
+    """Latencies (s) of repeated calls for about `seconds` (at least `min_calls`), and CPU% over them.
+
+    Warm-up: one call, then up to `warmup` more while they stay under a tenth of the budget (broad2016
+    in torch eager takes ~0.5 s a call; tiny in ORT ~0.1 ms).
+    """
+    t0 = time.perf_counter()
+    fn()
     for _ in range(warmup):
+        if time.perf_counter() - t0 > seconds / 10:
+            break
         fn()
     lat: list[float] = []
     cpu0, wall0 = time.process_time(), time.perf_counter()
@@ -141,9 +149,13 @@ def run_bench(
     if REFERENCE not in backends:
         backends = [REFERENCE, *backends]
     for pname in presets:
-        model = random_model(pname)
-        cfg = model.cfg
-        path = save_model(model, cache_dir / f"{pname}.safetensors")
+        if pname.endswith(".safetensors"):  # a model file (e.g. a trained one) instead of a preset
+            path = Path(pname)
+            cfg, _ = read_model_header(path)
+        else:
+            model = random_model(pname)
+            cfg = model.cfg
+            path = save_model(model, cache_dir / f"{pname}.safetensors")
         rng = np.random.default_rng(0)
         for batch in batches:
             frames = rng.integers(0, 256, (batch, cfg.height, cfg.width, 3), dtype=np.uint8)
@@ -229,7 +241,11 @@ def to_markdown(report: Report) -> str:
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--presets", default="tiny,live,broad2016", help="comma-separated model presets")
+    p.add_argument(
+        "--presets",
+        default="tiny,live,broad2016",
+        help="comma-separated model presets (random weights) and/or model files (*.safetensors)",
+    )
     p.add_argument(
         "--backends",
         default="torch-cpu,torch-cpu-jit,onnxruntime,onnxruntime+spin,torch-cuda,onnxruntime-cuda,tensorrt",

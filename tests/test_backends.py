@@ -193,3 +193,32 @@ def test_bad_model_file_is_a_clear_error(tmp_path: Path) -> None:
     junk.write_bytes(b"\0" * 64)
     with pytest.raises(ModelError, match=r"junk\.safetensors"):
         create(junk, "onnxruntime")
+
+
+def test_bench_writes_markdown_and_json(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
+    import json
+
+    from livevae.cli import main
+
+    out = tmp_path / "b"
+    args = [
+        "bench",
+        "--presets",
+        str(tiny[0]),
+        "--backends",
+        "onnxruntime,tensorrt",
+        "--seconds",
+        "0.05",
+        "--rounds",
+        "1",
+    ]
+    assert main([*args, "--out", str(out), "--cache-dir", str(tiny[1])]) == 0
+    data = json.loads(out.with_suffix(".json").read_text())
+    rows = {(r["backend"], r["op"]): r for r in data["rows"]}
+    assert set(rows) == {(b, op) for b in ("torch-cpu", "onnxruntime") for op in ("encode", "decode", "both")}
+    assert all(r["ratio"] == 1.0 for (b, _), r in rows.items() if b == "torch-cpu")  # the eager reference
+    assert all(r["fps"] > 0 and r["p99_ms"] >= r["p50_ms"] > 0 for r in rows.values())
+    if not torch.cuda.is_available():
+        assert any("tensorrt" in s for s in data["skipped"])
+    md = out.with_suffix(".md").read_text()
+    assert "#### Backends x presets: live latency, batch 1" in md and f"| {tiny[0]} | `onnxruntime` |" in md

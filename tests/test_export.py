@@ -19,17 +19,12 @@ from livevae.model import ModelError, load_model
 
 def shared_tiny(base: Path) -> tuple[Path, Path]:
     """(tiny model file, export cache) shared by this session's backend tests: same bytes -> cache hits."""
-    from livevae.model import VAE, preset, save_model
+    from livevae.bench import random_model
+    from livevae.model import save_model
 
     path, cache = base / "backends-tiny.safetensors", base / "livevae-cache"
     if not path.exists():
-        torch.manual_seed(0)
-        m = VAE(preset("tiny"))
-        m.train()
-        with torch.no_grad():
-            for _ in range(3):
-                m(torch.rand(8, 3, 48, 64) * 2 - 1)
-        save_model(m.eval(), path)
+        save_model(random_model("tiny"), path)
     return path, cache
 
 
