@@ -411,3 +411,16 @@ def test_garbage_flood_neither_crashes_nor_stalls_the_loop(tmp_path: Path, pca_m
     assert srv.stats.malformed > 0 and srv.stats.unknown > 0 and srv.stats.bad_args > 0
     assert state.snapshot().noise == pytest.approx(0.7)  # and a good message after the flood still works
     assert loop.stats.controller_errors == 0
+
+
+def test_osc_map_command(tmp_path: Path, pca_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from livevae.cli import main
+
+    assert main(["osc-map", "--zdim", "8", "--pcs", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "/livevae/z/{0..7}" in out and "/livevae/pc/{0..1}" in out
+    show = _show(tmp_path, pca_model, '[[mapping]]\naddress = "/1/fader3"\ntarget = "pc/1"\nrange = [-2, 2]\n')
+    assert main(["osc-map", str(show), "--markdown"]) == 0
+    out = capsys.readouterr().out
+    assert "| `/livevae/z/{0..15}` | `f` |" in out and "/livevae/pc/{0..3}" in out
+    assert "/1/fader3 -> pc/1 range -2..2" in out

@@ -269,3 +269,13 @@ def test_default_controllers_for_flag_form(pca_model: Path) -> None:
     state.set("pc/0", 1.0)
     z = np.zeros((1, 16), np.float32)
     assert ctrl.modulate(z, 0.0)[0, 0] == 1.0
+
+
+def test_osc_flags_override_the_show(tmp_path: Path, pca_model: Path) -> None:
+    p = _write(tmp_path, BASE.format(model=pca_model))
+    _, _, (ctrl,) = build_show(p, osc_port=0, osc_host="0.0.0.0", osc_feedback="127.0.0.1:9999")
+    assert isinstance(ctrl, ShowController) and ctrl.server is not None and ctrl.feedback is not None
+    assert (ctrl.server.host, ctrl.server.port) == ("0.0.0.0", 0) and ctrl.feedback.target == ("127.0.0.1", 9999)
+    with pytest.raises(ShowError, match=r"--osc-\* flags: feedback: .*host:port"):
+        build_show(p, osc_feedback="nowhere")
+    ctrl.feedback.stop()
