@@ -109,6 +109,19 @@ def iter_frames(
 
     Corrupt packets are counted in `stats` and skipped; the good frames around them are kept.
     """
+    for frame, t in iter_av_frames(path, start, end, every, stats, threads):
+        yield frame.to_ndarray(format="rgb24"), t
+
+
+def iter_av_frames(
+    path: str | os.PathLike[str],
+    start: float | None = None,
+    end: float | None = None,
+    every: int = 1,
+    stats: DecodeStats | None = None,
+    threads: bool = True,
+) -> Iterator[tuple[av.VideoFrame, float]]:
+    """Like iter_frames, but the decoded av.VideoFrame (still YUV), for callers that scale in FFmpeg."""
     stats = stats if stats is not None else DecodeStats()
     with open_container(path) as c:
         v = c.streams.video[0]
@@ -136,8 +149,30 @@ def iter_frames(
                 if index % every == 0:
                     kept += 1
                     stats.frames = kept
-                    yield frame.to_ndarray(format="rgb24"), t
+                    yield frame, t
                 index += 1
+
+
+def scale_graph(frame: av.VideoFrame, crop: tuple[int, int, int, int], size: tuple[int, int], flags: str) -> Any:
+    """An FFmpeg filter graph: crop (x, y, w, h) -> scale to size with swscale `flags` -> rgb24.
+
+    Push decoded frames of this frame's size and format, pull RGB frames. Scaling the YUV planes
+    in one pass costs far less than converting the whole frame to RGB first.
+    """
+    x, y, w, h = crop
+    g = av.filter.Graph()
+    src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
+    prev = src
+    for node in (
+        g.add("crop", f"{w}:{h}:{x}:{y}"),
+        g.add("scale", f"{size[0]}:{size[1]}:flags={flags}"),
+        g.add("format", "rgb24"),
+        g.add("buffersink"),
+    ):
+        prev.link_to(node)
+        prev = node
+    g.configure()
+    return g
 
 
 class VideoWriter:

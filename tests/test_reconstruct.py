@@ -13,7 +13,8 @@ import torch
 from livevae.backends import create
 from livevae.cli import main
 from livevae.model import VAE, ModelError, preset, save_model
-from livevae.preprocess import centre_crop, crop_resize
+from livevae.prep import iter_scaled
+from livevae.preprocess import centre_crop
 from livevae.reconstruct import (
     Layout,
     Options,
@@ -146,8 +147,33 @@ def test_batch_one_equals_batched(tmp_path: Path, tiny_model_file: Path) -> None
     a, b = _frames(tmp_path / "b1.mp4"), _frames(tmp_path / "b12.mp4")
     assert a.shape == (13, 48, 64, 3) and np.array_equal(a, b)
     box = centre_crop(96, 64, 64 / 48)
-    expected = run(np.stack([crop_resize(f, box, (64, 48)) for f in _frames(film)]))
+    expected = run(np.stack([f for f, _ in iter_scaled(film, box, (64, 48))]))
     assert np.abs(a.astype(int) - expected.astype(int)).max() <= 3  # written = the model's output (+ YUV rounding)
+
+
+def test_model_sees_frames_as_prep_makes_them(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import livevae.reconstruct as rec
+    from livevae.prep import FRAMES_FILE, prep
+
+    film = write_video(tmp_path / "in.mp4", pattern_frames(9, 160, 90))  # 16:9 source, 4:3 model: cropped
+    seen: list[np.ndarray] = []
+
+    def recording(backend: object, precision: str = "auto") -> rec.Runner:
+        def run(x: np.ndarray) -> np.ndarray:
+            seen.append(x.copy())
+            return x  # an identity "model": the output is what the model was given
+
+        return run
+
+    monkeypatch.setattr(rec, "make_runner", recording)
+    reconstruct(_opts(tiny_model_file, film, tmp_path / "id.mp4", batch=4, crf=0, pix_fmt="yuv444p"))
+    prep(film, tmp_path / "ds", size=(64, 48), progress=False)
+    want = np.load(tmp_path / "ds" / FRAMES_FILE)
+    assert [len(x) for x in seen] == [4, 4, 1]
+    assert np.array_equal(np.concatenate(seen), want)  # same crop, same scaler, same order
+    assert np.abs(_frames(tmp_path / "id.mp4").astype(int) - want.astype(int)).max() <= 3
 
 
 def test_start_end_grid_size_labels(tmp_path: Path, tiny_model_file: Path) -> None:
