@@ -775,11 +775,8 @@ def check_show(path: str | Path, with_model: bool = True) -> Show:
         state = ControlState(zdim, n_pcs, n_lfos=max(8, len(show.lfo)))
         for name in EXTENSIONS:
             section = getattr(show, name)
-            if section is not None:
-                c = _extension(name, section, state, show)
-                stop = getattr(c, "stop", None)
-                if callable(stop):
-                    stop()
+            if section is not None:  # built, never started: the protocol opens devices in start()
+                _extension(name, section, state, show)
     else:
         check_targets(show, 200, 16)  # the live preset's sizes: names and ranges, not the model's own
     for name, sc in show.scenes.items():
