@@ -300,6 +300,7 @@ class InstallationController:
         self.watchdog: Watchdog | None = None
         self._log_handler: logging.Handler | None = None
         self._tee: StderrTee | None = None
+        self._console: logging.Handler | None = None
         self._closed_image: np.ndarray | None = None
         self._lock = threading.Lock()
         self.handovers = 0  # performer took over
@@ -332,6 +333,12 @@ class InstallationController:
                 self._path(h.log_file), int(h.log_max_mb * 2**20), h.log_backups, logging.INFO
             )
             self._tee = StderrTee.install()
+            # the file handler replaces logging's last-resort console output: keep warnings on the console too,
+            # written to the real stderr so the tee does not copy them into the file a second time
+            self._console = logging.StreamHandler(self._tee.stream)
+            self._console.setLevel(logging.INFO)
+            self._console.setFormatter(logging.Formatter("livevae %(name)s: %(message)s"))
+            logging.getLogger("livevae").addHandler(self._console)
         if h.heartbeat:
             self.heartbeat = Heartbeat(self._path(h.heartbeat), h.heartbeat_interval)
             self.heartbeat.update(state="starting", show=str(self.show_dir), backend=loop.backend.name)
@@ -427,6 +434,8 @@ class InstallationController:
             self.heartbeat.stop(final={"state": "restarting" if self.restart_requested else "stopped"})
         if self._tee is not None:
             self._tee.uninstall()
+        if self._console is not None:
+            logging.getLogger("livevae").removeHandler(self._console)
         if self._log_handler is not None:
             logging.getLogger("livevae").removeHandler(self._log_handler)
             self._log_handler.close()
@@ -495,7 +504,9 @@ class InstallationController:
 
             p = self._path(s.still)
             try:
-                return read_image(p)
+                img = read_image(p)
+                pre = getattr(loop, "pre", None)  # the model's size and crop, like every other output frame
+                return pre(img) if callable(pre) else img
             except Exception as e:  # a missing still must not keep the doors shut: black instead
                 log.error("schedule.still %s: %s; showing black while closed", p, e)
         return np.zeros((size[1], size[0], 3), np.uint8)
