@@ -4,7 +4,6 @@ stateful wrapper for what needs memory across frames (freeze, EMA on z, slew of 
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 import zlib
 from dataclasses import dataclass
@@ -220,6 +219,6 @@ class Modulator:
                 zin = self._ema
             else:
                 self._ema = z.astype(np.float32, copy=True)
-        if math.isnan(float(zin.flat[0])):  # one NaN frame from a backend must not poison the EMA forever
+        if not np.isfinite(zin).all():  # one NaN frame from a backend must not poison the EMA or a freeze forever
             self._ema = self._held = None
         return modulate_latent(zin, eff, t, self.pca, self.seed)

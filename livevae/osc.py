@@ -594,7 +594,7 @@ class OscFeedback:
         min_interval: float = 0.01,
         echo_builtin: bool = True,
     ) -> None:
-        self.state, self.target = state, (host, port)
+        self.state, self.target = state, (_resolve(host), port)  # resolve a name once, not per message
         self.status_interval, self.min_interval, self.echo_builtin = status_interval, min_interval, echo_builtin
         self.sent = 0
         self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
@@ -702,6 +702,14 @@ class OscFeedback:
         except ControlError:
             return
         self.send(m.address, unmap_value(m, v, rng))
+
+
+def _resolve(host: str) -> str:
+    try:
+        return socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][4][0]  # type: ignore[return-value]
+    except OSError as e:  # not resolvable now (the tablet is not on the network yet): sendto retries the name
+        log.warning("OSC feedback host %r: cannot resolve (%s); will try by name", host, e)
+        return host
 
 
 # --- `livevae osc-map` -----------------------------------------------------------------------------------------

@@ -115,3 +115,13 @@ def test_load_pca_from_model_file(tmp_path: Path, tiny_model_file: Path) -> None
     p = load_pca(save_model(m, tmp_path / "pca.safetensors"))
     assert p is not None and p.k == 3 and p.zdim == m.cfg.zdim
     assert p.std.tolist() == [1.0, 2.0, 3.0]
+
+
+def test_modulator_recovers_from_a_nan_frame() -> None:
+    s = ControlState(zdim=2)
+    s.set("smooth", 0.9)
+    m = Modulator(2)
+    m(np.zeros((1, 2), np.float32), s.snapshot(), 0.0)
+    m(np.full((1, 2), np.nan, np.float32), s.snapshot(), 0.04)  # a backend glitch
+    out = m(np.ones((1, 2), np.float32), s.snapshot(), 0.08)
+    assert np.isfinite(out).all()
