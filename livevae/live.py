@@ -316,8 +316,8 @@ class LiveLoop:
 
     def _start_input(self, src: Source) -> Capture | OrderedReader:
         if self.offline:
-            return OrderedReader(src, Backoff(), fps=None)
-        return Capture(src, Backoff()).start()
+            return OrderedReader(src, Backoff(), fps=self.cfg.fps)
+        return Capture(src, Backoff(), fps=self.cfg.fps).start()
 
     def _count_source(self, inp: Capture | OrderedReader) -> None:
         self.stats.source_failures += inp.failures
@@ -425,6 +425,10 @@ class LiveLoop:
             first = self.input
             assert isinstance(first, OrderedReader)
             self._first = first.read(0.0)
+        elif isinstance(self.input, Capture):
+            # A camera or file takes a moment to open: start on its first frame rather than the fallback
+            # (a source that fails or takes longer than this starts on the fallback).
+            self.input.wait_ready(2.0)
         if not self.cfg.headless:
             self.window = Window(self.cfg.window).open()
         if self.cfg.out:
@@ -528,6 +532,8 @@ class LiveLoop:
                 self.switch_source(self.source_index)
             t_in = perf()
             frame, render = self._next_input(start)
+            if frame is None and self.offline and self.input is not None and self.input.status == "ended":
+                break  # an offline render of a source with looping off ends with it
             if not render:
                 self._actions()
                 continue

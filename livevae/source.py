@@ -25,6 +25,10 @@ class SourceError(Exception):
     """A source cannot be opened or read (missing file, unplugged camera, bad playlist, decode failure)."""
 
 
+class SourceEnded(SourceError):
+    """A source with looping off has played to its end: not a failure, nothing to reconnect."""
+
+
 def log(msg: str) -> None:
     print(f"livevae source: {msg}", file=sys.stderr, flush=True)
 
@@ -229,7 +233,12 @@ class VideoFileSource(Source):
         except VideoError as e:
             raise SourceError(str(e)) from e
         v = c.streams.video[0]
-        v.thread_type = "AUTO"
+        if v.codec_context.width * v.codec_context.height > 1280 * 720:
+            v.thread_type = "AUTO"  # big frames: frame threads keep up with the rate
+        else:
+            # Up to 720p one thread decodes in a few ms; frame threading would cost ~60% more CPU in sync,
+            # taken from the cores that run the model.
+            v.thread_count = 1
         rate = v.average_rate or v.guessed_rate or v.base_rate
         self._fps = float(Fraction(rate)) if rate else 25.0
         self._frame_dur = 1 / self._fps
@@ -267,7 +276,7 @@ class VideoFileSource(Source):
                 return img
             except StopIteration:
                 if not self.loop:
-                    raise SourceError(f"{self.path}: reached the end (looping off)") from None
+                    raise SourceEnded(f"{self.path}: reached the end (looping off)") from None
                 if attempt:
                     break
                 self._rewind()
@@ -319,7 +328,7 @@ class ImageFolderSource(Source):
         per = max(1, round(self.hold * self._fps)) if self.hold > 0 else 1
         i = self._n // per
         if i >= len(self.files) and not self.loop:
-            raise SourceError(f"{self.folder}: reached the last image (looping off)")
+            raise SourceEnded(f"{self.folder}: reached the last image (looping off)")
         i %= len(self.files)
         self._n += 1
         if self._cache is not None and self._cache[0] == i:
@@ -423,13 +432,12 @@ class PlaylistSource(Source):
             else:
                 try:
                     return cur.read()
-                except SourceError as e:
-                    if "reached the" not in str(e):
-                        raise
+                except SourceEnded:
+                    pass
             nxt = self.index + 1
             if nxt >= len(self.items):
                 if not self.loop:
-                    raise SourceError(f"{self.path}: reached the end of the playlist (looping off)")
+                    raise SourceEnded(f"{self.path}: reached the end of the playlist (looping off)")
                 nxt = 0
             self._start(nxt)
         raise SourceError(f"{self.path}: no item produced a frame; expected playable entries")
@@ -589,7 +597,7 @@ class Capture:
         self._taken_seq = 0
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
-        self.status = "starting"  # starting | running | failed | stopped
+        self.status = "starting"  # starting | running | failed | ended | stopped
         self.dropped = 0  # frames published but overwritten before the loop took them
         self.published = 0
         self.failures = 0
@@ -630,7 +638,9 @@ class Capture:
 
     def _fail(self, e: BaseException) -> None:
         self.failures += 1
-        self.status = "failed"
+        with self._cond:
+            self.status = "failed"
+            self._cond.notify_all()
         self.last_error = str(e)
         log(f"{self.source.name}: {e}; showing the fallback and reconnecting")
         self.source.close()
@@ -672,9 +682,24 @@ class Capture:
                             deadline = now
                         deadline += 1 / self.fps
                     self._publish(img)
+            except SourceEnded as e:
+                self.status = "ended"
+                log(f"{e}")
+                return
             except Exception as e:  # read errors of any kind: fallback + reconnect, never a dead show
                 self._fail(e)
                 self._stop.wait(self.backoff.step())
+
+    def wait_ready(self, timeout: float) -> bool:
+        """Wait until the first frame is in the slot (without taking it) or the source failed; True if a frame."""
+        end = time.monotonic() + timeout
+        with self._cond:
+            while self._slot is None and self.status != "failed" and not self._stop.is_set():
+                left = end - time.monotonic()
+                if left <= 0:
+                    break
+                self._cond.wait(left)
+            return self._slot is not None
 
     def take(self, timeout: float) -> Frame | None:
         """The newest frame not yet taken, waiting up to `timeout` s for one; None if none arrived."""
@@ -727,7 +752,9 @@ class OrderedReader:
         self._retry_at = t + self.backoff.step()
 
     def read(self, t: float) -> Frame | None:
-        """The next frame at show time `t`, or None while the source is down."""
+        """The next frame at show time `t`, or None while the source is down or has ended."""
+        if self.status == "ended":
+            return None
         if self.status != "running":
             if self._retry_at is None or t < self._retry_at:
                 return None
@@ -744,6 +771,9 @@ class OrderedReader:
             self.backoff.reset()
         try:
             img = self.source.read()
+        except SourceEnded:
+            self.status = "ended"
+            return None
         except Exception as e:  # any read error: fallback + reconnect
             self._fail(e, t)
             return None

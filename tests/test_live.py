@@ -13,7 +13,7 @@ import pytest
 
 from livevae.backends import create
 from livevae.live import FrameInfo, LiveConfig, LiveError, LiveLoop, add_arguments, apply_flags, run
-from livevae.source import Source
+from livevae.source import Source, SourceError
 from tests.conftest import pattern_frames, write_video
 from tests.test_source import FlakySource
 
@@ -107,30 +107,54 @@ def test_seconds_in_an_offline_render_is_show_time(tmp_path: Path, tiny_model_fi
 
 def test_a_source_that_fails_mid_run_falls_back_then_recovers(tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
     black_out = backend.decode(backend.encode(np.zeros((1, 48, 64, 3), np.uint8)))[0]
-    flaky = FlakySource(fail_reads={4}, fail_opens={2})  # read 4 raises; the first reopen fails too
+    flaky = FlakySource(fail_reads={4}, fail_opens={2}, fps=20)  # read 4 raises; the first reopen fails too
     spy = Spy()
-    cfg = headless(tiny_model_file, ["flaky"], frames=100, fallback="black")
+    cfg = headless(tiny_model_file, ["flaky"], frames=30, fallback="black")
     stats = LiveLoop(cfg, backend, controllers=[spy], make_source=lambda spec: flaky).run()
     fell = [i.fallback for i in spy.infos]
     assert fell[:3] == [False] * 3 and fell[3] is True  # the failing read shows the fallback at once
     assert fell[-1] is False  # ... and the source came back by itself
     first_back = fell.index(False, 3)
     assert all(fell[3:first_back])
-    # Backoff in show time (0.25 s, then 0.5 s at 100 fps): back after about 75 frames.
-    assert 60 <= first_back <= 90
+    # Backoff in show time (retry 0.25 s after the failure at 0.15 s, then 0.5 s later, at 20 fps): frame 18.
+    assert first_back == 18
     assert stats.fallback_frames == first_back - 3 and stats.reconnects == 1 and stats.source_failures == 1
     assert np.array_equal(spy.outputs[10], black_out)  # 'black' fallback through the model
 
 
 def test_realtime_capture_falls_back_then_recovers(tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
-    flaky = FlakySource(fail_reads={10}, fps=50)
-    spy = Spy()
-    cfg = headless(tiny_model_file, ["flaky"], realtime=True, seconds=1.5, fallback="testcard")
+    flaky = FlakySource(set(), fps=50)
+    broken = {"now": False}
+
+    def read() -> np.ndarray:  # fails (and reopening fails) while the test says the cable is out
+        if broken["now"]:
+            raise SourceError("flaky: unplugged")
+        return np.full((24, 32, 3), 99, np.uint8)
+
+    def reopen() -> None:
+        if broken["now"]:
+            raise SourceError("flaky: still unplugged")
+
+    flaky.read, flaky.open = read, reopen  # type: ignore[method-assign]
+
+    class Unplug(Spy):
+        def on_frame(self, info: FrameInfo) -> None:
+            super().on_frame(info)
+            fell = [i.fallback for i in self.infos]
+            if info.index == 3:
+                broken["now"] = True
+            if sum(fell) >= 3:
+                broken["now"] = False  # plugged back in: the capture thread must find it by itself
+            if True in fell and not fell[-1] and self.loop is not None:
+                self.loop.request_quit()  # seen the fallback and the recovery: done
+
+    spy = Unplug()
+    cfg = headless(tiny_model_file, ["flaky"], realtime=True, seconds=30, fallback="testcard")
     stats = LiveLoop(cfg, backend, controllers=[spy], make_source=lambda spec: flaky).run()
     fell = [i.fallback for i in spy.infos]
     assert True in fell and fell[-1] is False
-    assert stats.reconnects == 1 and stats.mode == "realtime"
-    assert stats.frames == len(spy.infos) > 20
+    assert stats.reconnects == 1 and stats.source_failures == 1 and stats.mode == "realtime"
+    assert stats.seconds < 25  # recovered by itself, well before the safety limit
 
 
 def test_controller_modulates_and_sees_every_frame(tmp_path: Path, tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
@@ -230,7 +254,8 @@ def test_live_command_renders_headless(tmp_path: Path, tiny_model_file: Path, ca
     p = argparse.ArgumentParser()
     add_arguments(p)
     out = tmp_path / "o.mp4"
-    argv = ["--model", str(tiny_model_file), "--source", str(clip), "--headless", "--out", str(out), "--frames", "6"]
+    argv = ["--model", str(tiny_model_file), "--backend", "torch", "--source", str(clip), "--headless"]
+    argv += ["--out", str(out), "--frames", "6"]
     assert run(p.parse_args(argv)) == 0
     assert count_frames(out) == (6, 24)
     printed = capsys.readouterr().out
@@ -255,3 +280,17 @@ def test_source_action_switches_and_rejects_bad_specs(tmp_path: Path, tiny_model
     LiveLoop(cfg, backend, state, [spy], make_source=make).run()
     names = [i.source for i in spy.infos]
     assert names[:3] == ["a.mp4"] * 3 and names[3:] == ["testcard"] * 4  # bad spec and index: stayed
+
+
+def test_an_offline_render_without_looping_ends_with_the_file(tmp_path: Path, tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
+    clip = write_video(tmp_path / "in.mp4", pattern_frames(7, 96, 72), fps=24)
+    out = tmp_path / "once.mp4"
+    stats = LiveLoop(headless(tiny_model_file, [str(clip)], out=str(out), loop=False), backend).run()
+    assert stats.frames == 7 and count_frames(out) == (7, 24)
+
+
+def test_show_fps_overrides_the_source_rate(tmp_path: Path, tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
+    clip = write_video(tmp_path / "in.mp4", pattern_frames(4, 96, 72), fps=25)
+    out = tmp_path / "o.mp4"
+    LiveLoop(headless(tiny_model_file, [str(clip)], out=str(out), frames=6, fps=30), backend).run()
+    assert count_frames(out) == (6, 30)

@@ -217,3 +217,14 @@ def test_fallback_modes() -> None:
     assert card.image(0.0).shape == (30, 40, 3) and card.image(0.0).std() > 10
     with pytest.raises(SourceError, match="fallback 'grey'"):
         Fallback("grey")
+
+
+def test_capture_of_a_finished_file_ends_without_reconnecting(tmp_path: Path) -> None:
+    src = VideoFileSource(write_video(tmp_path / "c.mp4", pattern_frames(2, 64, 48), fps=50), loop=False)
+    cap = Capture(src, Backoff(0.01, 0.02)).start()
+    try:
+        got = [cap.take(1.0) for _ in range(3)]
+    finally:
+        cap.stop()
+    assert [g is not None for g in got] == [True, True, False]
+    assert cap.failures == 0 and cap.reconnects == 0
