@@ -15,6 +15,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from hypothesis import given, settings
+from hypothesis import strategies as hst
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
@@ -118,6 +120,20 @@ def test_bad_messages_are_counted_and_logged_once(caplog: pytest.LogCaptureFixtu
     assert len(warnings) == 4  # once per address (and once for malformed datagrams)
     assert any("/livevae/mix" in w and "expected one number" in w for w in warnings)
     assert st.snapshot().values() == {}
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=hst.binary(max_size=512), prefix=hst.sampled_from([b"", b"/livevae/mix\x00\x00\x00\x00,", b"#bundle\x00"]))
+def test_any_datagram_is_handled_without_raising(data: bytes, prefix: bytes) -> None:
+    srv = _FUZZ_SERVER
+    before = srv.stats.datagrams
+    srv.handle_datagram(prefix + data)
+    assert srv.stats.datagrams == before + 1
+    snap = srv.state.snapshot()
+    assert np.isfinite(snap.offset).all() and 0.0 <= snap.mix <= 1.0
+
+
+_FUZZ_SERVER = OscServer(ControlState(zdim=4, n_pcs=1, n_lfos=1))
 
 
 def test_action_addresses() -> None:
