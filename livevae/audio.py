@@ -502,6 +502,7 @@ class AudioController:
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+        self.sync = False
         self._last_t: float | None = None
         self._next_device_try = 0.0
         self._warned: set[str] = set()
@@ -513,6 +514,9 @@ class AudioController:
         if self._thread is not None:
             return
         self._loop = loop
+        # an offline render (fixed-step clock) computes features in the frame loop's thread, frame by frame, so the
+        # render repeats exactly; live, the audio thread takes the newest frame and never holds up the picture
+        self.sync = bool(getattr(loop, "offline", False))
         if self._osc_target:
             from pythonosc.udp_client import SimpleUDPClient
 
@@ -521,6 +525,8 @@ class AudioController:
                 self._osc = SimpleUDPClient(host, int(port))
             except OSError as e:
                 self._warn("osc", f"audio OSC out {self._osc_target}: {e}; features are not sent")
+        if self.sync:
+            return
         self._stop.clear()
         self._thread = threading.Thread(target=self._run, name="audio", daemon=True)
         self._thread.start()
@@ -549,6 +555,9 @@ class AudioController:
         FrameInfo carries it, so the soundtrack follows the picture across loops and switches."""
         t = getattr(info, "pts", None)
         t = float(t) if isinstance(t, int | float) else float(info.t)
+        if self.sync:
+            self._step_safe(t, float(info.fps or 0.0), str(info.source))
+            return
         with self._slot_lock:
             self._slot = (t, float(info.fps or 0.0), str(info.source))
         self._wake.set()
@@ -569,11 +578,13 @@ class AudioController:
                 slot, self._slot = self._slot, None
             if slot is None:
                 continue
-            t, fps, source = slot
-            try:
-                self.step(t, fps=fps, source=source)
-            except Exception as e:  # a decoder or mapping bug must not kill the thread; say it once
-                self._warn(f"step {type(e).__name__}", f"audio: {type(e).__name__}: {e}; features paused this frame")
+            self._step_safe(*slot)
+
+    def _step_safe(self, t: float, fps: float, source: str) -> None:
+        try:
+            self.step(t, fps=fps, source=source)
+        except Exception as e:  # a decoder or mapping bug must not kill the thread or the show; say it once
+            self._warn(f"step {type(e).__name__}", f"audio: {type(e).__name__}: {e}; features paused this frame")
 
     def _block(self, t: float, source: str) -> np.ndarray | None:
         n = self.cfg.n_fft

@@ -1042,8 +1042,11 @@ def attach_osc(ctl: MidiController, server: Any) -> None:
         if args and isinstance(args[0], str):
             ctl.unlearn(args[0])
 
-    server.dispatcher.map("/livevae/midi/learn", learn)
-    server.dispatcher.map("/livevae/midi/unlearn", unlearn)
+    # the server thread dispatches under this lock; mapping while it runs must not race it
+    with getattr(server, "_map_lock", contextlib.nullcontext()):
+        server.dispatcher.map("/livevae/midi/learn", learn)
+        server.dispatcher.map("/livevae/midi/unlearn", unlearn)
+    log.info("OSC: /livevae/midi/learn [target] and /livevae/midi/unlearn target")
 
 
 def from_show(section: dict[str, Any], state: ControlState, show_path: Path) -> MidiController:

@@ -422,3 +422,45 @@ def test_end_to_end_through_virtual_rtmidi_port() -> None:
         assert wait_for(lambda: ctl.stats.vanished == 1)
     finally:
         ctl.stop()
+
+
+@pytest.mark.timeout(30)
+def test_show_with_midi_section_over_a_socket_port(tmp_path: Path, tiny_model_file: Path) -> None:
+    """build_show with a [midi] section listening on a socket port; the loop starts it, a sender's CC moves the
+    control, and OSC /livevae/midi/learn arms learn on the show's OSC server."""
+    from pythonosc.osc_message_builder import build_msg
+
+    from livevae.backends import create
+    from livevae.live import LiveLoop
+    from livevae.show import build_show
+
+    port = free_port()
+    show = tmp_path / "show.toml"
+    show.write_text(
+        f'model = "{tiny_model_file}"\n[input]\nsources = ["testcard"]\n[osc]\nport = 0\n'
+        "[output]\nheadless = true\nrealtime = true\nseconds = 1.5\n"
+        f'[midi]\ninputs = ["listen:127.0.0.1:{port}"]\n[[midi.map]]\ncc = 1\nchannel = 1\ntarget = "noise"\n'
+    )
+    cfg, state, controllers = build_show(show)
+    (midi,) = [c for c in controllers if isinstance(c, MidiController)]
+    osc = next(c for c in controllers if getattr(c, "server", None) is not None).server  # type: ignore[attr-defined]
+
+    import threading
+
+    def play() -> None:
+        assert wait_for(lambda: bool(midi.open_ports))
+        out = sockets.connect("127.0.0.1", port)
+        out.send(cc(1, 127))
+        wait_for(lambda: state.get("noise") > 0)  # before arming learn, or learn would take this very CC
+        osc.handle_datagram(build_msg("/livevae/midi/learn", ["mix"]).dgram)
+        out.send(cc(2, 127))
+        wait_for(lambda: bool(midi.mapper.learned))
+        hang_up(out)
+
+    th = threading.Thread(target=play)
+    th.start()
+    LiveLoop(cfg, create(str(tiny_model_file), "torch"), state, controllers).run()
+    th.join()
+    assert state.get("noise") == pytest.approx(4.0)
+    assert [(m.number, m.target) for m in midi.mapper.learned] == [(2, "mix")]
+    assert load_learned(tmp_path / "show.midi-learn.toml")[0].target == "mix"
