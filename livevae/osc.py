@@ -166,7 +166,13 @@ def format_address_map(rows: Iterable[tuple[str, str, str]], markdown: bool = Fa
     rows = list(rows)
     if markdown:
         lines = ["| address | args | what it does |", "| --- | --- | --- |"]
-        lines += [f"| `{a}` | `{t}` | {w} |" if t else f"| `{a}` | | {w} |" for a, t, w in rows]
+
+        def cell(x: str) -> str:  # a bare | would split the table's cell, even inside backticks
+            return x.replace("|", "\\|")
+
+        lines += [
+            f"| `{cell(a)}` | `{cell(t)}` | {cell(w)} |" if t else f"| `{cell(a)}` | | {cell(w)} |" for a, t, w in rows
+        ]
         return "\n".join(lines)
     wa = max(len(a) for a, _, _ in rows)
     wt = max(len(t) for _, t, _ in rows)
