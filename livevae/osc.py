@@ -8,6 +8,7 @@ import logging
 import math
 import re
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -733,10 +734,13 @@ def run(args: argparse.Namespace) -> int:
     zdim, pcs, n_lfos = args.zdim, args.pcs, ControlState(1).n_lfos
     mappings: Sequence[Mapping] = ()
     if args.show:
-        from livevae.show import load_show, model_sizes
+        from livevae.show import ShowError, load_show, model_sizes
 
         show = load_show(args.show)
-        zdim, pcs = model_sizes(show)
+        try:
+            zdim, pcs = model_sizes(show)
+        except ShowError as e:  # the map is still useful before the model is trained
+            print(f"livevae osc-map: {e}; showing sizes --zdim {zdim} --pcs {pcs}", file=sys.stderr)
         mappings = show.osc_mappings()
         n_lfos = max(n_lfos, len(show.lfo))
     print(format_address_map(address_map(zdim, pcs, n_lfos), markdown=args.markdown))
@@ -747,5 +751,6 @@ def run(args: argparse.Namespace) -> int:
             extra = f" range {m.range[0]:g}..{m.range[1]:g}" if m.range else ""
             extra += f" curve {m.curve}" if m.curve != "linear" else ""
             extra += f" smoothing {m.smoothing:g}s" if m.smoothing else ""
+            extra += f" (argument {m.index})" if m.index else ""
             print(f"  {m.address} -> {what}{extra}")
     return 0
