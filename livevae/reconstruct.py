@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import dataclasses
 import json
 import math
 import os
@@ -47,6 +48,10 @@ FILTERS: dict[str, int] = {
     "nearest": cv2.INTER_NEAREST,
 }
 SHARD_TAG = "livevae-reconstruct"
+# Automatic --batch: big batches keep a GPU busy; on a CPU, past ~16 frames the activations leave the
+# cache and frames/s stops rising (bench/bench_reconstruct.py).
+GPU_BATCH = 256
+CPU_BATCH = 16
 
 
 # ---------------------------------------------------------------- small parsers
@@ -290,7 +295,7 @@ class Options:
     pix_fmt: str = "yuv420p"
     start: float | None = None
     end: float | None = None
-    batch: int = 8
+    batch: int = 0  # 0: by device (GPU_BATCH on CUDA/TensorRT, CPU_BATCH otherwise)
     backend: str = "auto"
     precision: str = "auto"
     audio: str = "auto"  # auto | copy | aac | none
@@ -360,8 +365,8 @@ def shard_bounds(
 
 def reconstruct(opts: Options) -> dict[str, Any]:
     """Run the whole pipeline; returns a summary. Raises ReconstructError, ModelError, VideoError."""
-    if opts.batch < 1:
-        raise ReconstructError(f"--batch {opts.batch}: expected a positive integer")
+    if opts.batch < 0:
+        raise ReconstructError(f"--batch {opts.batch}: expected a positive integer (or 0 for automatic)")
     if opts.filter not in FILTERS:
         raise ReconstructError(f"--filter {opts.filter!r}: expected one of {', '.join(FILTERS)}")
     if opts.audio not in (*AUDIO_MODES, "none"):
@@ -385,6 +390,9 @@ def reconstruct(opts: Options) -> dict[str, Any]:
 
     backends = [load_backend(m, opts.backend, opts.precision) for m in opts.models]
     runners = [make_runner(b, opts.precision) for b in backends]
+    if opts.batch == 0:
+        on_gpu = any(k in str(getattr(b, "name", "")) for b in backends for k in ("cuda", "tensorrt"))
+        opts = dataclasses.replace(opts, batch=GPU_BATCH if on_gpu else CPU_BATCH)
     sizes = [(int(b.cfg.width), int(b.cfg.height)) for b in backends]
     tile = opts.size or sizes[0]
     boxes = {s: _crop_box(opts.input, opts.crop, s, opts.start, opts.end) for s in set(sizes)}
@@ -653,7 +661,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--side-by-side", action="store_true", help="original | reconstruction")
     g.add_argument("--grid", action="store_true", help="arrange 3+ tiles in a square-ish grid, not a row")
     g.add_argument("--labels", action="store_true", help="write each tile's model name on it")
-    g.add_argument("--size", default=None, help="tile size WIDTHxHEIGHT (default: the model's)")
+    g.add_argument("--size", default=None, help="tile size WIDTHxHEIGHT; None: the first model's size")
     g.add_argument("--filter", default="lanczos", choices=list(FILTERS), help="upscaling filter for --size")
     g.add_argument("--crop", default="centre", help="'centre', 'auto' (find black bars) or x,y,w,h, as in prep")
     e = p.add_argument_group("encoding")
@@ -666,7 +674,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     r = p.add_argument_group("range and speed")
     r.add_argument("--start", type=parse_time, default=None, help="start time (seconds or [HH:]MM:SS)")
     r.add_argument("--end", type=parse_time, default=None, help="end time (seconds or [HH:]MM:SS)")
-    r.add_argument("--batch", type=int, default=8, help="frames per inference batch")
+    r.add_argument("--batch", type=int, default=0, help="frames per inference batch; 0: 256 on a GPU, 16 on CPU")
     r.add_argument(
         "--backend",
         default="auto",
