@@ -35,6 +35,7 @@ class Row:
     p50_ms: float
     p99_ms: float
     cpu_pct: float  # process CPU time / wall time: 200 = both cores busy
+    cpu_ms: float  # process CPU time per frame: what the frame costs the machine, spinning included
     calls: int
     ratio: float | None = None  # fps / torch eager fps, same preset, op and batch
     detail: str = ""
@@ -178,6 +179,7 @@ def run_bench(
             for name, (_, detail) in live.items():
                 for op in OPS:
                     a = np.array(lat[(name, op)])
+                    cpu_pct = float(np.mean(cpu[(name, op)]))
                     report.rows.append(
                         Row(
                             pname,
@@ -187,7 +189,8 @@ def run_bench(
                             batch / float(a.mean()),
                             1e3 * float(np.percentile(a, 50)),
                             1e3 * float(np.percentile(a, 99)),
-                            float(np.mean(cpu[(name, op)])),
+                            cpu_pct,
+                            10 * cpu_pct * float(a.mean()) / batch,
                             len(a),
                             None,
                             detail,
@@ -214,7 +217,7 @@ def to_markdown(report: Report) -> str:
         out.append(f"#### Backends x presets: {title}, {s['threads']} threads\n")
         out.append(
             "| preset | backend | encode fps (x eager) | encode p50/p99 ms | decode fps (x eager) | "
-            "decode p50/p99 ms | enc+dec fps (x eager) | enc+dec p50/p99 ms | CPU % (enc+dec) |"
+            "decode p50/p99 ms | enc+dec fps (x eager) | enc+dec p50/p99 ms | enc+dec CPU % / CPU ms per frame |"
         )
         out.append("|" + " --- |" * 9)
         by = {(r.preset, r.backend, r.op): r for r in report.rows if r.batch == batch}
@@ -225,7 +228,8 @@ def to_markdown(report: Report) -> str:
                     r = by[(pname, name, op)]
                     cells.append(f"{r.fps:.1f} (x{r.ratio:.2f})" if r.ratio is not None else f"{r.fps:.1f}")
                     cells.append(f"{r.p50_ms:.2f} / {r.p99_ms:.2f}")
-                cells.append(f"{by[(pname, name, 'both')].cpu_pct:.0f}")
+                both = by[(pname, name, "both")]
+                cells.append(f"{both.cpu_pct:.0f} / {both.cpu_ms:.1f}")
                 out.append("| " + " | ".join(cells) + " |")
         out.append("")
     details = sorted({f"`{r.backend}`: {r.detail}" for r in report.rows})
