@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from livevae.control import LFO_SHAPES, SCALARS, VECTORS, ControlSnapshot, LfoSettings
+from livevae.control import LFO_SHAPES, SCALARS, VECTORS, ControlError, ControlSnapshot, LfoSettings
 
 _MASK = (1 << 64) - 1
 
@@ -47,7 +47,7 @@ def wave(shape: str, cycles: float, seed: int = 0) -> float:
             + 0.25 * _value_noise(4.0 * cycles, seed + 2)
         )
         return max(-1.0, min(1.0, v / 1.75))
-    raise ValueError(f"LFO shape {shape!r}: unknown; expected one of {', '.join(LFO_SHAPES)}")
+    raise ControlError(f"LFO shape {shape!r}: unknown; expected one of {', '.join(LFO_SHAPES)}")
 
 
 def frequency(lfo: LfoSettings, bpm: float) -> float:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livevae.control import ControlState, LfoSettings
+from livevae.control import ControlError, ControlState, LfoSettings
 from livevae.lfo import LfoClock, apply_lfos, cycles_at, lfo_value, wave
 
 
@@ -14,7 +14,7 @@ def test_sine_and_triangle_shapes() -> None:
         assert wave("sine", c) == pytest.approx(s, abs=1e-12)
         assert wave("triangle", c) == pytest.approx(tri, abs=1e-12)
     assert wave("triangle", 0.125) == pytest.approx(0.5)
-    with pytest.raises(ValueError, match="expected one of sine"):
+    with pytest.raises(ControlError, match="expected one of sine"):
         wave("square", 0.0)
 
 
