@@ -275,6 +275,134 @@ class FileAudio:
         return out
 
 
+class FilePlayer:
+    """Plays an audio track out of a sound device in step with the picture: a feeder thread decodes ahead into a
+    FIFO (its own FileAudio, so playback never waits on feature reads), the PortAudio callback pulls from it, and
+    follow(t) re-seeks when the heard position strays from the show clock by more than `tolerance` seconds (a
+    loop of the film, a source switch, a dropped-frame stall). open() raises AudioError when there is no output."""
+
+    AHEAD = 0.5  # seconds decoded ahead of the device
+
+    def __init__(self, path: str | Path, rate: int = 44100, loop: bool = True, device: str | int | None = None) -> None:
+        self.reader = FileAudio(path, rate, loop)
+        self.rate, self.device = rate, device
+        self.block = 1024
+        self.tolerance = 0.1
+        self._fifo: deque[np.ndarray] = deque()
+        self._buffered = 0
+        self._lock = threading.Lock()
+        self._pos = 0.0  # track time (s) of the next sample the feeder decodes
+        self._heard = 0.0  # track time (s) of the next sample the device plays
+        self._stream: Any = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.underruns = 0
+        self.seeks = 0
+
+    # -- the pure part: FIFO, positions, seeking (tested without a device) --
+    def seek(self, t: float) -> None:
+        with self._lock:
+            self._fifo.clear()
+            self._buffered = 0
+            self._pos = self._heard = max(0.0, t)
+            self.seeks += 1
+
+    def feed_once(self) -> bool:
+        """Decode one block into the FIFO if it holds less than AHEAD seconds; False when it is full."""
+        with self._lock:
+            if self._buffered >= self.AHEAD * self.rate:
+                return False
+            pos = self._pos
+        block = self.reader.window(pos + self.block / self.rate, self.block)  # [block] float32
+        with self._lock:
+            if self._pos != pos:  # a seek happened meanwhile: this block is stale
+                return True
+            self._fifo.append(block)
+            self._buffered += block.size
+            self._pos = pos + block.size / self.rate
+        return True
+
+    def pull(self, n: int) -> np.ndarray:
+        """The next n samples for the device (silence where the feeder fell behind)."""
+        out = np.zeros(n, np.float32)
+        got = 0
+        with self._lock:
+            while got < n and self._fifo:
+                head = self._fifo[0]
+                k = min(n - got, head.size)
+                out[got : got + k] = head[:k]
+                if k == head.size:
+                    self._fifo.popleft()
+                else:
+                    self._fifo[0] = head[k:]
+                self._buffered -= k
+                got += k
+            self._heard += n / self.rate
+        if got < n:
+            self.underruns += 1
+        return out
+
+    def follow(self, t: float) -> None:
+        """Keep playback on the show clock t (track seconds, already wrapped or offset by the caller)."""
+        if self.reader.loop and self.reader.duration > 0:
+            t = t % self.reader.duration
+        heard = self._heard
+        if self.reader.loop and self.reader.duration > 0:
+            heard = heard % self.reader.duration
+        if abs(heard - t) > self.tolerance:
+            self.seek(t)
+
+    @property
+    def heard(self) -> float:
+        return self._heard
+
+    # -- the device --
+    def open(self, t: float = 0.0) -> None:
+        try:
+            import sounddevice as sd
+        except OSError as e:
+            raise AudioError(f"audio playback: PortAudio unavailable ({e}); expected libportaudio2 installed") from e
+        self.seek(t)
+
+        def cb(outdata: np.ndarray, frames: int, when: Any, status: Any) -> None:
+            outdata[:] = self.pull(frames)[:, None]
+
+        try:
+            stream = sd.OutputStream(
+                device=self.device, channels=1, samplerate=self.rate, dtype="float32", callback=cb,
+                blocksize=self.block,
+            )  # fmt: skip
+            stream.start()
+        except Exception as e:  # sd.PortAudioError, ValueError: no output device
+            raise AudioError(
+                f"audio playback on {self.device if self.device is not None else '(default output)'}: {e}; "
+                "expected an output device (list them with: python -m sounddevice)"
+            ) from e
+        self._stream = stream
+        self._stop.clear()
+        self._thread = threading.Thread(target=self._feed, name="audio-play", daemon=True)
+        self._thread.start()
+
+    def _feed(self) -> None:
+        while not self._stop.is_set():
+            if not self.feed_once():
+                self._stop.wait(self.block / self.rate / 2)
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=2)
+            self._thread = None
+        if self._stream is not None:
+            try:
+                self._stream.stop()
+                self._stream.close()
+            except Exception as e:  # the device is gone
+                log.debug("audio playback close: %s", e)
+            self._stream = None
+        self.reader.close()
+
+
 class Ring:
     """The most recent samples of a live input, written by the audio callback and read once per frame."""
 
@@ -409,6 +537,8 @@ class AudioSection(BaseModel):
     range_db: float = Field(36.0, gt=0, le=120)
     gate_db: float = Field(-70.0, le=0)
     onset_threshold: float = Field(1.5, gt=0, le=20)
+    play: bool = False  # file/source input: also play the sound out of `output`, in step with the picture
+    output: str | int | None = None  # playback device (name substring or index); None = the default output
     osc: str = ""  # "HOST:PORT" to send features to (Max, TouchDesigner)
     osc_prefix: str = "/livevae/audio"
     map: list[AudioMapSpec] = Field(default_factory=list)
@@ -431,6 +561,8 @@ class AudioSection(BaseModel):
     def _check(self) -> AudioSection:
         if self.input == "file" and not self.file:
             raise ValueError("input = 'file' needs file = 'path/to/sound' (relative to the show)")
+        if self.play and self.input == "device":
+            raise ValueError("play = true plays a file; expected input = 'file' or 'source' (live input is not echoed)")
         if self.n_fft & (self.n_fft - 1):
             raise ValueError(f"n_fft {self.n_fft}; expected a power of two")
         lo, hi = self.bands
@@ -481,6 +613,8 @@ class AudioController:
         offset: float = 0.0,
         osc: str = "",
         osc_prefix: str = "/livevae/audio",
+        play: bool = False,
+        play_device: str | int | None = None,
     ) -> None:
         self.state, self.mappings = state, tuple(mappings)
         self.extractor = FeatureExtractor(features)
@@ -492,6 +626,8 @@ class AudioController:
         self.ring = Ring(max(self.cfg.n_fft * 2, self.cfg.sample_rate))
         self.dev: DeviceInput | None = None
         self.reader: FileAudio | None = None
+        self.play, self.play_device = play, play_device
+        self.player: FilePlayer | None = None
         self._reader_path: Path | None = None
         self._osc: Any = None
         self._osc_target = osc
@@ -540,9 +676,7 @@ class AudioController:
         if self.dev is not None:
             self.dev.close()
             self.dev = None
-        if self.reader is not None:
-            self.reader.close()
-            self.reader = None
+        self._close_file()
 
     def modulate(self, z: Any, t: float) -> Any:
         return z
@@ -615,18 +749,35 @@ class AudioController:
             self._warn(f"nofile {source}", f"audio: source {source!r} is not a file with sound; no audio features")
             return None
         if self.reader is None or self._reader_path != path:
-            if self.reader is not None:
-                self.reader.close()
-                self.reader = None
+            self._close_file()
             self._reader_path = path
             try:
                 self.reader = FileAudio(path, self.cfg.sample_rate, self.loop)
             except AudioError as e:
                 self._warn(f"file {path}", f"{e}; no audio features")
                 return None
+            if self.play and not self.sync:  # an offline render makes no sound
+                player = FilePlayer(path, self.cfg.sample_rate, self.loop, self.play_device)
+                try:
+                    player.open(t + self.offset)
+                    self.player = player
+                    log.info("audio: playing %s", path.name)
+                except AudioError as e:
+                    player.close()
+                    self._warn("play", f"{e}; the show goes on silent (features still follow the file)")
         if self.reader is None:
             return None
+        if self.player is not None:
+            self.player.follow(t + self.offset)
         return self.reader.window(t + self.offset, n)
+
+    def _close_file(self) -> None:
+        if self.player is not None:
+            self.player.close()
+            self.player = None
+        if self.reader is not None:
+            self.reader.close()
+            self.reader = None
 
     def _source_path(self, source: str) -> Path | None:
         loop = self._loop
@@ -716,6 +867,8 @@ def from_show(section: dict[str, Any], state: ControlState, show_path: Path) -> 
         offset=cfg.offset,
         osc=cfg.osc,
         osc_prefix=cfg.osc_prefix,
+        play=cfg.play,
+        play_device=int(cfg.output) if isinstance(cfg.output, str) and cfg.output.isdigit() else cfg.output,
     )
 
 
@@ -728,6 +881,7 @@ __all__ = [
     "FeatureExtractor",
     "Features",
     "FileAudio",
+    "FilePlayer",
     "from_show",
     "map_features",
 ]

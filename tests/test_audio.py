@@ -245,7 +245,7 @@ def test_show_renders_with_the_films_soundtrack_repeatably(tmp_path: Path, tiny_
     show = tmp_path / "show.toml"
     show.write_text(
         f'model = "{tiny_model_file}"\n[input]\nsources = ["{bbb}"]\n[osc]\nenabled = false\n'
-        "[output]\nheadless = true\nframes = 12\n"
+        "[output]\nheadless = true\nframes = 8\n"
         '[audio]\ninput = "source"\n[[audio.map]]\nfeature = "rms"\ntarget = "z/0"\nrange = [-4.0, 4.0]\n'
     )
     runs = []
@@ -255,7 +255,53 @@ def test_show_renders_with_the_films_soundtrack_repeatably(tmp_path: Path, tiny_
         seen: list[float] = []
         state.add_listener(lambda t, v, o, seen=seen: seen.append(v) if t == "z/0" else None)
         stats = LiveLoop(cfg, create(str(tiny_model_file), "torch"), state, controllers).run()
-        assert stats.frames == 12 and audio.stats.frames == 12 and audio.sync
+        assert stats.frames == 8 and audio.stats.frames == 8 and audio.sync
         runs.append(seen)
-    assert len(set(runs[0])) > 6  # z/0 follows the film's sound
+    assert len(set(runs[0])) > 5  # z/0 follows the film's sound
     assert runs[0] == runs[1]  # and an offline render repeats exactly
+
+
+def test_player_stays_on_the_show_clock(bbb: Path) -> None:
+    """Playback's FIFO and sync logic, pulled the way the PortAudio callback pulls (no sound card needed)."""
+    from livevae.audio import FilePlayer
+
+    p = FilePlayer(bbb, SR, loop=True)
+    ref = FileAudio(bbb, SR, loop=True)
+    p.seek(1.0)
+    while p.feed_once():
+        pass
+    assert p._buffered >= p.AHEAD * SR  # decoded ahead, then it stops
+    got = p.pull(4096)
+    assert np.allclose(got, ref.window(1.0 + 4096 / SR, 4096), atol=1e-4)  # the samples at the clock's position
+    assert p.heard == pytest.approx(1.0 + 4096 / SR)
+    p.follow(1.0 + 0.05)  # within tolerance: no seek, no click
+    assert p.seeks == 1
+    p.follow(1.0 + 4096 / SR + p.reader.duration)  # the film looped, and so did the sound: still in step
+    assert p.seeks == 1
+    p.follow(3.0)  # a jump (a cue, a source switch): re-seek
+    assert p.seeks == 2 and p._buffered == 0
+    assert not p.pull(256).any() and p.underruns == 1  # nothing decoded yet: silence, counted
+    p.feed_once()
+    p.close()
+    ref.close()
+
+
+def test_playback_without_an_output_device_goes_on_silent(bbb: Path, caplog: pytest.LogCaptureFixture) -> None:
+    try:
+        import sounddevice as sd
+
+        sd.query_devices(None, "output")
+        pytest.skip("this machine has an audio output; the no-device path is not reachable")
+    except Exception:
+        pass
+    st = ControlState(zdim=4)
+    ctl = AudioController(st, [AudioMapping("rms", "mix")], input="file", file=bbb, play=True)
+    ctl.start(None)
+    try:
+        with caplog.at_level(logging.WARNING, logger="livevae.audio"):
+            feats = [ctl._step_safe(i / FPS, FPS, "") or ctl.stats.frames for i in range(1, 10)]
+    finally:
+        ctl.stop()
+    assert feats[-1] == 9 and st.get("mix") > 0  # features still follow the file
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 1 and "expected an output device" in warnings[0] and "silent" in warnings[0]
