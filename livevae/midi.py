@@ -307,7 +307,12 @@ class MidiMapper:
                 self._lsb[(port, ch, number)] = 0  # MIDI 1.0: a new MSB resets the LSB
             else:
                 self._lsb[(port, ch, number - 32)] = msg.value
-        if self.armed is not None and (kind != "note" or (t == "note_on" and msg.velocity > 0)):
+        hits = self._hits(kind, number, ch, port)
+        if (
+            self.armed is not None
+            and (kind != "note" or (t == "note_on" and msg.velocity > 0))
+            and not any(m.action in LEARN_ACTIONS for m in hits)  # the learn pad itself is never learned
+        ):
             target = self.armed
             new: MidiMapping
             if kind == "note":
@@ -315,17 +320,20 @@ class MidiMapper:
             else:
                 new = MidiMapping(kind, number, ch, target=target)  # type: ignore[arg-type]
             out.append(self._learn(new, now))
-        hits = [
-            m
-            for m in self._index.get((kind, number), ())
-            if (m.channel is None or m.channel == ch) and (not m.port or port.lower().startswith(m.port.lower()))
-        ]
+            hits = self._hits(kind, number, ch, port)
         learned = [m for m in hits if any(m is lm for lm in self.learned)]
         for m in learned or hits:  # a learned binding overrides the show's for the messages it catches
             e = self._apply(m, msg, port)
             if e is not None:
                 out.append(e)
         return out
+
+    def _hits(self, kind: str, number: int, ch: int, port: str) -> list[MidiMapping]:
+        return [
+            m
+            for m in self._index.get((kind, number), ())
+            if (m.channel is None or m.channel == ch) and (not m.port or port.lower().startswith(m.port.lower()))
+        ]
 
     def _apply(self, m: MidiMapping, msg: mido.Message, port: str) -> Effect | None:
         origin = f"midi:{m.name}"
@@ -1058,11 +1066,12 @@ def from_show(section: dict[str, Any], state: ControlState, show_path: Path) -> 
         raise MidiError(validation_message("[midi]", e)) from e
     mappings = parse_mappings([m.model_dump(exclude_defaults=True) for m in cfg.map], "[midi]")
     for i, m in enumerate(mappings):
-        if m.target:
+        key, name = ("target", m.target) if m.target else ("arg", str(m.arg or ""))
+        if m.target or (m.action in LEARN_ACTIONS and name):
             try:
-                state.check_target(m.target)
+                state.check_target(name)
             except ControlError as e:
-                raise MidiError(f"[midi] map[{i}].target: {e}") from e
+                raise MidiError(f"[midi] map[{i}].{key}: {e}") from e
     show_path = Path(show_path)
     lp = learn_path(show_path, cfg.learn_file)
     learned = load_learned(lp)

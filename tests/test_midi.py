@@ -215,6 +215,18 @@ def test_learn_detects_14bit_and_notes() -> None:
     assert [(e.mapping.kind, e.mapping.mode) for e in eff if isinstance(e, Learned)] == [("note", "toggle")]
 
 
+def test_learn_pad_arms_learn_and_is_never_learned_itself(tmp_path: Path) -> None:
+    st = ControlState(zdim=8, n_pcs=4)
+    ctl = MidiController(st, [MidiMapping("note", 48, action="midi.learn", arg="pc/2")], inputs=[])
+    ctl.feed(note(48, 100))
+    assert ctl.mapper.armed == "pc/2"
+    ctl.feed(mido.Message("note_off", note=48))
+    ctl.feed(note(48, 100))  # pressing the learn pad again re-arms; it does not bind the pad
+    assert ctl.mapper.learned == [] and ctl.mapper.armed == "pc/2"
+    ctl.feed(cc(12, 127))
+    assert [(m.number, m.target) for m in ctl.mapper.learned] == [(12, "pc/2")] and st.get("pc/2") == 6.0
+
+
 def test_learn_unknown_target_raises_control_error() -> None:
     from livevae.control import ControlError
 
@@ -254,6 +266,7 @@ def test_from_show_validates_with_clear_errors(tmp_path: Path) -> None:
         ({"map": [{"note": 1, "target": "mix", "mode": "twos"}]}, "mode 'twos' for note; expected one of gate"),
         ({"map": [{"cc": 1, "target": "z/99"}]}, r"map\[0\].target: .*z/99"),
         ({"map": [{"cc": 1, "action": "explode"}]}, "action 'explode'; expected one of"),
+        ({"map": [{"note": 1, "action": "midi.learn", "arg": "pc/9"}]}, r"map\[0\].arg: .*pc/9"),
         ({"channel": 3}, "channel: Extra inputs are not permitted"),
         ({"inputs": ["tcp:localhost"]}, "expected tcp:HOST:PORT"),
     ]
