@@ -19,7 +19,7 @@ from livevae.hud import HudInfo, hud_lines
 from livevae.preprocess import Preprocessor
 from livevae.recorder import Recorder, Screenshots, stamped_path
 from livevae.source import FALLBACKS, Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
-from livevae.window import FILTERS, Window, WindowConfig
+from livevae.window import FILTERS, DisplayThread, Window, WindowConfig
 
 if TYPE_CHECKING:
     from livevae.backends import Backend
@@ -167,6 +167,7 @@ class LiveStats:
     mode: str = "live"  # live | realtime | offline
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     dropped: int = 0  # stale frames dropped in the source slot
+    display_dropped: int = 0  # decoded frames the display thread had no refresh for (newest shown instead)
     record_dropped: int = 0  # frames a full recorder queue dropped
     fallback_frames: int = 0
     source_failures: int = 0
@@ -190,7 +191,8 @@ class LiveStats:
             + "  ms mean/p99",
             f"  latency capture->present p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms "
             f"({lat.get('p99', 0) / period:.2f} frames)",
-            f"  dropped {self.dropped} (source) + {self.record_dropped} (recorder); fallback frames "
+            f"  dropped {self.dropped} (source) + {self.record_dropped} (recorder) + {self.display_dropped} (display); "
+            "fallback frames "
             f"{self.fallback_frames}; source failures {self.source_failures}, reconnects {self.reconnects}",
         ]
         if self.controller_errors:
@@ -224,7 +226,7 @@ class LiveLoop:
         self.source_index = cfg.source
         self.input: Capture | OrderedReader | None = None
         self._retired: list[Capture] = []
-        self.window: Window | None = None
+        self.window: Window | DisplayThread | None = None
         self.recorder: Recorder | None = None
         self.render: Recorder | None = None
         self.vcam: Any = None
@@ -430,7 +432,8 @@ class LiveLoop:
             # (a source that fails or takes longer than this starts on the fallback).
             self.input.wait_ready(2.0)
         if not self.cfg.headless:
-            self.window = Window(self.cfg.window).open()
+            kind = DisplayThread if self.cfg.window.threaded else Window
+            self.window = kind(self.cfg.window).open()
         if self.cfg.out:
             self.render = Recorder(self.cfg.out, self.fps, self.cfg.record_size, block=self.offline).start()
         if self.cfg.record:
@@ -484,9 +487,16 @@ class LiveLoop:
             s.seconds = wall
             s.fps = self.index / wall if wall > 0 else 0.0
             s.source_fps = self.fps
+            lat = self.latency
+            if isinstance(self.window, DisplayThread):
+                # On screen: the display thread's flip is the present; its scale + HUD + flip is a stage.
+                for v in self.window.present_ms:
+                    self.times.add("display", v)
+                s.display_dropped = self.window.dropped
+                lat = self.window.latencies or lat
             s.stages = self.times.summary()
-            if self.latency:
-                a = np.asarray(self.latency, np.float64)
+            if lat:
+                a = np.asarray(lat, np.float64)
                 s.latency_ms = {
                     "p50": float(np.percentile(a, 50)),
                     "p99": float(np.percentile(a, 99)),
@@ -579,7 +589,7 @@ class LiveLoop:
             ms["modulate"] = (t3 - t2) * 1000
             ms["decode"] = (t4 - t3) * 1000
             self.last_output = out
-            self._present(out, ms)
+            self._present(out, ms, captured)
             now = time.monotonic()
             ms["output"] = (perf() - t4) * 1000
             lat = (now - captured) * 1000
@@ -643,7 +653,7 @@ class LiveLoop:
             return 0.0
         return (len(r) - 1) / (r[-1] - r[0])
 
-    def _present(self, out: np.ndarray, ms: dict[str, float]) -> None:
+    def _present(self, out: np.ndarray, ms: dict[str, float], captured: float | None = None) -> None:
         if self.render is not None:
             self.render.write(out)
         if self.recorder is not None:
@@ -651,7 +661,7 @@ class LiveLoop:
         if self.vcam is not None:
             self.vcam.send(out)
         if self.window is not None:
-            self.window.present(out, hud_lines(self.hud_info(ms)) if self.window.show_hud else None)
+            self.window.present(out, hud_lines(self.hud_info(ms)) if self.window.show_hud else None, captured)
 
     def hud_info(self, ms: dict[str, float]) -> HudInfo:
         osc_port = getattr(self.state, "osc_port", None)

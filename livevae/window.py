@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import os
 import sys
+import threading
+import time
 import warnings
+from collections import deque
 from dataclasses import dataclass
 
 import cv2
@@ -41,6 +44,9 @@ class WindowConfig:
     hud: bool = True
     cursor: bool = False  # hidden by default: nobody wants a pointer on the projection
     title: str = "livevae"
+    # Present on a display thread so the vsync wait overlaps inference; off on macOS, where SDL windows
+    # must live on the main thread.
+    threaded: bool = sys.platform != "darwin"
 
     def __post_init__(self) -> None:
         if self.filter not in FILTERS:
@@ -151,7 +157,7 @@ class Window:
         self._set_mode()
         self._last_size = None
 
-    def present(self, rgb: np.ndarray, hud: list[str] | None = None) -> None:
+    def present(self, rgb: np.ndarray, hud: list[str] | None = None, captured: float | None = None) -> None:
         """Scale RGB uint8 [H, W, 3] into the window (aspect kept, bars black), draw the HUD, flip."""
         import pygame
 
@@ -216,3 +222,130 @@ class Window:
 
         if pygame.display.get_init():
             pygame.display.quit()
+
+
+class DisplayThread:
+    """The window on a thread of its own: present() hands over the newest frame and returns at once.
+
+    Scaling, the HUD and the (vsync-blocking) flip run here, in parallel with the model, so a 16 ms wait for
+    the display's refresh never stalls inference. Every SDL call happens on this one thread (SDL wants
+    windowing and events on the thread that made the window); the loop reads key actions from poll().
+    A frame not yet shown when the next arrives is dropped (counted): the display shows the newest.
+    """
+
+    def __init__(self, cfg: WindowConfig) -> None:
+        self.cfg = cfg
+        self.window = Window(cfg)
+        self._cond = threading.Condition()
+        self._frame: tuple[np.ndarray, list[str] | None, float | None] | None = None
+        self._actions: list[tuple[str, object]] = []
+        self._requests: list[str] = []
+        self._grabbed: np.ndarray | None = None
+        self._grab_done = threading.Event()
+        self._stop = False
+        self._opened = threading.Event()
+        self._error: BaseException | None = None
+        self._thread: threading.Thread | None = None
+        self.latencies: deque[float] = deque(maxlen=20000)  # ms, capture -> flip done
+        self.present_ms: deque[float] = deque(maxlen=20000)  # scale + HUD + flip
+        self.shown = 0
+        self.dropped = 0
+
+    # the Window API, as the loop uses it
+    @property
+    def show_hud(self) -> bool:
+        return self.window.show_hud
+
+    @show_hud.setter
+    def show_hud(self, on: bool) -> None:
+        self.window.show_hud = on
+
+    @property
+    def vsync(self) -> bool:
+        return self.window.vsync
+
+    def open(self) -> DisplayThread:
+        """Start the thread and open the window on it; raises WindowError from there."""
+        self._thread = threading.Thread(target=self._run, name="display", daemon=True)
+        self._thread.start()
+        self._opened.wait(30)
+        if self._error is not None:
+            raise self._error
+        return self
+
+    def present(self, rgb: np.ndarray, hud: list[str] | None = None, captured: float | None = None) -> None:
+        with self._cond:
+            if self._frame is not None:
+                self.dropped += 1
+            self._frame = (rgb, hud, captured)
+            self._cond.notify()
+
+    def poll(self) -> list[tuple[str, object]]:
+        with self._cond:
+            out, self._actions = self._actions, []
+        return out
+
+    def toggle_fullscreen(self) -> None:
+        with self._cond:
+            self._requests.append("fullscreen")
+            self._cond.notify()
+
+    def grab(self, timeout: float = 5.0) -> np.ndarray:
+        """What the window shows now, RGB uint8 [H, W, 3], read on the display thread."""
+        self._grab_done.clear()
+        with self._cond:
+            self._requests.append("grab")
+            self._cond.notify()
+        if not self._grab_done.wait(timeout) or self._grabbed is None:
+            raise WindowError("grab(): the display thread did not answer")
+        return self._grabbed
+
+    def close(self) -> None:
+        with self._cond:
+            self._stop = True
+            self._cond.notify()
+        if self._thread is not None:
+            self._thread.join(5)
+
+    def _run(self) -> None:
+        try:
+            self.window.open()
+        except BaseException as e:  # handed to open() in the loop's thread
+            self._error = e
+            self._opened.set()
+            return
+        self._opened.set()
+        try:
+            while True:
+                with self._cond:
+                    if not (self._frame or self._requests or self._stop):
+                        self._cond.wait(0.02)  # wake anyway: keys must be read while nothing is shown
+                    frame, self._frame = self._frame, None
+                    requests, self._requests = self._requests, []
+                    stop = self._stop
+                if stop:
+                    return
+                for r in requests:
+                    if r == "fullscreen":
+                        self.window.toggle_fullscreen()
+                    elif r == "grab":
+                        self._grabbed = self.window.grab()
+                        self._grab_done.set()
+                if frame is not None:
+                    t0 = time.perf_counter()
+                    self.window.present(frame[0], frame[1])
+                    done = time.monotonic()
+                    self.present_ms.append((time.perf_counter() - t0) * 1000)
+                    if frame[2] is not None:
+                        self.latencies.append((done - frame[2]) * 1000)
+                    self.shown += 1
+                actions = self.window.poll()
+                if actions:
+                    with self._cond:
+                        self._actions += actions
+        except Exception as e:  # the display died (X server gone): the loop is told to quit
+            log(f"display failed ({e.__class__.__name__}: {e}); quitting")
+            with self._cond:
+                self._actions.append(("quit", None))
+        finally:
+            self.window.close()

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from livevae.hud import HudInfo, hud_lines
-from livevae.window import Window, WindowConfig, WindowError, fit_rect
+from livevae.window import DisplayThread, Window, WindowConfig, WindowError, fit_rect
 
 pygame = pytest.importorskip("pygame")
 
@@ -93,7 +94,29 @@ def test_hud_lines_name_what_a_performer_needs() -> None:
         assert part in text
 
 
-def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path) -> None:
+def test_display_thread_presents_without_blocking_and_reads_keys() -> None:
+    d = DisplayThread(WindowConfig(size=(320, 180), hud=False)).open()
+    try:
+        frame = np.zeros((36, 64, 3), np.uint8)
+        frame[..., 1] = 180
+        d.present(frame, None, captured=time.monotonic())
+        deadline = time.monotonic() + 5
+        while d.shown == 0 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert (d.grab()[90, 160] == (0, 180, 0)).all()
+        assert len(d.latencies) == 1 and d.latencies[0] >= 0
+        pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=pygame.K_q, mod=0, unicode="", scancode=0))
+        got: list[tuple[str, object]] = []
+        while not got and time.monotonic() < deadline:
+            got = d.poll()
+            time.sleep(0.01)
+        assert got == [("quit", None)]
+    finally:
+        d.close()
+
+
+@pytest.mark.parametrize("threaded", [True, False])
+def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path, threaded: bool) -> None:
     from livevae.backends import create
     from livevae.live import LiveConfig, LiveLoop
 
@@ -105,7 +128,7 @@ def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path) 
         frames=12,
         screenshot_dir=str(shots),
         record_dir=str(tmp_path / "rec"),
-        window=WindowConfig(size=(320, 180)),
+        window=WindowConfig(size=(320, 180), threaded=threaded),
     )
     loop = LiveLoop(cfg, create(str(tiny_model_file), "torch"))
 
