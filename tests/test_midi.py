@@ -7,6 +7,7 @@ import socket
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import mido
@@ -354,6 +355,54 @@ def test_no_midi_system_warns_once_and_goes_on(caplog: pytest.LogCaptureFixture)
 
 
 @pytest.mark.timeout(30)
+class FakeRtMidi:
+    """Stands in for rtmidi's port list and ports (this machine has no MIDI system): names can appear and vanish."""
+
+    def __init__(self) -> None:
+        self.names: list[str] = []
+        self.callbacks: dict[str, Callable[[mido.Message], None]] = {}
+        self.closed: list[str] = []
+
+    def get_input_names(self) -> list[str]:
+        return list(self.names)
+
+    def open_input(self, name: str, callback: Callable[[mido.Message], None]) -> Any:
+        if name not in self.names:
+            raise OSError(f"no port {name}")
+        self.callbacks[name] = callback
+        return SimpleNamespace(close=lambda: self.closed.append(name))
+
+
+def test_hot_plug_opens_chosen_ports_by_prefix_and_survives_unplug(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    fake = FakeRtMidi()
+    monkeypatch.setattr(mido, "get_input_names", fake.get_input_names)
+    monkeypatch.setattr(mido, "open_input", fake.open_input)
+    st = ControlState(zdim=4)
+    ctl = MidiController(st, [MidiMapping("cc", 1, target="mix")], inputs=["nanoKONTROL", "Launch"])
+    ctl.scan()
+    assert ctl.open_ports == []
+    fake.names = ["Midi Through:Midi Through Port-0 14:0", "nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"]  # plugged in
+    ctl.scan()
+    assert ctl.open_ports == ["nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"]  # chosen by prefix; Midi Through is not
+    fake.callbacks["nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"](cc(1, 127))  # rtmidi's thread delivers
+    assert st.get("mix") == 1.0
+    with caplog.at_level(logging.WARNING, logger="livevae.midi"):
+        fake.names = fake.names[:1]  # unplugged mid-show
+        ctl.scan()
+    assert ctl.open_ports == [] and fake.closed == ["nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"]
+    assert [r.getMessage() for r in caplog.records] == [
+        "MIDI port nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0 vanished; will reopen it when it comes back"
+    ]
+    fake.names.append("nanoKONTROL2:nanoKONTROL2 MIDI 1 24:0")  # back, on another ALSA client number
+    ctl.scan()
+    assert ctl.open_ports == ["nanoKONTROL2:nanoKONTROL2 MIDI 1 24:0"]
+    all_ports = MidiController(st, inputs=["*"])
+    all_ports.scan()
+    assert len(all_ports.open_ports) == 2
+
+
 def test_end_to_end_through_socket_port(caplog: pytest.LogCaptureFixture) -> None:
     """A mido socket-port server plays a controller; the controller connects as tcp:HOST:PORT, CCs change the
     state, feedback comes back on the same socket, and the server vanishing is a warning and a reconnect."""
