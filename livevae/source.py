@@ -165,6 +165,10 @@ class CameraSource(Source):
             cap.release()
             raise SourceError(f"{self.name}: cannot open (unplugged, busy or no such device); expected a camera")
         if self.size:
+            if self.size[0] * self.size[1] >= 1280 * 720:
+                # Most USB webcams deliver HD at 30-60 fps only as MJPG (raw YUYV tops out near 10 fps);
+                # drivers without MJPG ignore the request.
+                cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*"MJPG"))
             cap.set(cv2.CAP_PROP_FRAME_WIDTH, self.size[0])
             cap.set(cv2.CAP_PROP_FRAME_HEIGHT, self.size[1])
         if self.requested_fps:

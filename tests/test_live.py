@@ -294,3 +294,39 @@ def test_show_fps_overrides_the_source_rate(tmp_path: Path, tiny_model_file: Pat
     out = tmp_path / "o.mp4"
     LiveLoop(headless(tiny_model_file, [str(clip)], out=str(out), frames=6, fps=30), backend).run()
     assert count_frames(out) == (6, 30)
+
+
+def test_virtual_camera_is_skipped_cleanly_when_absent(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
+    import sys
+
+    from livevae.virtualcam import open_virtualcam
+
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # import fails as when the extra is not installed
+    assert open_virtualcam((640, 360), 30) is None
+    assert "pyvirtualcam is not installed" in capsys.readouterr().err
+
+
+def test_virtual_camera_sends_the_newest_frame_scaled() -> None:
+    import time
+
+    from livevae.virtualcam import VirtualCam
+
+    class Device:  # stands in for pyvirtualcam.Camera: records what it is sent
+        def __init__(self) -> None:
+            self.sent: list[np.ndarray] = []
+            self.closed = False
+
+        def send(self, rgb: np.ndarray) -> None:
+            self.sent.append(rgb)
+
+        def close(self) -> None:
+            self.closed = True
+
+    dev = Device()
+    cam = VirtualCam(dev, (128, 72))
+    cam.send(np.full((36, 64, 3), 200, np.uint8))
+    deadline = time.monotonic() + 5
+    while not dev.sent and time.monotonic() < deadline:
+        time.sleep(0.01)
+    cam.close()
+    assert dev.closed and dev.sent[0].shape == (72, 128, 3) and (dev.sent[0] == 200).all()
