@@ -1097,6 +1097,45 @@ def from_show(section: dict[str, Any], state: ControlState, show_path: Path) -> 
         raise MidiError(f"[midi] inputs/output: {e}") from e
 
 
+def main(argv: Sequence[str] | None = None) -> int:
+    """`python -m livevae.midi`: list MIDI ports (the names `inputs`/`output` match by prefix); with --monitor,
+    print what arrives (e.g. to find a knob's CC number and channel)."""
+    import argparse
+
+    p = argparse.ArgumentParser(prog="python -m livevae.midi", description=main.__doc__)
+    p.add_argument("--monitor", nargs="*", metavar="PORT", help="print messages from these inputs (default: all)")
+    args = p.parse_args(argv)
+    for what, fn in (("inputs", mido.get_input_names), ("outputs", mido.get_output_names)):
+        try:
+            names = fn()
+        except Exception as e:  # no ALSA sequencer / CoreMIDI
+            print(f"MIDI {what}: none available ({e}); socket ports (tcp:HOST:PORT, listen:HOST:PORT) still work")
+            continue
+        print(f"MIDI {what}:" + "".join(f"\n  {n}" for n in names) if names else f"MIDI {what}: none")
+    if args.monitor is None:
+        return 0
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    state = ControlState(zdim=1)
+    ctl = MidiController(state, inputs=args.monitor or ["*"])
+    orig = ctl.feed
+
+    def show(msg: mido.Message, port: str = "") -> list[Effect]:
+        ch = f" ch{msg.channel + 1}" if hasattr(msg, "channel") else ""
+        print(f"{port}:{ch} {msg}")
+        return orig(msg, port)
+
+    ctl.feed = show  # type: ignore[method-assign]
+    ctl.start()
+    try:
+        while True:
+            time.sleep(1)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        ctl.stop()
+    return 0
+
+
 __all__ = [
     "CC_MODES",
     "CURVES",
@@ -1120,3 +1159,7 @@ __all__ = [
     "scale",
     "unscale",
 ]
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -526,3 +526,11 @@ def test_show_with_midi_section_over_a_socket_port(tmp_path: Path, tiny_model_fi
     assert state.get("noise") == pytest.approx(4.0)
     assert [(m.number, m.target) for m in midi.mapper.learned] == [(2, "mix")]
     assert load_learned(tmp_path / "show.midi-learn.toml")[0].target == "mix"
+
+
+def test_port_listing_command(capsys: pytest.CaptureFixture[str]) -> None:
+    from livevae.midi import main
+
+    assert main([]) == 0
+    out = capsys.readouterr().out
+    assert "MIDI inputs:" in out and "MIDI outputs:" in out
