@@ -228,3 +228,19 @@ def test_capture_of_a_finished_file_ends_without_reconnecting(tmp_path: Path) ->
         cap.stop()
     assert [g is not None for g in got] == [True, True, False]
     assert cap.failures == 0 and cap.reconnects == 0
+
+
+def test_camera_capture_path_reads_rgb_through_opencv(tmp_path: Path) -> None:
+    # No camera on this machine: OpenCV's VideoCapture opens a file through the same calls, which checks the
+    # BGR -> RGB conversion, the requested-size path and the failure at the end of the stream.
+    frames = pattern_frames(3, 64, 48)
+    cam = CameraSource(str(write_video(tmp_path / "cam.mp4", frames, fps=15)), size=(64, 48), fps=15)
+    cam.open()
+    try:
+        assert cam.fps == pytest.approx(15)
+        got = [cam.read() for _ in range(3)]
+        assert all(np.abs(g.astype(int) - f).mean() < 6 for g, f in zip(got, frames, strict=True))
+        with pytest.raises(SourceError, match="read failed"):
+            cam.read()
+    finally:
+        cam.close()
