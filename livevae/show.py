@@ -208,34 +208,50 @@ class Show(_Section):
         ]
 
 
+_UNION_MEMBERS = {"str", "int", "float", "bool", "none", "dict", "list", "tuple"}
+
+
 def _loc(loc: Sequence[int | str]) -> str:
     out = ""
     for part in loc:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif part.startswith(("function-after", "function-before", "literal", "union")) or "[" in part:
-            continue  # pydantic's internal names for validators and union members
+        elif part in _UNION_MEMBERS or "[" in part or part.startswith("function-"):
+            continue  # pydantic's names for union members and validators, not keys of the file
         else:
             out += ("." if out else "") + part
     return out or "(top level)"
 
 
 def _format_validation(path: Path, e: ValidationError) -> str:
-    lines = []
-    seen = set()
+    """One line per bad key: "FILE: key: what is wrong (got VALUE)"; a union's members merge into one line."""
+    by_key: dict[str, list[str]] = {}
+    got_by_key: dict[str, str] = {}
     for err in e.errors():
         key = _loc(err["loc"])
-        if key in seen:  # a union reports once per member; the first says enough
-            continue
-        seen.add(key)
         msg = err["msg"].removeprefix("Value error, ")
         if err["type"] == "extra_forbidden":
             msg = "unknown key; check the spelling (see shows/demo.toml for every key)"
         elif err["type"] == "missing":
-            msg = "missing; this key is required"
+            last = err["loc"][-1] if err["loc"] else None
+            if isinstance(last, int):  # a short tuple: name the list, not the missing slot
+                key = _loc(err["loc"][:-1])
+                msg = f"too few values (nothing at position {last}); expected two values"
+            else:
+                msg = "missing; this key is required"
         got = err.get("input")
-        got_s = "" if err["type"] in ("missing", "extra_forbidden") or isinstance(got, dict) else f" (got {got!r:.60})"
-        lines.append(f"{path}: {key}: {msg}{got_s}")
+        if err["type"] not in ("missing", "extra_forbidden") and key not in got_by_key:
+            got_by_key[key] = f" (got {got!r:.60})"
+        msgs = by_key.setdefault(key, [])
+        if msg not in msgs:
+            msgs.append(msg)
+    lines = []
+    for key, msgs in by_key.items():
+        if len(msgs) > 1 and all(m.startswith("Input should be ") for m in msgs):
+            text = "expected " + " or ".join(m.removeprefix("Input should be ") for m in msgs)
+        else:
+            text = "; ".join(msgs)
+        lines.append(f"{path}: {key}: {text}{got_by_key.get(key, '')}")
     return "\n".join(lines)
 
 

@@ -93,6 +93,8 @@ def test_shipped_shows_validate(name: str) -> None:
         ('model = "m"\n[[lfo]]\ntarget = "mix"\nshape = "saw"\n', "lfo[0].shape", "sine"),
         ('model = "m"\n[scenes.x]\nfade = -1\n', "scenes.x.fade", "greater than or equal to 0"),
         ('model = "m"\n[input]\nfallback = "grey"\n', "input.fallback", "hold"),
+        ('model = "m"\n[input]\nsources = [{a = 1}]\n', "input.sources[0]", "a valid string or a valid integer"),
+        ('model = "m"\n[[mapping]]\naddress = "/a"\ntarget = "mix"\nrange = [1]\n', "mapping[0].range", "two values"),
     ],
 )
 def test_validation_errors_name_file_and_key(tmp_path: Path, body: str, key: str, expect: str) -> None:
