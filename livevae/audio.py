@@ -208,6 +208,7 @@ class FileAudio:
             self.duration = self._c.duration / 1_000_000
         else:
             self.duration = 0.0
+        self.period = self.duration  # loop length; a video source loops at its frame count / fps instead
         self._buf = np.zeros(0, np.float32)
         self._start = 0  # sample index of _buf[0]
         self._iter: Any = None
@@ -259,8 +260,8 @@ class FileAudio:
     def window(self, t: float, n: int) -> np.ndarray:
         """float32 [n] mono samples ending at t seconds (wrapped into the track when looping; silence past the end
         or before the start)."""
-        if self.loop and self.duration > 0:
-            t = t % self.duration
+        if self.loop and self.period > 0:
+            t = t % self.period
         end = round(t * self.rate)
         begin = end - n
         if self._iter is None or begin < self._start or end > self._start + self._buf.size + 2 * self.rate:
@@ -344,11 +345,11 @@ class FilePlayer:
 
     def follow(self, t: float) -> None:
         """Keep playback on the show clock t (track seconds, already wrapped or offset by the caller)."""
-        if self.reader.loop and self.reader.duration > 0:
-            t = t % self.reader.duration
-        heard = self._heard
-        if self.reader.loop and self.reader.duration > 0:
-            heard = heard % self.reader.duration
+        period = self.reader.period
+        if self.reader.loop and period > 0:
+            t, heard = t % period, self._heard % period
+        else:
+            heard = self._heard
         if abs(heard - t) > self.tolerance:
             self.seek(t)
 
@@ -640,6 +641,8 @@ class AudioController:
         self._thread: threading.Thread | None = None
         self.sync = False
         self._last_t: float | None = None
+        self._t0: float | None = None  # show time at which the track started
+        self._cur_source: str | None = None
         self._next_device_try = 0.0
         self._warned: set[str] = set()
         for m in self.mappings:
@@ -745,6 +748,10 @@ class AudioController:
         path = self.file
         if self.input == "source":
             path = self._source_path(source)
+            if source != self._cur_source:  # a (re)started video starts from its beginning, and so does its sound
+                self._cur_source, self._t0 = source, t
+        elif self._t0 is None:
+            self._t0 = t  # the file starts with the show
         if path is None:
             self._warn(f"nofile {source}", f"audio: source {source!r} is not a file with sound; no audio features")
             return None
@@ -756,10 +763,13 @@ class AudioController:
             except AudioError as e:
                 self._warn(f"file {path}", f"{e}; no audio features")
                 return None
+            if self.input == "source":
+                self.reader.period = _video_period(path, self.reader.duration)
             if self.play and not self.sync:  # an offline render makes no sound
                 player = FilePlayer(path, self.cfg.sample_rate, self.loop, self.play_device)
+                player.reader.period = self.reader.period
                 try:
-                    player.open(t + self.offset)
+                    player.open(self._pos(t))
                     self.player = player
                     log.info("audio: playing %s", path.name)
                 except AudioError as e:
@@ -768,8 +778,12 @@ class AudioController:
         if self.reader is None:
             return None
         if self.player is not None:
-            self.player.follow(t + self.offset)
-        return self.reader.window(t + self.offset, n)
+            self.player.follow(self._pos(t))
+        return self.reader.window(self._pos(t), n)
+
+    def _pos(self, t: float) -> float:
+        """Show clock -> position in the track: from when the file (or the video source) started, plus offset."""
+        return t - (self._t0 or 0.0) + self.offset
 
     def _close_file(self) -> None:
         if self.player is not None:
@@ -824,6 +838,20 @@ class AudioController:
             if not self._osc_warned:
                 self._osc_warned = True
                 log.warning("audio OSC out %s: %s; will keep trying quietly", self._osc_target, e)
+
+
+def _video_period(path: Path, fallback: float) -> float:
+    """How long a video source plays before it loops: its frame count / rate (the sound track may be a little
+    longer or shorter, and wrapping at the sound's length would drift a little further every loop)."""
+    from livevae.video import probe
+
+    try:
+        info = probe(path)
+    except Exception:  # an audio-only file, or unreadable: wrap at the sound's own length
+        return fallback
+    if info.frames > 0 and info.fps > 0:
+        return float(info.frames / info.fps)
+    return info.duration or fallback
 
 
 def from_show(section: dict[str, Any], state: ControlState, show_path: Path) -> AudioController:

@@ -19,7 +19,7 @@ import mido
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from livevae.control import ACTIONS, ControlError, ControlState
+from livevae.control import ACTIONS, PERFORMER_ORIGINS, ControlError, ControlState
 
 if TYPE_CHECKING:
     from livevae.live import FrameInfo, LiveLoop
@@ -33,6 +33,8 @@ LEARN_ACTIONS = ("midi.learn", "midi.unlearn")
 MAP_ACTIONS = (*ACTIONS, *LEARN_ACTIONS)
 DEFAULT_STEP = 1.0 / 128  # relative encoders: fraction of the range per tick, so 128 ticks sweep it
 LEARN_14BIT_WINDOW = 0.3  # s: an LSB (cc n+32) this soon after the learned MSB (cc n) makes it a 14-bit mapping
+LEARN_ORIGINS = tuple(o for o in PERFORMER_ORIGINS if o != "midi")  # "learn the control I last touched"
+CONNECT_TIMEOUT = 1.0  # s: an unreachable network MIDI bridge must not stall the MIDI thread for minutes
 SOCKET_POLL = 0.002  # s between polls of socket ports (rtmidi ports deliver by callback)
 
 
@@ -800,7 +802,7 @@ class MidiController:
         return effects
 
     def _on_change(self, target: str, value: float, origin: str) -> None:
-        if not origin.startswith(("midi", "audio", "lfo", "autopilot")):
+        if origin.split(":")[0] in LEARN_ORIGINS:  # a performer's hand, not MIDI itself, audio, LFOs or scenes
             self._last_touched = target
         if self._out is not None:
             with self._dirty_lock:
@@ -920,7 +922,7 @@ class MidiController:
         from mido import sockets
 
         try:
-            port: Any = sockets.connect(s.host, s.portno) if s.kind == "tcp" else sockets.PortServer(s.host, s.portno)
+            port: Any = _connect(s.host, s.portno) if s.kind == "tcp" else sockets.PortServer(s.host, s.portno)
         except OSError as e:
             self.warn.warn(f"open {s.text}", "MIDI port %s: cannot %s (%s); will retry every %gs", s.text,
                            "connect" if s.kind == "tcp" else "listen", e, self.rescan)  # fmt: skip
@@ -951,9 +953,7 @@ class MidiController:
                 if inp is not None:  # the same socket carries both directions
                     port, name = inp.port, spec.text
                 else:
-                    from mido import sockets
-
-                    port, name = sockets.connect(spec.host, spec.portno), spec.text
+                    port, name = _connect(spec.host, spec.portno), spec.text
             else:
                 names = self._names(mido.get_output_names, "outputs")
                 match = [n for n in names or () if spec.matches(n) and not n.startswith("RtMidi")]
@@ -1038,6 +1038,15 @@ class MidiController:
     @property
     def mappings(self) -> tuple[MidiMapping, ...]:
         return self.mapper.mappings
+
+
+def _connect(host: str, portno: int) -> Any:
+    """mido.sockets.connect with a connect timeout (mido's own blocks for the OS's, minutes on a LAN)."""
+    from mido import sockets
+
+    sock = socket.create_connection((host, portno), timeout=CONNECT_TIMEOUT)
+    sock.settimeout(None)  # mido reads only what select() says is there
+    return sockets.SocketPort(host, portno, conn=sock)
 
 
 def attach_osc(ctl: MidiController, server: Any) -> None:
