@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from livevae.control import ControlError, ControlState
+from livevae.control import ControlError, ControlState, canonical
 from livevae.midi import CURVES, scale, validation_message
 
 if TYPE_CHECKING:
@@ -867,7 +867,7 @@ def from_show(section: dict[str, Any], state: ControlState, show_path: Path) -> 
             state.check_target(m.target)
         except ControlError as e:
             raise AudioError(f"[audio] map[{i}].target: {e}") from e
-        mappings.append(AudioMapping(m.feature, m.target, m.range, m.curve))
+        mappings.append(AudioMapping(m.feature, canonical(m.target), m.range, m.curve))
     file: Path | str = ""
     if cfg.file:
         file = Path(cfg.file)

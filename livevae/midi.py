@@ -19,7 +19,7 @@ import mido
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from livevae.control import ACTIONS, PERFORMER_ORIGINS, ControlError, ControlState
+from livevae.control import ACTIONS, PERFORMER_ORIGINS, ControlError, ControlState, canonical
 
 if TYPE_CHECKING:
     from livevae.live import FrameInfo, LiveLoop
@@ -254,7 +254,7 @@ class MidiMapper:
     def arm(self, target: str, now: float) -> None:
         """Arm learn: the next CC, note or pitch bend moved binds to `target`. Raises ControlError if unknown."""
         self.ranges(target)
-        self.armed, self.armed_at = target, now
+        self.armed, self.armed_at = canonical(target), now
 
     def disarm(self) -> None:
         self.armed = None
@@ -433,7 +433,7 @@ class MapSpec(BaseModel):
             number=number,
             channel=None if self.channel is None else self.channel - 1,
             port=self.port,
-            target=self.target,
+            target=canonical(self.target) if self.target else "",  # "/livevae/ema" -> "smooth", as feedback names it
             action=self.action,
             arg=self.arg,
             range=self.range,

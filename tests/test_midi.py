@@ -250,7 +250,7 @@ def test_from_show_validates_with_clear_errors(tmp_path: Path) -> None:
                 {"cc": 16, "target": "z/3", "mode": "twos", "step": 0.02},
                 {"note": 36, "action": "scene.recall", "arg": "intro"},
                 {"note": 37, "target": "freeze", "mode": "toggle"},
-                {"pitchbend": True, "target": "noise", "smoothing": 0.2},
+                {"pitchbend": True, "target": "/livevae/noise", "smoothing": 0.2},
             ],
         },
         st,
@@ -258,6 +258,7 @@ def test_from_show_validates_with_clear_errors(tmp_path: Path) -> None:
     )
     assert [m.kind for m in ctl.mappings] == ["cc", "cc14", "cc", "note", "note", "pitchbend"]
     assert ctl.mappings[0].channel == 0  # show files count channels 1..16
+    assert ctl.mappings[-1].target == "noise"  # OSC-style names are accepted, stored as the state names them
     assert st.snapshot().slews["noise"] == pytest.approx(0.2)
     bad: list[tuple[dict[str, Any], str]] = [
         ({"map": [{"cc": 200, "target": "mix"}]}, r"\[midi\] map\[0\].cc: .*127.*found 200"),
