@@ -118,6 +118,12 @@ def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads:
             model_path, batch=1 if batch == 1 else None, cache_dir=cache, threads=threads, spinning=True
         )
         return b, b.describe()  # type: ignore[attr-defined]
+    if name in ("torch-cpu+channels_last", "torch-cpu-jit+channels_last"):  # cheap CPU wins, measured
+        from livevae.backends.torch_backend import TorchBackend
+
+        mode = "jit" if name.startswith("torch-cpu-jit") else "eager"
+        tb = TorchBackend.from_file(str(model_path), mode=mode, channels_last=True)
+        return tb, tb.describe()
     logs: list[str] = []
     b = create(model_path, name, batch=1 if batch == 1 else None, cache_dir=cache, logger=logs.append)
     return b, logs[-1].removeprefix("using ")

@@ -47,6 +47,7 @@ def _make(
     batch: int | None,
     precision: str | None,
     cache_dir: str | os.PathLike[str] | None,
+    threads: int | None = None,
 ) -> Backend:
     import torch
 
@@ -65,7 +66,12 @@ def _make(
 
         provider = "cuda" if name.endswith("cuda") else "cpu"
         return OnnxRuntimeBackend.from_file(
-            model_path, provider=provider, batch=batch, precision=precision or "fp32", cache_dir=cache_dir
+            model_path,
+            provider=provider,
+            batch=batch,
+            precision=precision or "fp32",
+            cache_dir=cache_dir,
+            threads=threads,
         )
     if name in ("torch-cpu", "torch", "torch-cpu-jit"):
         from livevae.backends.torch_backend import TorchBackend
@@ -82,6 +88,7 @@ def create(
     batch: int | None = 1,
     precision: str | None = None,
     cache_dir: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
     order: tuple[str, ...] = AUTO_ORDER,
     logger: Callable[[str], None] = log,
 ) -> Backend:
@@ -89,6 +96,7 @@ def create(
 
     batch: 1 = static batch-1 graphs/engines for live use; None = dynamic batch for offline runs.
     precision: None = the backend's default (fp16 on GPUs, fp32 on CPU), or 'fp32'/'fp16' ('bf16' torch-cuda).
+    threads: ONNX Runtime CPU threads (default min(2, cores)); 1 leaves a core to capture and display.
     Every skipped backend is logged with its reason, one stderr line each, then the choice.
     Raises ModelError for a missing/bad model file (before trying any backend) and EngineError when
     the named backend, or every backend in `order`, cannot run.
@@ -101,7 +109,7 @@ def create(
     reasons: list[str] = []
     for name in names:
         try:
-            b = _make(name, model_path, batch, precision, cache_dir)
+            b = _make(name, model_path, batch, precision, cache_dir, threads)
         except EngineError as e:
             if backend != "auto":
                 raise
