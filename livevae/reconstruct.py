@@ -26,6 +26,7 @@ from livevae.preprocess import CropBox, PreprocessError, parse_size
 from livevae.video import (
     AUDIO_MODES,
     AudioMux,
+    DecodeStats,
     VideoError,
     VideoWriter,
     concat,
@@ -434,15 +435,19 @@ def reconstruct(opts: Options) -> dict[str, Any]:
 
 
 def _check_writable(out: Path) -> None:
-    """Fail before loading models when the output cannot be written at all."""
+    """Fail before loading models (which may mean an ONNX export or an engine build) when the output
+    cannot be written: create the folder and a probe file where VideoWriter will put its temp file."""
     if out.is_dir():
         raise VideoError(f"{out}: is a directory; expected an output file path like out.mp4")
-    parent = out.parent if str(out.parent) else Path(".")
-    probe_dir = parent
-    while not probe_dir.exists() and probe_dir != probe_dir.parent:
-        probe_dir = probe_dir.parent  # VideoWriter creates missing folders; check the nearest existing one
-    if not probe_dir.is_dir() or not os.access(probe_dir, os.W_OK | os.X_OK):
-        raise VideoError(f"{out}: cannot write output (folder {probe_dir} is not writable); expected a writable path")
+    probe_file = out.with_name(f".{out.stem}.partial{out.suffix or '.mp4'}")
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        existed = probe_file.exists()
+        probe_file.open("ab").close()
+        if not existed:
+            probe_file.unlink()
+    except OSError as e:
+        raise VideoError(f"{out}: cannot write output ({e.strerror or e}); expected a writable path") from e
 
 
 def _crop_box(film: str, crop: str, size: tuple[int, int], start: float | None, end: float | None) -> CropBox:
@@ -483,6 +488,7 @@ def _run_pipeline(
     )
     decoded = [0]
     written = [0]
+    stats = DecodeStats()  # corrupt packets are skipped and counted, as in prep
 
     def decode() -> None:
         try:
@@ -500,7 +506,7 @@ def _run_pipeline(
             fresh()
             scalers = {s: Scaler(boxes[s], s) for s in set(sizes)}  # one per distinct model size
             tile_scaler = Scaler(tile_box, tile, SWS_FLAGS[opts.filter])
-            for frame, t in iter_av_frames(opts.input, start=lo, end=hi):
+            for frame, t in iter_av_frames(opts.input, start=lo, end=hi, stats=stats):
                 k = len(times)
                 scaled = {s: sc(frame) for s, sc in scalers.items()}  # [h, w, 3] exactly as prep makes it
                 for m, s in enumerate(sizes):
@@ -580,7 +586,13 @@ def _run_pipeline(
     if written[0] != decoded[0]:  # cannot happen unless a stage lost a batch: never ship such a file
         raise ReconstructError(f"{opts.out}: wrote {written[0]} frames of {decoded[0]} decoded")
     writer.close()
-    return {"frames": written[0], "seconds": round(elapsed, 3), "fps": round(written[0] / max(elapsed, 1e-9), 2)}
+    return {
+        "frames": written[0],
+        "seconds": round(elapsed, 3),
+        "fps": round(written[0] / max(elapsed, 1e-9), 2),
+        "decode_errors": stats.errors,
+        "decode_messages": stats.messages[:3],
+    }
 
 
 # ---------------------------------------------------------------- shards
@@ -751,6 +763,12 @@ def run(args: argparse.Namespace) -> int:
             f"({summary['fps']:.1f} frames/s, {', '.join(summary['backends'])}"
             f"{', audio ' + '+'.join(summary['audio']) if summary['audio'] else ''})"
         )
+        if summary["decode_errors"]:
+            print(
+                f"livevae reconstruct: {opts.input}: {summary['decode_errors']} corrupt packet(s) skipped "
+                f"({'; '.join(summary['decode_messages'])})",
+                file=sys.stderr,
+            )
         if dist is not None and dist[0] == 0:
             parts = [shard_path(Path(opts.out), i, dist[1]) for i in range(dist[1])]
             print(f"rank 0: waiting for {dist[1]} shards to join", file=sys.stderr)
