@@ -330,3 +330,23 @@ def test_virtual_camera_sends_the_newest_frame_scaled() -> None:
         time.sleep(0.01)
     cam.close()
     assert dev.closed and dev.sent[0].shape == (72, 128, 3) and (dev.sent[0] == 200).all()
+
+
+def test_device_preprocessing_matches_the_cpu_path(backend) -> None:  # type: ignore[no-untyped-def]
+    # The GPU path for torch-cuda backends; torch runs the same code on the CPU here (no GPU on CI).
+    import torch
+
+    from livevae.live import DevicePreprocessor
+    from livevae.preprocess import Preprocessor
+
+    for w, h in ((640, 480), (50, 30)):  # shrink (area) and enlarge (bicubic)
+        frame = pattern_frames(1, w, h)[0]
+        pre = Preprocessor((64, 48))
+        want = pre(frame)  # uint8 [48, 64, 3]
+        got = DevicePreprocessor(pre, torch.device("cpu"))(frame)  # float [1, 3, 48, 64] in [-1, 1]
+        assert tuple(got.shape) == (1, 3, 48, 64)
+        levels = ((got[0].permute(1, 2, 0) + 1) * 127.5).round().numpy().astype(int)
+        diff = np.abs(levels - want.astype(int))
+        assert diff.max() <= 1  # same box, same filters: at most a rounding level apart
+        z_dev, z_cpu = backend.encode(got), backend.encode(want[None])  # the backend takes either form
+        assert np.abs(z_dev - z_cpu).max() < 0.05
