@@ -42,15 +42,17 @@ def finite_state(state: ControlState) -> bool:
 
 
 def test_osc_flood_of_random_and_mutated_datagrams() -> None:
-    """15k datagrams at full rate over real UDP on 127.0.0.1: the server survives, counts what it could not use,
-    keeps every control finite and in range, and still answers a good message afterwards."""
+    """15k datagrams at full rate over real UDP on 127.0.0.1, then 5k in paced bursts (all parsed): the server
+    survives, counts what it could not use, keeps every control finite and in range, still answers afterwards."""
     fuzz = load_bench("fuzz_osc")
-    r = fuzz.run(15_000, seed=1)
-    print(r)
-    assert r["alive"] and r["after_flood_ok"]
-    assert r["state_finite"] and r["in_range"]
-    assert r["received"] > 1000  # UDP may drop under a flood; what arrived was handled, not crashed on
-    assert r["malformed"] + r["unknown"] + r["bad_args"] + r["handled"] >= r["received"] * 0.9
+    for r in (fuzz.run(15_000, seed=1), fuzz.run(5_000, seed=2, paced=True)):
+        print(r)
+        assert r["alive"] and r["after_flood_ok"]
+        assert r["state_finite"] and r["in_range"]
+        assert r["received"] > 1000  # full rate: the kernel drops what the socket cannot hold, as in any flood
+        assert r["malformed"] + r["unknown"] + r["bad_args"] + r["handled"] >= r["received"] * 0.9
+        assert r["distinct_bad_addresses_kept"] <= 1000  # bounded bookkeeping
+    assert r["received"] == 5_000  # paced: every datagram reached the parser
 
 
 def test_osc_binds_localhost_by_default() -> None:
