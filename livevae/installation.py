@@ -75,7 +75,7 @@ class AutopilotSection(_Section):
     scenes: list[str] = Field(default_factory=list)  # recalled in turn; [] = every scene of the show
     scene_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)  # s per scene
     order: Literal["cycle", "shuffle"] = "cycle"
-    reset_on_resume: bool = True  # controls back to default before the autopilot takes over again
+    reset_on_resume: bool = True  # controls back to the show's starting values when the autopilot takes back
     lfos: list[AutopilotLfo] = Field(default_factory=list)
 
 
@@ -289,7 +289,7 @@ class InstallationController:
         self.driving = ap.enabled
         self.scene = ""
         self.scene_count = 0
-        self._scene_due = 0.0  # monotonic time of the next scene change
+        self._scene_due = 0.0  # show time t of the next scene change (renders repeat: t is index / fps there)
         self._last_t: float | None = None
         self.is_open = True
         self._next_sched_check = 0.0
@@ -303,6 +303,8 @@ class InstallationController:
         self._console: logging.Handler | None = None
         self._closed_image: np.ndarray | None = None
         self._lock = threading.Lock()
+        self._home_values: dict[str, float] = {}
+        self._home_lfos: tuple[Any, ...] = ()
         self.handovers = 0  # performer took over
         self.resumes = 0  # autopilot took back
 
@@ -321,6 +323,10 @@ class InstallationController:
         if not self.sec.enabled:  # `enabled = false`: the section stays in the file, the show runs as a plain one
             self.weight, self.driving = 0.0, False
             return
+        if self.state is not None:  # the show's starting controls, restored whenever the autopilot takes back
+            snap = self.state.snapshot()
+            self._home_values = snap.values()
+            self._home_lfos = snap.lfos
         if not self.scenes:  # every scene the show's control layer knows (its file's and saved ones)
             for c in getattr(loop, "controllers", ()):
                 names = getattr(getattr(c, "scenes", None), "names", None)
@@ -337,7 +343,7 @@ class InstallationController:
             # written to the real stderr so the tee does not copy them into the file a second time
             self._console = logging.StreamHandler(self._tee.stream)
             self._console.setLevel(logging.INFO)
-            self._console.setFormatter(logging.Formatter("livevae %(name)s: %(message)s"))
+            self._console.setFormatter(logging.Formatter("%(name)s: %(message)s"))
             logging.getLogger("livevae").addHandler(self._console)
         if h.heartbeat:
             self.heartbeat = Heartbeat(self._path(h.heartbeat), h.heartbeat_interval)
@@ -347,7 +353,7 @@ class InstallationController:
             self._start_watchdog(loop)
         self._closed_image = self._make_closed_image(loop)
         now = self.clock()
-        self._scene_due = now  # the first scene at once
+        self._scene_due = 0.0  # the first scene at once
         self._update_schedule(now, force=True)
         log.info(
             "installation: %s; autopilot %s; %d scene(s)",
@@ -421,7 +427,7 @@ class InstallationController:
             return
         now = self.clock()
         self._update_schedule(now)
-        self._autopilot_turns(now)
+        self._autopilot_turns(now, info.t)
         self._check_restart(now)
         if self.heartbeat is not None and now >= self._next_hb:
             self._next_hb = now + 1.0
@@ -443,7 +449,7 @@ class InstallationController:
             atexit.register(_reexec)  # after every output is closed and the stats printed
 
     # --- autopilot -----------------------------------------------------------------------------------------
-    def _autopilot_turns(self, now: float) -> None:
+    def _autopilot_turns(self, now: float, t: float) -> None:
         ap = self.sec.autopilot
         if not ap.enabled or self.state is None:
             return
@@ -453,20 +459,35 @@ class InstallationController:
             self.resumes += 1
             log.info("autopilot: nobody has played for %.0f s; taking over", ap.idle_timeout)
             if ap.reset_on_resume:
-                self.state.reset(origin="autopilot")
-            self._scene_due = now
+                self._restore_home()
+            self._scene_due = t
         elif not wanted and self.driving:
             self.driving = False
             self.handovers += 1
             log.info("autopilot: performer input (%s); handing over", self.state.last_origin or "?")
-        if self.driving and self.scenes and now >= self._scene_due and self.is_open:
+        if self.driving and self.scenes and t >= self._scene_due and self.is_open:
             self.scene = scene_at(self.scene_count, self.scenes, ap.order, ap.seed)
             self.scene_count += 1
-            self._scene_due = now + ap.scene_seconds
+            self._scene_due = t + ap.scene_seconds
             try:
                 self.state.post("scene.recall", self.scene, origin="autopilot")
             except Exception as e:  # a control layer without scenes: keep drifting
                 log.warning("autopilot: cannot recall scene %r: %s", self.scene, e)
+
+    def _restore_home(self) -> None:
+        """Every control back to the show's starting values and LFOs (as they were when the show started)."""
+        from livevae.control import ControlError, LfoSettings
+
+        assert self.state is not None
+        self.state.reset(origin="autopilot")
+        try:
+            if self._home_values:
+                self.state.set_many(self._home_values, origin="autopilot")
+            for n, lfo in enumerate(self._home_lfos):
+                if lfo != LfoSettings():
+                    self.state.set_lfo(n, lfo, origin="autopilot")
+        except ControlError as e:  # the show's own values were valid at start; say so if that ever changes
+            log.warning("autopilot: cannot restore the show's starting controls: %s", e)
 
     # --- schedule ------------------------------------------------------------------------------------------
     def _now_dt(self) -> dt.datetime:

@@ -185,6 +185,10 @@ def test_hand_back_at_first_input_and_resume_after_idle(tmp_path: Path, monkeypa
     import livevae.control
 
     monkeypatch.setattr(livevae.control.time, "monotonic", mono)  # ControlState stamps input with this clock
+    from livevae.control import LfoSettings
+
+    state.set("smooth", 0.3, origin="show")  # the show's starting values and LFOs
+    state.set_lfo(0, LfoSettings(target="z/1", depth=1.0), origin="show")
     ctl.start(FakeLoop())  # type: ignore[arg-type]
     z = np.zeros((1, 16), np.float32)
     t = 0.0
@@ -204,6 +208,8 @@ def test_hand_back_at_first_input_and_resume_after_idle(tmp_path: Path, monkeypa
 
     # a performer touches a fader over OSC: the autopilot lets go within `release` seconds
     state.set("mix", 0.5, origin="osc")
+    state.set("smooth", 0.9, origin="osc")
+    state.set_text("lfo/0/target", "", origin="osc")
     frame()
     assert not ctl.driving and ctl.handovers == 1
     for _ in range(5):
@@ -216,7 +222,8 @@ def test_hand_back_at_first_input_and_resume_after_idle(tmp_path: Path, monkeypa
     mono.t += 30
     frame()
     assert ctl.driving and ctl.resumes == 1
-    assert state.get("mix") == 0.0  # reset_on_resume
+    assert state.get("mix") == 0.0  # reset_on_resume: back to the show's starting values and LFOs
+    assert state.get("smooth") == pytest.approx(0.3) and state.snapshot().lfos[0].target == "z/1"
     assert state.drain_actions()[-1] == ("scene.recall", "rain")
     assert 0 < ctl.weight < 0.1
     for _ in range(60):
@@ -329,3 +336,62 @@ def test_from_show_resolves_paths(tmp_path: Path) -> None:
     (tmp_path / "adir").mkdir()
     with pytest.raises(InstallationError, match="a folder; expected a file path"):
         from_show({"health": {"log_file": "adir"}}, ControlState(16), tmp_path / "gallery.toml")
+
+
+def test_closed_hours_hold_a_black_frame_without_the_model(tmp_path: Path, tiny_model_file: Path) -> None:
+    """A real loop: while closed, the source is stopped, the backend is never called and frames come at
+    closed_fps; at opening time the source restarts and the model runs again."""
+    import threading
+
+    from livevae.backends import create
+    from livevae.live import LiveConfig, LiveLoop
+
+    wall = Clock(NOON + 6.5 * 3600)  # 18:30 Berlin on a Tuesday: closed
+    sec = parse_section({"schedule": {"open": ["mon-fri 10:00-18:00"], "timezone": "Europe/Berlin", "closed_fps": 10},
+                         "health": {"heartbeat": None}, "autopilot": {"enabled": False}})  # fmt: skip
+    state = ControlState(16)
+    ctl = InstallationController(sec, state, tmp_path, wallclock=wall)
+    backend = create(str(tiny_model_file), "torch")
+    calls = [0]
+    real_decode = backend.decode
+
+    def counting(z: np.ndarray) -> np.ndarray:
+        calls[0] += 1
+        return real_decode(z)
+
+    backend.decode = counting  # type: ignore[method-assign]
+    seen: list[tuple[float, bool]] = []
+
+    class Watch:
+        def start(self, loop: Any) -> None: ...
+        def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
+            return z
+
+        def handle_action(self, action: str, arg: object) -> bool:
+            return False
+
+        def on_frame(self, info: Any) -> None:
+            seen.append((float(info.output.mean()), loop.hold is not None))
+
+        def stop(self) -> None: ...
+
+    cfg = LiveConfig(model=str(tiny_model_file), backend="torch", sources=["testcard"], headless=True, realtime=True)
+    loop = LiveLoop(cfg, backend, state, [ctl, Watch()])
+    th = threading.Thread(target=loop.run, daemon=True)
+    th.start()
+    try:
+        deadline = time.monotonic() + 30
+        while len(seen) < 8 and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert len(seen) >= 8 and all(held for _, held in seen) and all(m == 0.0 for m, _ in seen)
+        assert calls[0] <= 1  # at most the frame in flight when the doors closed
+        assert loop.input is not None and loop.input.status == "stopped"
+        wall.t = NOON + 22 * 3600  # 10:00 next morning
+        while calls[0] < 3 and time.monotonic() < deadline + 30:
+            time.sleep(0.05)
+        assert calls[0] >= 3 and not seen[-1][1] and seen[-1][0] > 0  # the model's pictures again
+        assert loop.input.status == "running"
+    finally:
+        loop.request_quit()
+        th.join(30)
+    assert not th.is_alive()
