@@ -428,7 +428,7 @@ def reconstruct(opts: Options) -> dict[str, Any]:
         output=str(out),
         backends=[getattr(b, "name", type(b).__name__) for b in backends],
         size=list(layout.size),
-        audio=[("copy" if c else "aac") for c in (audio.copied if audio else [])],
+        audio=audio.kinds if audio else [],
         shard=list(opts.shard) if opts.shard else None,
     )
     return summary

