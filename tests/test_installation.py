@@ -395,3 +395,32 @@ def test_closed_hours_hold_a_black_frame_without_the_model(tmp_path: Path, tiny_
         loop.request_quit()
         th.join(30)
     assert not th.is_alive()
+
+
+def test_restart_mode_exec_replaces_the_process(tmp_path: Path) -> None:
+    """restart_mode = "exec": after the show has stopped, the process re-executes itself with the same argv."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "show.py"
+    script.write_text(
+        "import os, sys\n"
+        "from pathlib import Path\n"
+        "from livevae.installation import InstallationController, parse_section\n"
+        "n = int(os.environ.get('LIVEVAE_TEST_RUN', '0')) + 1\n"
+        "os.environ['LIVEVAE_TEST_RUN'] = str(n)\n"
+        "with open(sys.argv[1], 'a') as f:\n"
+        "    f.write(f'run {n} pid {os.getpid()} argv {sys.argv[1:]}\\n')\n"
+        "if n < 2:\n"
+        "    sec = parse_section({'health': {'heartbeat': None}, 'watchdog': {'enabled': False}})\n"
+        "    c = InstallationController(sec, None, Path('.'))\n"
+        "    c.request_restart('nightly restart (test)')\n"
+        "    c.stop()\n"
+    )
+    out = tmp_path / "runs.txt"
+    r = subprocess.run([sys.executable, str(script), str(out)], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    lines = out.read_text().splitlines()
+    assert [ln.split()[1] for ln in lines] == ["1", "2"]
+    assert lines[0].split("argv")[1] == lines[1].split("argv")[1]  # the same arguments
+    assert lines[0].split()[3] == lines[1].split()[3]  # exec: the same pid, a fresh interpreter

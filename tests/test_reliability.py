@@ -224,6 +224,44 @@ def test_camera_read_errors(tmp_path: Path, tiny_model_file: Path, monkeypatch: 
     assert loop.stats.reconnects >= 1 and loop.stats.source_failures >= 1
 
 
+class HangingCamera(FlakyCamera):
+    """A camera whose read blocks forever after 20 frames (a wedged driver): no error, just silence."""
+
+    def __init__(self, release: threading.Event) -> None:
+        super().__init__(range(0), 0)
+        self.release = release
+
+    def read(self) -> np.ndarray:
+        if self.reads >= 20:
+            self.release.wait()
+        return super().read()
+
+
+def test_stalled_camera_is_restarted_by_the_watchdog(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    release = threading.Event()
+    cams: list[HangingCamera] = []
+
+    def open_source(spec: str, **kw: Any) -> HangingCamera:
+        cams.append(HangingCamera(release))
+        return cams[-1]
+
+    import livevae.live
+
+    monkeypatch.setattr(livevae.live, "open_source", open_source)
+    probe = Probe()
+    inst = installation(tmp_path, source_timeout=1)
+    loop = make_loop(tiny_model_file, live(tiny_model_file, ["0"]), [inst, probe])
+    try:
+        with running(loop):
+            wait_for(lambda: len(cams) >= 2, "the watchdog to reopen the silent camera")
+            wait_for(lambda: cams[-1].reads > 5 and probe.n > 25, "frames from the reopened camera")
+        assert inst.watchdog is not None and inst.watchdog.status()["source"]["restarts"] >= 1
+    finally:
+        release.set()
+
+
 def test_backend_exception_is_survived_and_rebuilt(tmp_path: Path, tiny_model_file: Path) -> None:
     probe = Probe()
     inst = installation(tmp_path)
