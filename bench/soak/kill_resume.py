@@ -118,6 +118,10 @@ def run(kills: int = 20, seed: int = 0, workdir: Path | None = None, max_steps: 
             newest, bad = check_checkpoints(out)
             problems += [f"after run {k}: {b}" for b in bad]
             ev["newest_step"] = newest
+            # a temporary file left behind means the kill landed in the middle of writing a checkpoint
+            ev["torn_writes_left"] = (
+                len(list((out / "checkpoints").glob(".*.tmp"))) if (out / "checkpoints").is_dir() else 0
+            )
             cfg_path = out / "config.json"
             if k > 0 and cfg_path.exists() and cfg_path.stat().st_mtime >= started_at:
                 # this resume got far enough to say which checkpoint it started from
@@ -142,6 +146,7 @@ def run(kills: int = 20, seed: int = 0, workdir: Path | None = None, max_steps: 
             problems.append(f"final model: {e}")
         return {
             "kills": sum(1 for e in events if e.get("killed")),
+            "kills_mid_write": sum(1 for e in events if e.get("killed") and e.get("torn_writes_left", 0) > 0),
             "events": events,
             "problems": problems,
             "final_model_loads": model_ok,
