@@ -90,6 +90,7 @@ def run(kills: int = 20, seed: int = 0, workdir: Path | None = None, max_steps: 
         events: list[dict[str, Any]] = []
         problems: list[str] = []
         expected_from = -1
+        seen_tmp: set[str] = set()
         t0 = time.monotonic()
         for k in range(kills + 1):
             cmd = first if k == 0 else resume
@@ -118,10 +119,10 @@ def run(kills: int = 20, seed: int = 0, workdir: Path | None = None, max_steps: 
             newest, bad = check_checkpoints(out)
             problems += [f"after run {k}: {b}" for b in bad]
             ev["newest_step"] = newest
-            # a temporary file left behind means the kill landed in the middle of writing a checkpoint
-            ev["torn_writes_left"] = (
-                len(list((out / "checkpoints").glob(".*.tmp"))) if (out / "checkpoints").is_dir() else 0
-            )
+            # a new temporary file left behind means this kill landed in the middle of writing a checkpoint
+            tmps = {p.name for p in (out / "checkpoints").glob(".*.tmp")} if (out / "checkpoints").is_dir() else set()
+            ev["torn_writes_left"] = len(tmps - seen_tmp)
+            seen_tmp |= tmps
             cfg_path = out / "config.json"
             if k > 0 and cfg_path.exists() and cfg_path.stat().st_mtime >= started_at:
                 # this resume got far enough to say which checkpoint it started from
