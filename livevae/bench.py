@@ -220,7 +220,8 @@ def to_markdown(report: Report) -> str:
     out = []
     for batch in s["batches"]:
         title = "live latency, batch 1" if batch == 1 else f"offline throughput, batch {batch}"
-        out.append(f"#### Backends x presets: {title}, {s['threads']} threads\n")
+        threads = f"{s['threads']} thread" + ("s" if s["threads"] != 1 else "")
+        out.append(f"#### Backends x presets: {title}, {threads}\n")
         out.append(
             "| preset | backend | encode fps (x eager) | encode p50/p99 ms | decode fps (x eager) | "
             "decode p50/p99 ms | enc+dec fps (x eager) | enc+dec p50/p99 ms | enc+dec CPU % / CPU ms per frame |"
@@ -241,7 +242,7 @@ def to_markdown(report: Report) -> str:
     details = sorted({f"`{r.backend}`: {r.detail}" for r in report.rows})
     out.append("Backends: " + "; ".join(details) + ".  ")
     out.append(
-        f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_avg_1m']} at start (shared machine); "
+        f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_avg_1m']:.1f} at start (shared machine); "
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; {m['date_utc']} UTC. "
         f"{s['seconds']:g} s per figure in {s['rounds']} interleaved rounds; random weights, random frames."
     )

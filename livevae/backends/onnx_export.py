@@ -15,7 +15,7 @@ from torch import nn
 
 from livevae.backends import EngineError, log
 from livevae.backends.cache import cache_root, file_sha256, key_of
-from livevae.model import VAE, ModelConfig, load_model
+from livevae.model import VAE, ModelConfig, load_model, read_model_header
 
 OPSET = 18
 PRECISIONS = ("fp32", "fp16")
@@ -235,9 +235,8 @@ def export(
     EngineError when the export fails its checks.
     """
     model_path = Path(model_path)
-    model_sha = file_sha256(model_path) if model_path.is_file() else ""
-    if model is None:
-        model = load_model(model_path)  # raises ModelError naming the file when it is missing or bad
+    read_model_header(model_path)  # raises ModelError naming the file when it is missing or bad
+    model_sha = file_sha256(model_path)
     key = key_of({"model_sha256": model_sha, "spec": spec.name, "max_batch": spec.max_batch, "opset": OPSET})
     path = export_dir(model_sha, cache_dir) / f"{spec.name}-{key[:8]}.onnx"
     side = path.with_name(path.name + ".json")
@@ -249,6 +248,8 @@ def export(
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable sidecar means a broken entry: export again below
         log(f"{path}: cached export does not match its sidecar; exporting again")
+    if model is None:
+        model = load_model(model_path)
     _export_graph(spec, model, path)
     diff = check_export(spec, model, path)
     sha = file_sha256(path)
