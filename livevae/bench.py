@@ -251,7 +251,16 @@ def to_markdown(report: Report) -> str:
     return "\n".join(out) + "\n"
 
 
+EXAMPLES = """examples:
+  livevae bench                                          # batch 1, tiny/live/broad2016, every backend
+  livevae bench --presets live --threads 1 --out bench/results/backends_1thread
+  livevae bench --presets runs/br/model.safetensors --backends onnxruntime,tensorrt --batch 1,16
+"""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
+    p.epilog = EXAMPLES
+    p.formatter_class = argparse.RawDescriptionHelpFormatter
     p.add_argument(
         "--presets",
         default="tiny,live,broad2016",
@@ -259,9 +268,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--backends",
-        default="torch-cpu,torch-cpu-jit,onnxruntime,onnxruntime+spin,torch-cuda,onnxruntime-cuda,tensorrt",
-        help="comma-separated backends; torch-cpu (eager) is always measured as the reference; "
-        "unavailable ones are listed as skipped with the reason",
+        default="torch-cpu,torch-cpu+channels_last,torch-cpu-jit,onnxruntime,onnxruntime+spin,torch-cuda,"
+        "onnxruntime-cuda,tensorrt",
+        help="comma-separated backends (any create() name, plus the bench-only variants onnxruntime+spin, "
+        "torch-cpu+channels_last, torch-cpu-jit+channels_last); torch-cpu (eager) is always measured as the "
+        "reference; unavailable ones are listed as skipped with the reason",
     )
     p.add_argument("--batch", default="1", help="comma-separated batch sizes (1 = live latency; e.g. 1,8)")
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
