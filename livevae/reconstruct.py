@@ -289,7 +289,7 @@ class Options:
     labels: bool = False
     size: tuple[int, int] | None = None  # tile size; default the first model's
     filter: str = "lanczos"
-    crop: str = "centre"
+    crop: str = "train"  # the training film's own crop when INPUT is that film, else centre
     codec: str = "libx264"
     crf: int = 18
     preset: str = "veryfast"
@@ -396,7 +396,14 @@ def reconstruct(opts: Options) -> dict[str, Any]:
         opts = dataclasses.replace(opts, batch=GPU_BATCH if on_gpu else CPU_BATCH)
     sizes = [(int(b.cfg.width), int(b.cfg.height)) for b in backends]
     tile = opts.size or sizes[0]
-    boxes = {s: _crop_box(opts.input, opts.crop, s, opts.start, opts.end) for s in set(sizes)}
+    boxes: dict[tuple[int, int], CropBox] = {}
+    for m, s in zip(opts.models, sizes, strict=True):
+        if s in boxes:
+            continue
+        box = training_crop(m, opts.input, s) if opts.crop == "train" else None
+        boxes[s] = box or _crop_box(
+            opts.input, "centre" if opts.crop == "train" else opts.crop, s, opts.start, opts.end
+        )
     tile_box = boxes[sizes[0]]  # the original is shown with the first model's crop, so tiles line up
     labels: tuple[str, ...] = ()
     if opts.labels:
@@ -454,6 +461,23 @@ def _crop_box(film: str, crop: str, size: tuple[int, int], start: float | None, 
     from livevae.prep import resolve_crop  # the same crop rules as prep, so models see what they trained on
 
     return resolve_crop(Path(film), crop, size, start, end)
+
+
+def training_crop(model_path: str, film: str, size: tuple[int, int]) -> CropBox | None:
+    """The crop box prep used for this model's training film, when `film` is that film (same resolved
+    path) and the dataset's meta.json is still there at the size asked; else None."""
+    from livevae.model import read_model_header
+
+    try:
+        _, meta = read_model_header(model_path)
+        ds = meta.get("dataset") or {}
+        side = json.loads((Path(ds["path"]) / "meta.json").read_text())
+        same = Path(side["source"]).resolve() == Path(film).resolve()
+        if same and (side["width"], side["height"]) == size:
+            return CropBox(*(int(v) for v in side["crop"]))
+    except (KeyError, OSError, ValueError, TypeError, ModelError):
+        pass  # no record of the training crop: the caller falls back to centre
+    return None
 
 
 def _run_pipeline(
@@ -675,7 +699,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--labels", action="store_true", help="write each tile's model name on it")
     g.add_argument("--size", default=None, help="tile size WIDTHxHEIGHT; None: the first model's size")
     g.add_argument("--filter", default="lanczos", choices=list(FILTERS), help="upscaling filter for --size")
-    g.add_argument("--crop", default="centre", help="'centre', 'auto' (find black bars) or x,y,w,h, as in prep")
+    g.add_argument(
+        "--crop",
+        default="train",
+        help="'train' (prep's crop when INPUT is the model's training film, else centre), 'centre', "
+        "'auto' (find black bars) or x,y,w,h, as in prep",
+    )
     e = p.add_argument_group("encoding")
     e.add_argument("--codec", default="libx264", help="video codec (libx264, libx265, ...)")
     e.add_argument("--crf", type=int, default=18, help="quality for x264/x265 (lower is better)")

@@ -174,6 +174,17 @@ def test_model_sees_frames_as_prep_makes_them(
     assert [len(x) for x in seen] == [4, 4, 1]
     assert np.array_equal(np.concatenate(seen), want)  # same crop, same scaler, same order
     assert np.abs(_frames(tmp_path / "id.mp4").astype(int) - want.astype(int)).max() <= 3
+    # A model trained on a hand-cropped prep of this film: reconstructing the film uses that crop again.
+    prep(film, tmp_path / "ds2", size=(64, 48), crop="8,4,96,72", progress=False)
+    trained = save_model(
+        VAE(preset("tiny")).eval(), tmp_path / "m.safetensors", meta={"dataset": {"path": str(tmp_path / "ds2")}}
+    )
+    seen.clear()
+    reconstruct(_opts(trained, film, tmp_path / "id2.mp4", batch=16))
+    assert np.array_equal(np.concatenate(seen), np.load(tmp_path / "ds2" / FRAMES_FILE))
+    seen.clear()
+    reconstruct(_opts(trained, film, tmp_path / "id3.mp4", batch=16, crop="centre"))
+    assert np.array_equal(np.concatenate(seen), want)
 
 
 def test_start_end_grid_size_labels(tmp_path: Path, tiny_model_file: Path) -> None:
