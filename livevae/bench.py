@@ -258,9 +258,13 @@ EXAMPLES = """examples:
 """
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, examples kept as written."""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = EXAMPLES
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = _HelpFormatter
     p.add_argument(
         "--presets",
         default="tiny,live,broad2016",
@@ -279,7 +283,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per figure")
     p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="CPU threads per backend")
     p.add_argument("--out", default="bench/results/backends", help="writes OUT.md and OUT.json")
-    p.add_argument("--cache-dir", default=None, help="export/engine cache (default: a temporary folder)")
+    p.add_argument("--cache-dir", default=None, help="export/engine cache; None = a temporary folder")
 
 
 def run(args: argparse.Namespace) -> int:

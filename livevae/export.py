@@ -31,6 +31,10 @@ def specs_for(batch: str, precisions: list[str], max_batch: int) -> list[NetSpec
     return out
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, examples kept as written."""
+
+
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Export the encoder (frames -> z = mean) and decoder (z -> frames) to ONNX, each checked by onnx.checker "
@@ -39,22 +43,22 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "starts without exporting or building."
     )
     p.epilog = EXAMPLES
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
+    p.formatter_class = _HelpFormatter
     p.add_argument("model", help="livevae model file (.safetensors)")
-    p.add_argument("--backend", choices=["onnx", "tensorrt"], default="onnx", help="what to build (default: onnx)")
+    p.add_argument("--backend", choices=["onnx", "tensorrt"], default="onnx", help="what to build")
     p.add_argument(
         "--precision",
         default=None,
-        help="comma-separated: fp32,fp16 (default: fp32,fp16 for onnx; fp16 for tensorrt)",
+        help="comma-separated fp32,fp16; None = fp32,fp16 for onnx, fp16 for tensorrt",
     )
     p.add_argument(
         "--batch",
         default="both",
         choices=["live", "offline", "both"],
-        help="live = static batch 1, offline = dynamic batch (default: both)",
+        help="live = static batch 1, offline = dynamic batch",
     )
     p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="largest dynamic batch (TensorRT profile)")
-    p.add_argument("--cache-dir", default=None, help="cache folder (default: $LIVEVAE_CACHE or ~/.cache/livevae)")
+    p.add_argument("--cache-dir", default=None, help="cache folder; None = $LIVEVAE_CACHE or ~/.cache/livevae")
     p.add_argument("--force", action="store_true", help="export/build again even when cached")
 
 
