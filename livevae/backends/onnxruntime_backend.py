@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
 import numpy as np
 
@@ -114,12 +113,3 @@ class OnnxRuntimeBackend:
     def decode(self, z: np.ndarray) -> np.ndarray:
         """float32 [N, zdim] -> uint8 [N, H, W, 3]."""
         return to_uint8(self._run(self._dec, "z", "frames", check_z(z, self.cfg)))
-
-
-def onnx_paths(model_path: str | os.PathLike[str], cache_dir: str | os.PathLike[str] | None = None) -> list[Path]:
-    """Every cached export of this model (for `livevae export` to list)."""
-    from livevae.backends.cache import file_sha256
-    from livevae.backends.onnx_export import export_dir
-
-    d = export_dir(file_sha256(model_path), cache_dir)
-    return sorted(d.glob("*.onnx")) if d.is_dir() else []
