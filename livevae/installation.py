@@ -561,7 +561,7 @@ class InstallationController:
             "state": "open" if self.is_open else "closed",
             "mode": "autopilot" if self.driving else "performer",
             "autopilot_weight": round(self.weight, 3),
-            "scene": self.scene,
+            "scene": self._current_scene(),
             "schedule": sched.describe(self.schedule, self._now_dt()),
             "handovers": self.handovers,
             "resumes": self.resumes,
@@ -577,6 +577,14 @@ class InstallationController:
         if self.watchdog is not None:
             out["watchdog"] = self.watchdog.status()
         return out
+
+    def _current_scene(self) -> str:
+        """The scene on stage: the control layer's current one (whoever recalled it), else the autopilot's."""
+        for c in getattr(self.loop, "controllers", ()):
+            cur = getattr(getattr(c, "scenes", None), "current", None)
+            if c is not self and isinstance(cur, str) and cur:
+                return cur
+        return self.scene
 
     def hud_lines(self) -> list[str]:
         mode = f"autopilot {self.weight:.0%}" if self.driving else "performer"

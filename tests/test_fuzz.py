@@ -23,6 +23,23 @@ from livevae.installation import InstallationError, parse_section
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The conftest's tiny model, built once for this module (its tests only read it)."""
+    import torch
+
+    from livevae.model import VAE, preset, save_model
+
+    torch.manual_seed(0)
+    m = VAE(preset("tiny"))
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.rand(8, 3, 48, 64) * 2 - 1)
+    m.eval()
+    return save_model(m, tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+
+
 def load_bench(name: str) -> Any:
     spec = importlib.util.spec_from_file_location(name, ROOT / "bench" / "soak" / f"{name}.py")
     assert spec is not None and spec.loader is not None

@@ -20,7 +20,7 @@ def test_kill_minus_nine_and_resume(tmp_path: Path) -> None:
     assert spec is not None and spec.loader is not None
     kr = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(kr)
-    r = kr.run(kills=2, seed=1, workdir=tmp_path, max_steps=14)
+    r = kr.run(kills=2, seed=1, workdir=tmp_path, max_steps=12)
     print(r)
     assert not r["problems"], r["problems"]
     assert r["kills"] >= 1 and r["final_model_loads"]

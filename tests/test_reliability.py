@@ -27,6 +27,23 @@ from tests.conftest import pattern_frames, write_video
 ROOT = Path(__file__).resolve().parents[1]
 
 
+@pytest.fixture(scope="module")
+def tiny_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The conftest's tiny model, built once for this module (its tests only read it)."""
+    import torch
+
+    from livevae.model import VAE, preset, save_model
+
+    torch.manual_seed(0)
+    m = VAE(preset("tiny"))
+    m.train()
+    with torch.no_grad():
+        for _ in range(3):
+            m(torch.rand(8, 3, 48, 64) * 2 - 1)
+    m.eval()
+    return save_model(m, tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
+
+
 def load_soak() -> Any:
     spec = importlib.util.spec_from_file_location("soak", ROOT / "bench" / "soak" / "soak.py")
     assert spec is not None and spec.loader is not None
@@ -207,7 +224,7 @@ class FlakyCamera(Source):
 
 
 def test_camera_read_errors(tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    cam = FlakyCamera(fail_reads=range(30, 35), fail_opens=3)
+    cam = FlakyCamera(fail_reads=range(30, 32), fail_opens=2)
     import livevae.live
 
     monkeypatch.setattr(livevae.live, "open_source", lambda spec, **kw: cam)
@@ -217,7 +234,7 @@ def test_camera_read_errors(tmp_path: Path, tiny_model_file: Path, monkeypatch: 
     )
     with running(loop):
         wait_for(lambda: probe.count(lambda i: i.fallback) >= 3, "fallback frames while the camera fails")
-        wait_for(lambda: cam.open_errors == 3, "reopen attempts with backoff")
+        wait_for(lambda: cam.open_errors == 2, "reopen attempts with backoff")
         n = probe.n
         wait_for(lambda: probe.count(lambda i: not i.fallback) > 0 and probe.n > n + 10, "the camera back")
         wait_for(lambda: not probe.infos[-1].fallback and cam.reads > 40, "camera frames again")
