@@ -141,7 +141,24 @@ def run_bench(
 ) -> Report:
     """Measure every (preset, backend, batch, op). Rounds interleave the backends so that a burst of
     load from other processes hits all of them, not one."""
+    before = torch.get_num_threads()
     torch.set_num_threads(threads)
+    try:
+        return _run_bench(presets, backends, batches, seconds, rounds, threads, cache_dir, say)
+    finally:
+        torch.set_num_threads(before)
+
+
+def _run_bench(
+    presets: list[str],
+    backends: list[str],
+    batches: list[int],
+    seconds: float,
+    rounds: int,
+    threads: int,
+    cache_dir: Path,
+    say: Callable[[str], None],
+) -> Report:
     report = Report(
         machine_info(),
         {

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +18,15 @@ from livevae.model import VAE, ModelError, preset, save_model
 from livevae.preprocess import Preprocessor, to_tensor
 from livevae.preprocess import to_uint8 as torch_to_uint8
 from tests.test_export import shared_tiny
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """torch at 1 thread here: on the shared 2-core machine 2 OpenMP threads stall each other (see bench)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
@@ -212,6 +222,8 @@ def test_bench_writes_markdown_and_json(tmp_path: Path, tiny: tuple[Path, Path])
         "--seconds",
         "0.05",
         "--rounds",
+        "1",
+        "--threads",
         "1",
     ]
     assert main([*args, "--out", str(out), "--cache-dir", str(tiny[1])]) == 0

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,15 @@ def shared_tiny(base: Path) -> tuple[Path, Path]:
     if not path.exists():
         save_model(random_model("tiny"), path)
     return path, cache
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Iterator[None]:
+    """torch at 1 thread here: on the shared 2-core machine 2 OpenMP threads stall each other (see bench)."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
 
 
 @pytest.fixture(scope="module")
