@@ -108,6 +108,9 @@ def build_engine(
         raise EngineError(f"{onnx_path}: TensorRT's ONNX parser failed: {errors}")
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, WORKSPACE_BYTES)
+    if spec.precision == "fp32":
+        # TF32 is on by default and would round fp32 convolutions to a 10-bit mantissa: "fp32" means fp32.
+        config.clear_flag(trt.BuilderFlag.TF32)
     tc_path, tc_fields, tc_bytes = _timing_cache(trt, cache_dir)
     timing_cache = config.create_timing_cache(tc_bytes)
     config.set_timing_cache(timing_cache, False)  # ignore_mismatch=False: never reuse another GPU's timings
