@@ -138,7 +138,7 @@ def test_torch_cuda_matches_cpu(tiny: tuple[Path, Path]) -> None:
     cpu = TorchBackend.from_file(str(model_path))
     frames = np.random.default_rng(4).integers(0, 256, (1, 48, 64, 3), dtype=np.uint8)
     z = cpu.encode(frames)
-    for precision, tol in (("fp32", 1e-3), ("fp16", 2e-2), ("bf16", 6e-2)):
+    for precision, tol in (("fp32", 5e-3), ("fp16", 2e-2), ("bf16", 6e-2)):  # fp32 convs may use TF32
         gpu = TorchBackend.from_file(str(model_path), device="cuda", precision=precision)
         for _ in range(2):  # the second call replays the captured CUDA graph
             assert np.abs(gpu.encode(frames) - z).max() <= tol * max(1.0, float(np.abs(z).max()))
