@@ -80,6 +80,20 @@ def test_onnxruntime_matches_torch_on_real_frames(tiny: tuple[Path, Path], bbb_f
     assert np.abs(out.astype(int) - out_ref.astype(int)).max() <= 1
 
 
+def test_fp16_onnx_within_stated_tolerance_on_real_frames(tiny: tuple[Path, Path], bbb_frames: np.ndarray) -> None:
+    from livevae.backends.onnx_export import TOLERANCE
+
+    model_path, cache = tiny
+    frames = _frames_for(bbb_frames, 64, 48)
+    b32 = OnnxRuntimeBackend.from_file(model_path, cache_dir=cache, precision="fp32")
+    b16 = OnnxRuntimeBackend.from_file(model_path, cache_dir=cache, precision="fp16")
+    z32, z16 = b32.encode(frames), b16.encode(frames)
+    assert np.abs(z16 - z32).max() <= TOLERANCE["fp16"] * max(1.0, float(np.abs(z32).max()))
+    x16 = np.concatenate([b16._dec.run(None, {"z": z32[i : i + 1]})[0] for i in range(len(z32))])
+    x32 = np.concatenate([b32._dec.run(None, {"z": z32[i : i + 1]})[0] for i in range(len(z32))])
+    assert np.abs(x16 - x32).max() <= TOLERANCE["fp16"]  # frames in [-1, 1]: 2e-2 is under 3 levels of 255
+
+
 def test_live_preset_parity_at_256x144(tmp_path: Path, tiny: tuple[Path, Path], bbb_frames: np.ndarray) -> None:
     torch.manual_seed(3)
     m = VAE(preset("live"))
