@@ -8,7 +8,6 @@ import logging
 import math
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -302,7 +301,6 @@ class InstallationController:
         self._tee: StderrTee | None = None
         self._console: logging.Handler | None = None
         self._closed_image: np.ndarray | None = None
-        self._lock = threading.Lock()
         self._home_values: dict[str, float] = {}
         self._home_lfos: tuple[Any, ...] = ()
         self.handovers = 0  # performer took over
@@ -344,6 +342,8 @@ class InstallationController:
             self._console = logging.StreamHandler(self._tee.stream)
             self._console.setLevel(logging.INFO)
             self._console.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+            tee_name = self._tee.logger.name
+            self._console.addFilter(lambda r: r.name != tee_name)  # printed lines are on the console already
             logging.getLogger("livevae").addHandler(self._console)
         if h.heartbeat:
             self.heartbeat = Heartbeat(self._path(h.heartbeat), h.heartbeat_interval)
