@@ -123,9 +123,9 @@ def main() -> None:
             med = {k: statistics.median(v) for k, v in res.items()}
             base = med.pop("naive")
             for key, v in med.items():
-                bk, b = key.split("/")
+                bk, bs = key.split("/")
                 rows.append({
-                    "preset": name, "frames": FRAMES.get(name, 132), "backend": bk, "batch": int(b),
+                    "preset": name, "frames": FRAMES.get(name, 132), "backend": bk, "batch": int(bs),
                     "fps": round(v, 1), "naive_fps": round(base, 1), "ratio": round(v / base, 2),
                     "runs": [round(x, 1) for x in res[key]], "naive_runs": [round(x, 1) for x in res["naive"]],
                 })  # fmt: skip
