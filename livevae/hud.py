@@ -5,7 +5,14 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-STAGE_SHORT = {"preprocess": "pre", "encode": "enc", "modulate": "mod", "decode": "dec", "output": "out"}
+STAGE_SHORT = {
+    "preprocess": "pre",
+    "encode": "enc",
+    "modulate": "mod",
+    "decode": "dec",
+    "output": "out",
+    "display": "disp",
+}
 
 
 @dataclass

@@ -686,7 +686,7 @@ class LiveLoop:
         return HudInfo(
             fps=self.measured_fps(),
             target_fps=self.fps,
-            stage_ms={k: self.times.mean_recent(k) for k in STAGES[1:]},
+            stage_ms=self._hud_stages(),
             backend=self.backend.name,
             source=f"{self.source_index}: {self.source_name}",
             source_status=inp.status if inp is not None else "",
@@ -697,6 +697,13 @@ class LiveLoop:
             osc_port=osc_port if isinstance(osc_port, int) else None,
             extra=extra,
         )
+
+    def _hud_stages(self) -> dict[str, float]:
+        ms = {k: self.times.mean_recent(k) for k in STAGES[1:]}
+        if isinstance(self.window, DisplayThread) and self.window.present_ms:
+            recent = list(self.window.present_ms)[-30:]
+            ms["display"] = sum(recent) / len(recent)  # scale + HUD + flip, on the display thread
+        return ms
 
     def _actions(self) -> None:
         acts: list[tuple[str, object]] = []
