@@ -442,3 +442,30 @@ def test_restart_mode_exec_replaces_the_process(tmp_path: Path) -> None:
     assert [ln.split()[1] for ln in lines] == ["1", "2"]
     assert lines[0].split("argv")[1] == lines[1].split("argv")[1]  # the same arguments
     assert lines[0].split()[3] == lines[1].split()[3]  # exec: the same pid, a fresh interpreter
+
+
+def test_gallery_show_builds(tmp_path: Path) -> None:
+    """shows/gallery_loop.toml, pointed at a tiny model with two principal directions, builds into an
+    installation: fullscreen, no cursor, no HUD, the installation controller among the show's controllers."""
+    import torch
+
+    from livevae.model import VAE, save_model
+    from livevae.show import build_show
+
+    m = VAE(preset("tiny")).eval()
+    m.set_pca(torch.zeros(16), torch.eye(16)[:2], torch.ones(2))
+    model = save_model(m, tmp_path / "tiny_pca.safetensors")
+    text = (Path(__file__).resolve().parents[1] / "shows" / "gallery_loop.toml").read_text()
+    text = text.replace('model = "livevae:assets/demo.safetensors"', f'model = "{model}"')
+    show = tmp_path / "gallery_loop.toml"
+    show.write_text(text)
+    cfg, _state, controllers = build_show(show, osc_port=0)
+    try:
+        inst = [c for c in controllers if isinstance(c, InstallationController)]
+        assert len(inst) == 1
+        assert cfg.window.fullscreen and not cfg.window.cursor and not cfg.window.hud and cfg.loop
+        assert inst[0].scenes == ["dawn", "dusk", "storm"] and inst[0].restart_at == dt.time(4, 0)
+        assert str(inst[0].schedule.tz) == "Europe/Berlin"
+    finally:
+        for c in controllers:
+            c.stop()
