@@ -10,16 +10,14 @@ import shutil
 import sys
 import time
 from collections.abc import Iterator
-from fractions import Fraction
 from pathlib import Path
 from typing import Any
 
-import av
 import numpy as np
 from tqdm import tqdm
 
 from livevae.preprocess import CropBox, PreprocessError, centre_crop, detect_bars, parse_crop, parse_size
-from livevae.video import DecodeStats, VideoError, iter_frames, open_container, probe
+from livevae.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, probe
 
 FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
 META_FILE = "meta.json"
@@ -78,62 +76,9 @@ def iter_scaled(
     area scaler does both on the YUV planes in one pass, so prep runs at close to pure decoding speed.
     Yields (RGB uint8 [h, w, 3], seconds).
     """
-    stats = stats if stats is not None else DecodeStats()
-    w, h = size
-    shrink = box.w >= w and box.h >= h
-    with open_container(film) as c:
-        v = c.streams.video[0]
-        v.thread_type = "AUTO"
-        tb = v.time_base or Fraction(1, 1000)
-        if start:
-            c.seek(int(start / tb), stream=v, backward=True, any_frame=False)
-        graph: av.filter.Graph | None = None
-        graph_fmt: tuple[int, int, str] | None = None
-        index = 0
-        kept = 0
-        for packet in c.demux(v):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as e:
-                stats.errors += 1
-                if len(stats.messages) < 10:
-                    stats.messages.append(f"packet at pts {packet.pts}: {e}")
-                continue
-            for frame in frames:
-                t = float(frame.pts * tb) if frame.pts is not None else index / float(v.average_rate or 25)
-                if start is not None and t < start - 1e-6:
-                    continue
-                if end is not None and t >= end - 1e-6:
-                    return
-                if index % every == 0:
-                    fmt = (frame.width, frame.height, frame.format.name)
-                    if graph is None or fmt != graph_fmt:  # (re)build when the stream changes size/format
-                        graph, graph_fmt = _scale_graph(frame, box, size, shrink), fmt
-                    graph.push(frame)
-                    out = graph.pull()
-                    kept += 1
-                    stats.frames = kept
-                    yield out.to_ndarray(), t  # [h, w, 3] rgb24
-                index += 1
-
-
-def _scale_graph(frame: av.VideoFrame, box: CropBox, size: tuple[int, int], shrink: bool) -> av.filter.Graph:
-    box.check(frame.width, frame.height)
-    g = av.filter.Graph()
-    src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
-    nodes = [
-        g.add("crop", f"{box.w}:{box.h}:{box.x}:{box.y}"),
-        # area averaging when shrinking (no aliasing), bicubic when a small source is upscaled
-        g.add("scale", f"{size[0]}:{size[1]}:flags={'area' if shrink else 'bicubic'}"),
-        g.add("format", "rgb24"),
-        g.add("buffersink"),
-    ]
-    prev = src
-    for node in nodes:
-        prev.link_to(node)
-        prev = node
-    g.configure()
-    return g
+    scale = Scaler(box, size)
+    for frame, t in iter_av_frames(film, start=start, end=end, every=every, stats=stats):
+        yield scale(frame), t
 
 
 def prep(

@@ -27,13 +27,13 @@ from livevae.video import (
     AUDIO_MODES,
     AudioMux,
     DecodeStats,
+    Scaler,
     VideoError,
     VideoWriter,
     concat,
     iter_av_frames,
     probe,
     read_comment,
-    scale_graph,
 )
 
 
@@ -103,39 +103,6 @@ def torchrun_shard() -> tuple[int, int, int] | None:
 
 # swscale names of the --filter choices, for the original tile scaled straight from the source.
 SWS_FLAGS = {"lanczos": "lanczos", "bicubic": "bicubic", "bilinear": "bilinear", "nearest": "neighbor"}
-
-
-class Scaler:
-    """Crop + scale + RGB in FFmpeg for each decoded frame, rebuilt when the stream changes size/format.
-
-    flags None: exactly prep's rule (area when shrinking, bicubic when growing), so a model sees the
-    pixels it was trained on; otherwise swscale flags for growing (shrinking always averages).
-    """
-
-    def __init__(self, box: CropBox, size: tuple[int, int], flags: str | None = None) -> None:
-        self.box, self.size, self.flags = box, size, flags
-        self._graph: Any = None
-        self._fmt: tuple[int, int, str] | None = None
-
-    def _build(self, frame: Any) -> Any:
-        shrink = self.box.w >= self.size[0] and self.box.h >= self.size[1]
-        if self.flags is None:
-            try:  # prep's own graph, so training and reconstruction scale identically
-                from livevae.prep import _scale_graph
-
-                return _scale_graph(frame, self.box.check(frame.width, frame.height), self.size, shrink)
-            except ImportError:
-                pass
-        self.box.check(frame.width, frame.height)
-        flags = "area" if shrink else (self.flags or "bicubic")
-        return scale_graph(frame, (self.box.x, self.box.y, self.box.w, self.box.h), self.size, flags)
-
-    def __call__(self, frame: Any) -> np.ndarray:
-        fmt = (frame.width, frame.height, frame.format.name)
-        if self._graph is None or fmt != self._fmt:
-            self._graph, self._fmt = self._build(frame), fmt
-        self._graph.push(frame)
-        return np.asarray(self._graph.pull().to_ndarray())  # uint8 [h, w, 3] RGB
 
 
 def resize_to(img: np.ndarray, size: tuple[int, int], upscale: str = "lanczos") -> np.ndarray:

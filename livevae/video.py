@@ -13,6 +13,8 @@ from typing import Any
 import av
 import numpy as np
 
+from livevae.preprocess import CropBox
+
 
 class VideoError(Exception):
     """A film cannot be opened, has no video stream, or an output cannot be written."""
@@ -173,6 +175,33 @@ def scale_graph(frame: av.VideoFrame, crop: tuple[int, int, int, int], size: tup
         prev = node
     g.configure()
     return g
+
+
+class Scaler:
+    """Crop + scale + RGB in FFmpeg for each decoded frame, rebuilt when the stream changes size/format.
+
+    flags None: prep's rule (area averaging when shrinking, so no aliasing; bicubic when growing), so a
+    model sees at show time exactly the pixels it was trained on; otherwise swscale flags for growing.
+    box: (x, y, w, h) in source pixels, checked against each new frame size.
+    """
+
+    def __init__(self, box: CropBox, size: tuple[int, int], flags: str | None = None) -> None:
+        self.box, self.size, self.flags = box, size, flags
+        self._graph: Any = None
+        self._fmt: tuple[int, int, str] | None = None
+
+    def _build(self, frame: av.VideoFrame) -> Any:
+        self.box.check(frame.width, frame.height)
+        shrink = self.box.w >= self.size[0] and self.box.h >= self.size[1]
+        flags = "area" if shrink else (self.flags or "bicubic")
+        return scale_graph(frame, (self.box.x, self.box.y, self.box.w, self.box.h), self.size, flags)
+
+    def __call__(self, frame: av.VideoFrame) -> np.ndarray:
+        fmt = (frame.width, frame.height, frame.format.name)
+        if self._graph is None or fmt != self._fmt:
+            self._graph, self._fmt = self._build(frame), fmt
+        self._graph.push(frame)
+        return np.asarray(self._graph.pull().to_ndarray())  # uint8 [h, w, 3] RGB
 
 
 class VideoWriter:
