@@ -44,7 +44,17 @@ LFO_PARAMS: dict[str, tuple[float, float, float]] = {
 }
 LFO_SHAPES: tuple[str, ...] = ("sine", "triangle", "walk")
 ALIASES = {"ema": "smooth", "offset": "z"}
-ACTIONS = ("scene.recall", "scene.save", "source", "record", "screenshot", "fullscreen", "quit")
+ACTIONS = (
+    "scene.recall",
+    "scene.save",
+    "source",
+    "record",
+    "screenshot",
+    "fullscreen",
+    "quit",
+    "midi.learn",  # arm MIDI learn for a target (None: the control last moved); handled by the MIDI controller
+    "midi.unlearn",
+)
 # input from these origins counts as a performer touching the instrument (autopilot hands back on it)
 PERFORMER_ORIGINS = ("osc", "midi", "ui", "key")
 MAX_ACTIONS = 256  # a flood of actions must not grow memory without bound; the oldest are dropped

@@ -23,6 +23,17 @@ from livevae.control import ACTIONS, LFO_PARAMS, SCALARS, VECTORS, ControlError,
 
 log = logging.getLogger("livevae.osc")
 
+
+class _QuietPythonOsc(logging.Filter):
+    """python-osc warns on the root logger for every datagram with an unknown type tag; a flood of garbage
+    would then flood the show's log. OscServer already counts bad input and warns once per address."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (record.levelno <= logging.WARNING and "pythonosc" in record.pathname)
+
+
+_QUIET = _QuietPythonOsc()
+
 DEFAULT_HOST = "127.0.0.1"  # the LAN only when asked for (--osc-host 0.0.0.0)
 DEFAULT_PORT = 9000
 PREFIX = "/livevae"
@@ -264,6 +275,9 @@ class OscServer:
         """Bind and serve on a daemon thread; raises OscError naming host:port when it cannot bind."""
         if self._thread is not None:
             return
+        root = logging.getLogger()
+        if _QUIET not in root.filters:
+            root.addFilter(_QUIET)
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_DGRAM)
         try:

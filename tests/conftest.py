@@ -17,6 +17,14 @@ os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 torch.set_num_threads(2)
 
 
+@pytest.fixture(autouse=True, scope="session")
+def _private_export_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
+    """ONNX exports and engines go to a cache folder of this test session, not the user's ~/.cache/livevae.
+
+    Session-scoped so the suite still reuses an export across tests (they are keyed on the model hash)."""
+    os.environ["LIVEVAE_CACHE"] = str(tmp_path_factory.mktemp("livevae-cache"))
+
+
 def write_video(
     path: Path,
     frames: list[np.ndarray] | np.ndarray,

@@ -440,3 +440,22 @@ def test_osc_map_command(tmp_path: Path, pca_model: Path, capsys: pytest.Capture
     out = capsys.readouterr().out
     assert "| `/livevae/z/{0..15}` | `f` |" in out and "/livevae/pc/{0..3}" in out
     assert "/1/fader3 -> pc/1 range -2..2" in out
+
+
+def test_python_osc_root_warnings_are_filtered_once_server_runs(caplog: pytest.LogCaptureFixture) -> None:
+    """A flood of datagrams with unknown type tags must not flood the show's log through python-osc's
+    root-logger warnings; livevae's own once-per-address warning stays."""
+    import logging
+
+    from pythonosc.osc_message import OscMessage
+
+    from livevae.osc import _QUIET
+
+    logging.getLogger().addFilter(_QUIET)
+    try:
+        with caplog.at_level(logging.WARNING):
+            for _ in range(50):
+                OscMessage(b"/x\x00\x00,q\x00\x00")  # 'q' is not an OSC type tag
+        assert not [r for r in caplog.records if "pythonosc" in r.pathname]
+    finally:
+        logging.getLogger().removeFilter(_QUIET)
