@@ -785,16 +785,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def check_show(path: str | Path, with_model: bool = True) -> Show:
     """Everything build_show checks, without playing: structure, model, targets, sources, sections of others."""
     show = load_show(path)
-    if with_model:
-        zdim, n_pcs = model_sizes(show)
-        check_targets(show, zdim, n_pcs)
-        state = ControlState(zdim, n_pcs, n_lfos=max(8, len(show.lfo)))
-        for name in EXTENSIONS:
-            section = getattr(show, name)
-            if section is not None:  # built, never started: the protocol opens devices in start()
-                _extension(name, section, state, show)
-    else:
-        check_targets(show, 200, 16)  # the live preset's sizes: names and ranges, not the model's own
+    # Without the model: the live preset's sizes, so names and ranges are still checked, not the model's own.
+    zdim, n_pcs = model_sizes(show) if with_model else (200, 16)
+    check_targets(show, zdim, n_pcs)
+    state = ControlState(zdim, n_pcs, n_lfos=max(8, len(show.lfo)))
+    for name in EXTENSIONS:
+        section = getattr(show, name)
+        if section is not None:  # built, never started: the protocol opens devices in start()
+            _extension(name, section, state, show)
     for name, sc in show.scenes.items():
         video = sc.frames.video if sc.frames is not None else "clip:"
         if not video.startswith("clip:") and not resolve_path(show, video).is_file():

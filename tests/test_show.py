@@ -281,3 +281,15 @@ def test_osc_flags_override_the_show(tmp_path: Path, pca_model: Path) -> None:
     with pytest.raises(ShowError, match=r"--osc-\* flags: feedback: .*host:port"):
         build_show(p, osc_feedback="nowhere")
     ctrl.feedback.stop()
+
+
+def test_check_show_without_model_still_checks_extension_sections(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    from livevae.cli import main
+
+    text = 'model = "missing.safetensors"\n\n[installation]\nno_such_key = 1\n'
+    bad = _write(tmp_path, text, "inst.toml")
+    assert main(["check-show", str(bad), "--no-model"]) == 1
+    err = capsys.readouterr().err
+    assert "[installation]" in err and "no_such_key" in err
