@@ -323,6 +323,19 @@ def test_learn_without_target_uses_last_touched_control(tmp_path: Path) -> None:
     assert not ctl.handle_action("scene.recall", "x")
 
 
+def test_learn_armed_through_control_state_post(tmp_path: Path) -> None:
+    """The window's `l` key and any controller arm learn with ControlState.post; the loop hands it on."""
+    st = ControlState(zdim=8, n_pcs=4)
+    ctl = MidiController(st, inputs=[])
+    st.add_listener(ctl._on_change)
+    st.set("pc/1", 0.5, origin="key")
+    st.post("midi.learn", None, origin="key")
+    (action, arg), *_ = st.drain_actions()
+    assert ctl.handle_action(action, arg)
+    ctl.feed(cc(21, 64))
+    assert [m.target for m in ctl.mapper.learned] == ["pc/1"]
+
+
 def test_port_specs() -> None:
     assert PortSpec.parse("tcp:127.0.0.1:5004").kind == "tcp"
     assert PortSpec.parse("listen:0.0.0.0:5004").portno == 5004

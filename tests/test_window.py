@@ -60,11 +60,12 @@ def test_hud_draws_text_over_the_picture() -> None:
 def test_keys_become_actions() -> None:
     w = Window(WindowConfig(size=(160, 120))).open()
     try:
-        for key in (pygame.K_f, pygame.K_h, pygame.K_SPACE, pygame.K_r, pygame.K_s, pygame.K_ESCAPE, pygame.K_x):
+        keys = (pygame.K_f, pygame.K_h, pygame.K_SPACE, pygame.K_r, pygame.K_s, pygame.K_l, pygame.K_ESCAPE, pygame.K_x)
+        for key in keys:
             pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
         pygame.event.post(pygame.event.Event(pygame.QUIT))
         got = [a for a, _ in w.poll()]
-        assert got == ["fullscreen", "hud", "freeze", "record", "screenshot", "quit", "quit"]
+        assert got == ["fullscreen", "hud", "freeze", "record", "screenshot", "midi.learn", "quit", "quit"]
     finally:
         w.close()
 
