@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -15,6 +15,21 @@ import torch
 os.environ.setdefault("SDL_VIDEODRIVER", "dummy")
 os.environ.setdefault("SDL_AUDIODRIVER", "dummy")
 torch.set_num_threads(2)
+
+
+@pytest.fixture(autouse=True)
+def _restore_livevae_logger() -> Iterator[None]:
+    """Installation mode sets the `livevae` logger's level and adds handlers; undo that after each test so
+    no test depends on which ran before it."""
+    import logging
+
+    lg = logging.getLogger("livevae")
+    level, handlers = lg.level, list(lg.handlers)
+    yield
+    lg.setLevel(level)
+    for h in lg.handlers[:]:
+        if h not in handlers:
+            lg.removeHandler(h)
 
 
 @pytest.fixture(autouse=True, scope="session")
