@@ -178,6 +178,19 @@ class VAE(nn.Module):
         self.pca_std = std.detach().float().clone()
 
 
+def random_model(name: str = "tiny", seed: int = 0, warm_batches: int = 3) -> VAE:
+    """An untrained model of a preset, in eval mode, with batch-norm running statistics warmed on random frames
+    (fresh BN statistics would make eval outputs degenerate). For tests and benchmarks that measure the
+    machinery, not the picture."""
+    torch.manual_seed(seed)
+    m = VAE(preset(name))
+    m.train()
+    with torch.no_grad():
+        for _ in range(warm_batches):
+            m(torch.rand(8, 3, m.cfg.height, m.cfg.width) * 2 - 1)
+    return m.eval()
+
+
 def save_model(model: VAE, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
     """Write the model as one safetensors file (weights, buffers, config JSON in its metadata), atomically."""
     from safetensors.torch import save_file

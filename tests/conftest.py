@@ -127,13 +127,7 @@ def bbb() -> Path:
 @pytest.fixture
 def tiny_model_file(tmp_path: Path) -> Path:
     """An untrained `tiny` model file (64x48, z=16) with BN running stats warmed on random data."""
-    from livevae.model import VAE, preset, save_model
+    from livevae.model import random_model, save_model
 
-    torch.manual_seed(0)
-    m = VAE(preset("tiny"))
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.rand(8, 3, 48, 64) * 2 - 1)
-    m.eval()
+    m = random_model("tiny", seed=0)
     return save_model(m, tmp_path / "tiny.safetensors")

@@ -26,17 +26,10 @@ ROOT = Path(__file__).resolve().parents[1]
 @pytest.fixture(scope="module")
 def tiny_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The conftest's tiny model, built once for this module (its tests only read it)."""
-    import torch
 
-    from livevae.model import VAE, preset, save_model
+    from livevae.model import random_model, save_model
 
-    torch.manual_seed(0)
-    m = VAE(preset("tiny"))
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.rand(8, 3, 48, 64) * 2 - 1)
-    m.eval()
+    m = random_model("tiny", seed=0)
     return save_model(m, tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
 
 
@@ -228,13 +221,10 @@ _FOLDER: dict[str, Path] = {}
 
 def _show_folder(factory: pytest.TempPathFactory) -> Path:
     if "f" not in _FOLDER:
-        import torch
-
-        from livevae.model import VAE, preset, save_model
+        from livevae.model import random_model, save_model
 
         f = factory.mktemp("fuzzshow")
-        torch.manual_seed(0)
-        save_model(VAE(preset("tiny")).eval(), f / "tiny.safetensors")
+        save_model(random_model("tiny", seed=0, warm_batches=0), f / "tiny.safetensors")
         _FOLDER["f"] = f
     return _FOLDER["f"]
 

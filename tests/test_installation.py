@@ -34,17 +34,10 @@ from livevae.watchdog import GuardedBackend
 @pytest.fixture(scope="module")
 def tiny_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The conftest's tiny model, built once for this module (its tests only read it)."""
-    import torch
 
-    from livevae.model import VAE, preset, save_model
+    from livevae.model import random_model, save_model
 
-    torch.manual_seed(0)
-    m = VAE(preset("tiny"))
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.rand(8, 3, 48, 64) * 2 - 1)
-    m.eval()
+    m = random_model("tiny", seed=0)
     return save_model(m, tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
 
 

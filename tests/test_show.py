@@ -30,15 +30,9 @@ SHOWS = Path(__file__).resolve().parent.parent / "shows"
 def pca_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The tiny model (64x48, z=16, BN warmed) with a 6-direction PCA along the first dimensions; built once
     per module, since building it costs about a second on a busy 2-core machine."""
-    from livevae.model import VAE, preset, save_model
+    from livevae.model import random_model, save_model
 
-    torch.manual_seed(0)
-    m = VAE(preset("tiny"))
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.rand(8, 3, 48, 64) * 2 - 1)
-    m.eval()
+    m = random_model("tiny", seed=0)
     m.set_pca(torch.zeros(m.cfg.zdim), torch.eye(6, m.cfg.zdim), torch.ones(6))
     return save_model(m, tmp_path_factory.mktemp("model") / "pca.safetensors")
 

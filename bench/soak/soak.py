@@ -65,17 +65,10 @@ source_timeout = 5
 
 def tiny_model(folder: Path) -> Path:
     """An untrained `tiny` model (64x48, z=16): the soak measures the show machinery, not the network."""
-    import torch
 
-    from livevae.model import VAE, preset, save_model
+    from livevae.model import random_model, save_model
 
-    torch.manual_seed(0)
-    m = VAE(preset("tiny"))
-    m.train()
-    with torch.no_grad():
-        for _ in range(3):
-            m(torch.rand(8, 3, 48, 64) * 2 - 1)
-    m.eval()
+    m = random_model("tiny", seed=0)
     return save_model(m, folder / "tiny.safetensors")
 
 
