@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import os
 import re
 import socket
@@ -20,13 +19,13 @@ import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from livevae.control import ACTIONS, PERFORMER_ORIGINS, ControlError, ControlState, canonical
+from livevae.curves import CURVES, curve, scale, unscale
 
 if TYPE_CHECKING:
     from livevae.live import FrameInfo, LiveLoop
 
 log = logging.getLogger("livevae.midi")
 
-CURVES = ("linear", "exp", "log", "smooth", "toggle")
 CC_MODES = ("absolute", "twos", "offset", "signmag")  # absolute faders/knobs, and the three relative-encoder codings
 NOTE_MODES = ("gate", "toggle", "trigger")
 LEARN_ACTIONS = ("midi.learn", "midi.unlearn")
@@ -40,52 +39,6 @@ SOCKET_POLL = 0.002  # s between polls of socket ports (rtmidi ports deliver by 
 
 class MidiError(Exception):
     """A [midi] show section, learn file or port spec is malformed."""
-
-
-# --- curves (shared with livevae.audio; the same names and shapes as OSC mappings) -------------------------------
-def curve(name: str, u: float) -> float:
-    """u in [0, 1] through a response curve -> [0, 1]."""
-    if name == "linear":
-        return u
-    if name == "exp":  # fine control near the bottom, like an audio fader
-        return u * u
-    if name == "log":  # fine control near the top
-        return math.sqrt(u)
-    if name == "smooth":
-        return u * u * (3.0 - 2.0 * u)
-    if name == "toggle":
-        return 1.0 if u >= 0.5 else 0.0
-    raise MidiError(f"curve {name!r}: unknown; expected one of {', '.join(CURVES)}")
-
-
-def curve_inverse(name: str, v: float) -> float:
-    """The inverse of curve(): where the fader sits for a value (feedback, relative encoders)."""
-    v = min(max(v, 0.0), 1.0)
-    if name == "exp":
-        return math.sqrt(v)
-    if name == "log":
-        return v * v
-    if name == "smooth":  # monotonic on [0, 1]: bisection is exact enough for a fader
-        lo, hi = 0.0, 1.0
-        for _ in range(30):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if curve("smooth", mid) < v else (lo, mid)
-        return 0.5 * (lo + hi)
-    if name == "toggle":
-        return 1.0 if v >= 0.5 else 0.0
-    return v
-
-
-def scale(u: float, name: str, rng: tuple[float, float]) -> float:
-    """A normalised input (0..1, clamped) through `name` onto rng = (lo, hi)."""
-    lo, hi = rng
-    return lo + curve(name, min(max(u, 0.0), 1.0)) * (hi - lo)
-
-
-def unscale(v: float, name: str, rng: tuple[float, float]) -> float:
-    """The inverse of scale(): a control value -> the normalised input (0..1) that produces it."""
-    lo, hi = rng
-    return curve_inverse(name, 0.0 if hi == lo else (v - lo) / (hi - lo))
 
 
 def relative_delta(value: int, mode: str) -> int:

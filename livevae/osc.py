@@ -20,6 +20,7 @@ from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
 from livevae.control import ACTIONS, LFO_PARAMS, SCALARS, VECTORS, ControlError, ControlState
+from livevae.curves import CurveError, curve, curve_inverse
 
 log = logging.getLogger("livevae.osc")
 
@@ -37,7 +38,6 @@ _QUIET = _QuietPythonOsc()
 DEFAULT_HOST = "127.0.0.1"  # the LAN only when asked for (--osc-host 0.0.0.0)
 DEFAULT_PORT = 9000
 PREFIX = "/livevae"
-CURVES = ("linear", "exp", "log", "smooth", "toggle")
 MAX_WARNED = 1000  # distinct bad addresses remembered for log-once; garbage must not grow memory without bound
 _PATTERN_CHARS = set("*?[]{}")
 
@@ -66,41 +66,11 @@ class Mapping:
     index: int = 0  # which OSC argument to read (an XY pad sends two)
 
 
-def _curve(curve: str, u: float) -> float:
-    if curve == "linear":
-        return u
-    if curve == "exp":  # fine control near the bottom, like an audio fader
-        return u * u
-    if curve == "log":  # fine control near the top
-        return math.sqrt(u)
-    if curve == "smooth":
-        return u * u * (3.0 - 2.0 * u)
-    if curve == "toggle":
-        return 1.0 if u >= 0.5 else 0.0
-    raise OscError(f"curve {curve!r}: unknown; expected one of {', '.join(CURVES)}")
-
-
-def _curve_inverse(curve: str, v: float) -> float:
-    if curve == "exp":
-        return math.sqrt(v)
-    if curve == "log":
-        return v * v
-    if curve == "smooth":  # monotonic on [0, 1]: bisection is exact enough for a fader
-        lo, hi = 0.0, 1.0
-        for _ in range(30):
-            mid = 0.5 * (lo + hi)
-            lo, hi = (mid, hi) if _curve("smooth", mid) < v else (lo, mid)
-        return 0.5 * (lo + hi)
-    if curve == "toggle":
-        return 1.0 if v >= 0.5 else 0.0
-    return v
-
-
 def map_value(m: Mapping, x: float, target_range: tuple[float, float]) -> float:
     """An input value -> the control value: normalise by in_range, clamp to 0..1, curve, scale to range."""
     a, b = m.in_range
     u = 0.0 if b == a else (x - a) / (b - a)
-    u = _curve(m.curve, min(max(u, 0.0), 1.0))
+    u = curve(m.curve, min(max(u, 0.0), 1.0))
     lo, hi = m.range if m.range is not None else target_range
     return lo + u * (hi - lo)
 
@@ -109,7 +79,7 @@ def unmap_value(m: Mapping, v: float, target_range: tuple[float, float]) -> floa
     """The inverse of map_value, for feedback: a control value -> where the controller's fader should sit."""
     lo, hi = m.range if m.range is not None else target_range
     u = 0.0 if hi == lo else (v - lo) / (hi - lo)
-    u = _curve_inverse(m.curve, min(max(u, 0.0), 1.0))
+    u = curve_inverse(m.curve, min(max(u, 0.0), 1.0))
     a, b = m.in_range
     return a + u * (b - a)
 
@@ -532,7 +502,10 @@ class OscServer:
                 self.state.check_target(m.target)
             elif m.action not in ACTIONS:
                 raise OscError(f"mapping {m.address}: action {m.action!r}; expected one of {', '.join(ACTIONS)}")
-            _curve(m.curve, 0.0)
+            try:
+                curve(m.curve, 0.0)
+            except CurveError as e:
+                raise OscError(f"mapping {m.address}: {e}") from None
         with self._map_lock:
             for old in self._mappings:
                 with contextlib.suppress(ValueError):  # an address shared by two mappings was unmapped already

@@ -15,8 +15,9 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from livevae.control import ACTIONS, LFO_SHAPES, ControlError, ControlState, LfoSettings
+from livevae.curves import CURVES
 from livevae.modulate import Modulator, Pca, load_pca
-from livevae.osc import CURVES, DEFAULT_HOST, DEFAULT_PORT, Mapping, OscError, OscFeedback, OscServer
+from livevae.osc import DEFAULT_HOST, DEFAULT_PORT, Mapping, OscError, OscFeedback, OscServer
 from livevae.scenes import Scene, SceneBank, SceneError, anchor_from_frames
 
 if sys.version_info >= (3, 11):

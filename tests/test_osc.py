@@ -23,8 +23,8 @@ from pythonosc.osc_message_builder import build_msg
 from pythonosc.udp_client import SimpleUDPClient
 
 from livevae.control import ControlState
+from livevae.curves import CURVES
 from livevae.osc import (
-    CURVES,
     Mapping,
     OscError,
     OscFeedback,
