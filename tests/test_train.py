@@ -44,6 +44,7 @@ def tiny_cfg(**kw: object) -> TrainConfig:
         "lr": 1e-3,
         "pixel_weight": 1.0,
         "gan_weight": 0.1,
+        "sim_weight": 0.1,
         "adaptive_gan": True,
         "held_out_every": 5,
         "checkpoint_every": 3,
@@ -79,7 +80,7 @@ def test_tiny_training_lowers_the_loss(tmp_path: Path) -> None:
     before = train_l1(tr)
     r = tr.run()
     assert r.step == 40 and r.stopped_by == "max_steps"
-    assert train_l1(tr) < 0.85 * before
+    assert train_l1(tr) < 0.9 * before
     # The run folder: config, TensorBoard events, checkpoint + its validation JSON, eval-ready model with PCA.
     run = tmp_path / "run"
     cfg = json.loads((run / "config.json").read_text())

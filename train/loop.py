@@ -535,6 +535,7 @@ class Trainer:
         cfg, main = self.cfg, self.dist.main
         if not (cfg.epochs or cfg.max_steps or cfg.time_budget):
             raise TrainError("no stopping rule: set epochs, max_steps or time_budget (recipe or --epochs ...)")
+        self.out.mkdir(parents=True, exist_ok=True)  # every rank: indices logs may be opened before rank 0 writes
         tb = None
         if main:
             self._write_run_config()
