@@ -17,7 +17,7 @@ import numpy as np
 from tqdm import tqdm
 
 from livevae.preprocess import CropBox, PreprocessError, centre_crop, detect_bars, parse_crop, parse_size
-from livevae.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, probe
+from livevae.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, prefetch, probe
 
 FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
 META_FILE = "meta.json"
@@ -77,7 +77,8 @@ def iter_scaled(
     Yields (RGB uint8 [h, w, 3], seconds).
     """
     scale = Scaler(box, size)
-    for frame, t in iter_av_frames(film, start=start, end=end, every=every, stats=stats):
+    # Decoding runs one thread ahead of the scaling: together they keep both cores busy.
+    for frame, t in prefetch(iter_av_frames(film, start=start, end=end, every=every, stats=stats)):
         yield scale(frame), t
 
 

@@ -4,16 +4,20 @@ from __future__ import annotations
 
 import contextlib
 import os
+import queue
+import threading
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import av
 import numpy as np
 
 from livevae.preprocess import CropBox
+
+T = TypeVar("T")
 
 
 class VideoError(Exception):
@@ -153,6 +157,50 @@ def iter_av_frames(
                     stats.frames = kept
                     yield frame, t
                 index += 1
+
+
+def prefetch(items: Iterator[T], depth: int = 8) -> Iterator[T]:
+    """Run `items` on a background thread, `depth` ahead of the consumer; yield them in order.
+
+    PyAV releases the GIL while it demuxes, decodes and filters, so decoding on one thread while the caller
+    scales or writes on another uses the second core. An exception in the producer is re-raised here; closing
+    this generator early (a `break`) stops the producer.
+    """
+    q: queue.Queue[tuple[str, Any]] = queue.Queue(depth)
+    stop = threading.Event()
+
+    def produce() -> None:
+        try:
+            for item in items:
+                while not stop.is_set():
+                    try:
+                        q.put(("item", item), timeout=0.1)
+                        break
+                    except queue.Full:
+                        continue
+                if stop.is_set():
+                    return
+            q.put(("end", None))
+        except BaseException as e:  # handed to the consumer, which re-raises it in its own thread
+            q.put(("error", e))
+
+    th = threading.Thread(target=produce, name="livevae-prefetch", daemon=True)
+    th.start()
+    try:
+        while True:
+            kind, value = q.get()
+            if kind == "item":
+                yield value
+            elif kind == "error":
+                raise value
+            else:
+                return
+    finally:
+        stop.set()
+        while th.is_alive():  # drain so a producer blocked on put() sees `stop`
+            with contextlib.suppress(queue.Empty):
+                q.get(timeout=0.05)
+        th.join()
 
 
 def scale_graph(frame: av.VideoFrame, crop: tuple[int, int, int, int], size: tuple[int, int], flags: str) -> Any:

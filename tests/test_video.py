@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 
@@ -102,3 +103,37 @@ def test_concat_is_lossless_and_checks_streams(tmp_path: Path) -> None:
     with pytest.raises(VideoError, match=r"c\.mp4: streams"):
         concat([a, odd], tmp_path / "bad.mp4")
     assert not (tmp_path / "bad.mp4").exists() and not list(tmp_path.glob(".bad*"))
+
+
+def test_prefetch_keeps_order_reraises_and_stops_early() -> None:
+    import threading
+
+    from livevae.video import prefetch
+
+    assert list(prefetch(iter(range(100)), depth=3)) == list(range(100))
+
+    def boom() -> Iterator[int]:
+        yield 1
+        raise ValueError("bad packet")
+
+    got: list[int] = []
+    with pytest.raises(ValueError, match="bad packet"):
+        for x in prefetch(boom()):
+            got.append(x)
+    assert got == [1]
+
+    produced: list[int] = []
+
+    def endless() -> Iterator[int]:
+        i = 0
+        while True:
+            produced.append(i)
+            yield i
+            i += 1
+
+    g = prefetch(endless(), depth=2)
+    assert [next(g) for _ in range(5)] == [0, 1, 2, 3, 4]
+    g.close()  # a consumer that stops early (prep --max-frames) ends the producer thread
+    assert not [t for t in threading.enumerate() if t.name == "livevae-prefetch"]
+    n = len(produced)
+    assert n <= 5 + 2 + 2  # at most `depth` ahead, plus the item in flight
