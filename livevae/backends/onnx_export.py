@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 import os
 import warnings
 from dataclasses import dataclass
@@ -170,20 +171,28 @@ def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
         kw["dynamic_shapes"] = {spec.input_name: {0: torch.export.Dim("batch", min=1)}}
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(path.stem + ".tmp.onnx")
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # deprecation chatter from torch.export internals
-        torch.onnx.export(
-            wrapper,
-            (example,),
-            str(tmp),
-            dynamo=True,
-            opset_version=OPSET,
-            input_names=[spec.input_name],
-            output_names=[spec.output_name],
-            external_data=False,  # one self-contained file (broad2016 is ~190 MB, under the 2 GB limit)
-            verbose=False,
-            **kw,
-        )
+    # The exporter logs one warning per torchvision op it cannot register (torchvision is not a dependency);
+    # a show's first start should not print eight lines about operators the model never uses.
+    reg_log = logging.getLogger("torch.onnx._internal.exporter._registration")
+    old_level = reg_log.level
+    reg_log.setLevel(logging.ERROR)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # deprecation chatter from torch.export internals
+            torch.onnx.export(
+                wrapper,
+                (example,),
+                str(tmp),
+                dynamo=True,
+                opset_version=OPSET,
+                input_names=[spec.input_name],
+                output_names=[spec.output_name],
+                external_data=False,  # one self-contained file (broad2016 is ~190 MB, under the 2 GB limit)
+                verbose=False,
+                **kw,
+            )
+    finally:
+        reg_log.setLevel(old_level)
     os.replace(tmp, path)
 
 
