@@ -620,12 +620,16 @@ class LiveLoop:
                 z=z,
                 output=out,
             )
-            for c in self.controllers:
-                try:
-                    c.on_frame(info)
-                except Exception as e:  # reported, never fatal
-                    self._controller_failed(c, "on_frame", e)
-            self.index += 1
+            self._frame_done(info)
+
+    def _frame_done(self, info: FrameInfo) -> None:
+        """Tell every controller about the frame just presented, then count it."""
+        for c in self.controllers:
+            try:
+                c.on_frame(info)
+            except Exception as e:  # reported, never fatal
+                self._controller_failed(c, "on_frame", e)
+        self.index += 1
 
     def _hold_frame(self, start: float) -> None:
         """One frame of a held picture (closed hours): no source, no model, actions still served every 0.1 s."""
@@ -643,12 +647,7 @@ class LiveLoop:
         self._recent_present.append(now)
         info = FrameInfo(index=self.index, t=now - start, fps=self.measured_fps(), source=self.source_name,
                          dropped=self.dropped, latency_ms=0.0, output=img)  # fmt: skip
-        for c in self.controllers:
-            try:
-                c.on_frame(info)
-            except Exception as e:  # reported, never fatal
-                self._controller_failed(c, "on_frame", e)
-        self.index += 1
+        self._frame_done(info)
         end = now + 1.0 / max(fps, 0.1)
         while not self._quit and self.hold is not None and (left := end - time.monotonic()) > 0:
             self._actions()

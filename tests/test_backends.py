@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -17,16 +16,7 @@ from livevae.backends.torch_backend import TorchBackend
 from livevae.model import VAE, ModelError, preset, save_model
 from livevae.preprocess import Preprocessor, to_tensor
 from livevae.preprocess import to_uint8 as torch_to_uint8
-from tests.test_export import shared_tiny
-
-
-@pytest.fixture(autouse=True, scope="module")
-def one_torch_thread() -> Iterator[None]:
-    """torch at 1 thread here: on the shared 2-core machine 2 OpenMP threads stall each other (see bench)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+from tests.test_export import one_torch_thread, shared_tiny  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
