@@ -35,6 +35,8 @@ FRAMES = {"tiny": 132, "live": 132, "broad2016": 25}  # broad2016 (37M-weight de
 
 
 def make_model(name: str, folder: Path) -> Path:
+    if name.endswith(".safetensors"):  # a trained model file (int8 calibrates on its latent PCA)
+        return Path(name)
     torch.manual_seed(0)
     m = VAE(preset(name))
     m.train()
@@ -89,7 +91,7 @@ def model_only_cuda(model_path: Path, batch: int, seconds: float = 3.0) -> float
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--presets", default="tiny,live,broad2016")
+    ap.add_argument("--presets", default="tiny,live,broad2016", help="preset names (random weights) or model files")
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", default="4,16", help="pipeline batch sizes to try (best is reported)")
     ap.add_argument("--backends", default="torch-cpu,auto", help="pipeline backends (torch-cpu = same engine)")
@@ -134,7 +136,7 @@ def main() -> None:
         if a.cuda and torch.cuda.is_available():
             gpu["device"] = torch.cuda.get_device_name()
             for name in a.presets.split(","):
-                model = tmp / f"{name}.safetensors"
+                model = make_model(name, tmp)
                 gpu[f"{name}_model_only_fps"] = round(model_only_cuda(model, 256), 1)
                 gpu[f"{name}_pipeline_fps"] = round(
                     timed(pipeline, model, film, tmp / "g.mp4", None, 256, "torch-cuda"), 1

@@ -124,8 +124,14 @@ def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads:
         mode = "jit" if name.startswith("torch-cpu-jit") else "eager"
         tb = TorchBackend.from_file(str(model_path), mode=mode, channels_last=True)
         return tb, tb.describe()
+    precision = None
+    for p in ("fp32", "fp16", "int8", "bf16"):  # e.g. onnxruntime+fp32: a backend at a named precision
+        if name.endswith("+" + p):
+            name, precision = name.removesuffix("+" + p), p
     logs: list[str] = []
-    b = create(model_path, name, batch=1 if batch == 1 else None, cache_dir=cache, logger=logs.append)
+    b = create(
+        model_path, name, batch=1 if batch == 1 else None, precision=precision, cache_dir=cache, logger=logs.append
+    )
     return b, logs[-1].removeprefix("using ")
 
 
@@ -261,7 +267,8 @@ def to_markdown(report: Report) -> str:
     out.append(
         f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_avg_1m']:.1f} at start (shared machine); "
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; {m['date_utc']} UTC. "
-        f"{s['seconds']:g} s per figure in {s['rounds']} interleaved rounds; random weights, random frames."
+        f"{s['seconds']:g} s per figure in {s['rounds']} interleaved rounds; "
+        "presets have random weights, model files their own; random frames."
     )
     for sk in report.skipped:
         out.append(f"- skipped {sk}")
@@ -289,11 +296,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--backends",
-        default="torch-cpu,torch-cpu+channels_last,torch-cpu-jit,onnxruntime,onnxruntime+spin,torch-cuda,"
-        "onnxruntime-cuda,tensorrt",
-        help="comma-separated backends (any create() name, plus the bench-only variants onnxruntime+spin, "
-        "torch-cpu+channels_last, torch-cpu-jit+channels_last); torch-cpu (eager) is always measured as the "
-        "reference; unavailable ones are listed as skipped with the reason",
+        default="torch-cpu,torch-cpu+channels_last,torch-cpu-jit,onnxruntime,onnxruntime+fp32,onnxruntime+spin,"
+        "torch-cuda,onnxruntime-cuda,tensorrt",
+        help="comma-separated backends (any create() name, NAME+PRECISION such as onnxruntime+fp32 or "
+        "onnxruntime+int8, and the bench-only variants onnxruntime+spin, torch-cpu+channels_last, "
+        "torch-cpu-jit+channels_last); torch-cpu (eager) is always measured as the reference; unavailable ones "
+        "are listed as skipped with the reason",
     )
     p.add_argument("--batch", default="1", help="comma-separated batch sizes (1 = live latency; e.g. 1,8)")
     p.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")

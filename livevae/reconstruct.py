@@ -689,7 +689,10 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="auto picks the fastest that runs: tensorrt, torch-cuda, onnxruntime, torch-cpu",
     )
     r.add_argument(
-        "--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"], help="auto: fp16 on GPUs, fp32 on CPU"
+        "--precision",
+        default="auto",
+        choices=["auto", "fp32", "fp16", "bf16", "int8"],
+        help="auto: fp16 on GPUs; on CPU int8 ONNX Runtime where the CPU has int8 dot products, else fp32",
     )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     s = p.add_argument_group("long films on several GPUs")

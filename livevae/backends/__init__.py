@@ -65,6 +65,18 @@ def _make(
         from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         provider = "cuda" if name.endswith("cuda") else "cpu"
+        if precision is None and provider == "cpu":
+            from livevae.backends.quantize import cpu_has_int8_dot
+
+            if cpu_has_int8_dot():
+                # The CPU default where int8 dot products exist: ~2x fp32 for a live model, checked at export
+                # against PyTorch fp32; a model whose int8 graph fails that check runs in fp32 instead.
+                try:
+                    return OnnxRuntimeBackend.from_file(
+                        model_path, batch=batch, precision="int8", cache_dir=cache_dir, threads=threads
+                    )
+                except EngineError as e:
+                    log(f"onnxruntime int8 unavailable, using fp32: {e}")
         return OnnxRuntimeBackend.from_file(
             model_path,
             provider=provider,
@@ -95,7 +107,8 @@ def create(
     """Create the named backend, or with 'auto' the first that works in `order`; log the choice.
 
     batch: 1 = static batch-1 graphs/engines for live use; None = dynamic batch for offline runs.
-    precision: None = the backend's default (fp16 on GPUs, fp32 on CPU), or 'fp32'/'fp16' ('bf16' torch-cuda).
+    precision: None = the backend's default (fp16 on GPUs; on CPU int8 for ONNX Runtime where the CPU has
+    int8 dot products, else fp32), or 'fp32'/'fp16' ('bf16' torch-cuda, 'int8' ONNX Runtime CPU).
     threads: ONNX Runtime CPU threads (default min(2, cores)); 1 leaves a core to capture and display.
     Every skipped backend is logged with its reason, one stderr line each, then the choice.
     Raises ModelError for a missing/bad model file (before trying any backend) and EngineError when

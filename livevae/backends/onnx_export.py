@@ -19,11 +19,15 @@ from livevae.backends.cache import cache_root, file_sha256, key_of
 from livevae.model import VAE, ModelConfig, load_model, read_model_header
 
 OPSET = 18
-PRECISIONS = ("fp32", "fp16")
+PRECISIONS = ("fp32", "fp16", "int8")
 # Parity with PyTorch fp32, checked on every export (max abs difference over the sample batch).
 # fp32: ORT and PyTorch run the same fp32 arithmetic in a different order -> ~1e-6 in practice.
 # fp16: 10 mantissa bits; z is compared relative to its own scale, frames absolutely in [-1, 1].
-TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2}
+# int8 (ONNX Runtime CPU only): 256 levels per activation, so single pixels may move by a few
+# output steps (1 step = 2/255 in [-1, 1]) while the mean error stays well under one step; it is
+# checked on calibration-like frames (uniform noise is nothing like footage to an int8 range).
+TOLERANCE = {"fp32": 1e-4, "fp16": 2e-2, "int8": 0.25}
+INT8_MEAN_TOLERANCE = 2e-2  # mean |int8 - fp32|, z relative to its scale, frames in [-1, 1] (2.5 output steps)
 DEFAULT_MAX_BATCH = 64  # the largest batch a dynamic-batch TensorRT profile accepts
 
 
@@ -111,7 +115,8 @@ class NetSpec:
         }
 
     def module(self, model: VAE) -> nn.Module:
-        """The wrapper to export. For fp16 the caller passes a half copy of the model."""
+        """The wrapper to export. For fp16 the caller passes a half copy of the model, for int8 the
+        int8-friendly rewrite (quantize.int8_friendly), exported in fp32 and then quantized."""
         dtype = torch.float16 if self.precision == "fp16" else torch.float32
         wrap = _EncoderMu(model, dtype) if self.net == "encoder" else _DecoderFrames(model, dtype)
         return wrap.eval()
@@ -158,6 +163,9 @@ def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
     TensorRT and ORT both take as is. It costs ~3 s per graph, paid once: exports are cached.
     """
     cfg = model.cfg
+    if spec.precision == "int8":
+        _export_int8(spec, model, path)
+        return
     export_model = model
     if spec.precision == "fp16":
         export_model = VAE(cfg)
@@ -196,6 +204,21 @@ def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
     os.replace(tmp, path)
 
 
+def _export_int8(spec: NetSpec, model: VAE, path: Path) -> None:
+    """The fp32 export of the int8-friendly rewrite, quantized with calibration data from the model itself."""
+    from livevae.backends.quantize import calibration_data, int8_friendly, quantize_graph
+
+    fp32_spec = NetSpec(spec.net, spec.batch, "fp32", spec.max_batch)
+    fp32_path = path.with_name(path.stem + ".fp32.onnx")
+    try:
+        _export_graph(fp32_spec, int8_friendly(model), fp32_path)
+        frames, z = calibration_data(model)
+        data = frames if spec.net == "encoder" else z
+        quantize_graph(fp32_path, path, spec.input_name, data, spec.batch or 8)
+    finally:
+        fp32_path.unlink(missing_ok=True)
+
+
 def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None) -> float:
     """onnx.checker plus ONNX Runtime vs PyTorch fp32 parity; returns max abs diff, raises EngineError.
 
@@ -210,6 +233,11 @@ def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None
         raise EngineError(f"{path}: onnx.checker rejected the export: {e}") from e
     n = batch or spec.batch or 3
     x = spec.sample(model.cfg, n)
+    if spec.precision == "int8":
+        from livevae.backends.quantize import calibration_data
+
+        frames, z = calibration_data(model, n=8, seed=1)  # not the calibration set (seed 0)
+        x = (frames if spec.net == "encoder" else z)[: spec.batch or 8]
     ref_mod = spec.module(model) if spec.precision == "fp32" else NetSpec(spec.net, spec.batch).module(model)
     with torch.inference_mode():
         ref = ref_mod(torch.from_numpy(x)).numpy()
@@ -226,6 +254,12 @@ def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None
         raise EngineError(
             f"{path}: ONNX Runtime differs from PyTorch by {diff:.3g}; "
             f"expected <= {TOLERANCE[spec.precision] * scale:.3g} ({spec.precision})"
+        )
+    mean = float(np.abs(got - ref).mean())
+    if spec.precision == "int8" and mean > INT8_MEAN_TOLERANCE * scale:
+        raise EngineError(
+            f"{path}: int8 graph differs from PyTorch fp32 by {mean:.3g} on average; "
+            f"expected <= {INT8_MEAN_TOLERANCE * scale:.3g} (calibration failed for this model: use fp32)"
         )
     return diff
 

@@ -216,6 +216,8 @@ class TensorRTBackend:
         cache_dir: str | os.PathLike[str] | None = None,
         cuda_graph: bool = True,
     ) -> None:
+        if precision == "int8":  # QDQ graphs calibrated for ONNX Runtime's CPU kernels, not TensorRT's
+            raise EngineError("tensorrt precision 'int8': not supported; expected fp16 or fp32")
         trt = require_tensorrt()
         self.cfg, _ = read_model_header(model_path)
         self.batch = batch

