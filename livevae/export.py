@@ -10,7 +10,7 @@ from livevae.backends.cache import cache_root
 from livevae.backends.onnx_export import DEFAULT_MAX_BATCH, PRECISIONS, NetSpec, export, live_specs, offline_specs
 
 EXAMPLES = """examples:
-  livevae export runs/br/model.safetensors                      # ONNX fp32+fp16, batch 1 and dynamic
+  livevae export runs/br/model.safetensors                      # ONNX fp32+fp16(+int8), batch 1 and dynamic
   livevae export runs/br/model.safetensors --backend tensorrt   # fp16 engines for this GPU, before the show
   LIVEVAE_CACHE=/show/cache livevae export model.safetensors --batch live --precision fp32
 """
@@ -49,7 +49,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default=None,
-        help="comma-separated fp32,fp16; None = fp32,fp16 for onnx, fp16 for tensorrt",
+        help="comma-separated fp32,fp16,int8 (int8: ONNX Runtime CPU); None = fp32,fp16 for onnx (and int8 where "
+        "the CPU has int8 dot products), fp16 for tensorrt",
     )
     p.add_argument(
         "--batch",
@@ -63,7 +64,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    default = "fp32,fp16" if args.backend == "onnx" else "fp16"
+    default = "fp16"
+    if args.backend == "onnx":
+        from livevae.backends.quantize import cpu_has_int8_dot
+
+        default = "fp32,fp16,int8" if cpu_has_int8_dot() else "fp32,fp16"  # int8: what the CPU live path runs
     precisions = [s for s in (args.precision or default).split(",") if s]
     specs = specs_for(args.batch, precisions, args.max_batch)
     print(f"cache: {cache_root(args.cache_dir)}")
