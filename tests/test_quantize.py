@@ -163,7 +163,7 @@ def test_create_defaults_to_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPa
     assert any("int8 unavailable, using fp32" in s and "on average" in s for s in lines), lines
 
 
-def test_int8_export_is_cached_and_checked(tmp_path: Path) -> None:
+def test_int8_export_is_cached_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = random_model("tiny").eval()
     from livevae.model import save_model
 
@@ -173,3 +173,6 @@ def test_int8_export_is_cached_and_checked(tmp_path: Path) -> None:
     assert not first.cached and again.cached and again.path == first.path
     assert "int8" in first.path.name and first.max_abs_diff <= TOLERANCE["int8"]
     assert load_model(path).cfg == model.cfg
+    monkeypatch.setattr(quantize, "RECIPE", quantize.RECIPE + "-changed")  # new calibration: never a stale hit
+    changed = export(path, NetSpec("decoder", 1, "int8"), tmp_path / "cache")
+    assert not changed.cached and changed.path != first.path

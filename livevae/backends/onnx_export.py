@@ -280,7 +280,12 @@ def export(
     model_path = Path(model_path)
     read_model_header(model_path)  # raises ModelError naming the file when it is missing or bad
     model_sha = file_sha256(model_path)
-    key = key_of({"model_sha256": model_sha, "spec": spec.name, "max_batch": spec.max_batch, "opset": OPSET})
+    fields: dict[str, Any] = {"model_sha256": model_sha, "spec": spec.name, "max_batch": spec.max_batch, "opset": OPSET}
+    if spec.precision == "int8":
+        from livevae.backends.quantize import RECIPE
+
+        fields["int8"] = RECIPE  # a change of rewrite or calibration makes a new graph, not a stale hit
+    key = key_of(fields)
     path = export_dir(model_sha, cache_dir) / f"{spec.name}-{key[:8]}.onnx"
     side = path.with_name(path.name + ".json")
     if path.is_file() and side.is_file() and not force:

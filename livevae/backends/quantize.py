@@ -29,6 +29,8 @@ MODULATION_SPAN = 1.5
 # activations set the step size for all (mean error 0.022 against 0.012 on the demo model).
 CALIBRATION_PERCENTILE = 99.99
 CPUINFO = Path("/proc/cpuinfo")
+# Everything that shapes an int8 graph besides the model, for the export cache key.
+RECIPE = f"subpixel-qdq-u8s8-percentile{CALIBRATION_PERCENTILE}-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
 
 
 def cpu_has_int8_dot() -> bool:
