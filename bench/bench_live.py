@@ -41,7 +41,10 @@ def synthetic_video(path: Path, seconds: float = 4.0, fps: int = 30, size: tuple
 
 
 def random_model(name: str, folder: Path) -> Path:
-    """Random weights (speed does not depend on them) with batch-norm statistics warmed on noise."""
+    """Random weights (speed does not depend on them) with batch-norm statistics warmed on noise; a
+    *.safetensors name is a trained model file, used as it is (int8 calibrates on its latent PCA)."""
+    if name.endswith(".safetensors"):
+        return Path(name)
     torch.manual_seed(0)
     m = VAE(preset(name))
     m.train()
@@ -85,7 +88,7 @@ def measure(model: Path, backend_name: str, clip: Path, seconds: float, offline_
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__)
-    ap.add_argument("--presets", default="live,broad2016")
+    ap.add_argument("--presets", default="live,broad2016", help="preset names (random weights) or model files")
     ap.add_argument("--best", default="auto", help="the backend compared with torch eager (default: auto's choice)")
     ap.add_argument("--seconds", type=float, default=8.0, help="realtime run length per case")
     ap.add_argument("--threads", type=int, default=2)

@@ -11,7 +11,6 @@ import pytest
 import torch
 from torch import nn
 
-import livevae.backends as backends
 import livevae.backends.quantize as quantize
 from livevae.backends import EngineError, create
 from livevae.backends.onnx_export import INT8_MEAN_TOLERANCE, TOLERANCE, NetSpec, export
@@ -147,7 +146,6 @@ def test_create_defaults_to_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPa
 
     monkeypatch.setattr(OnnxRuntimeBackend, "from_file", classmethod(lambda cls, *a, **kw: fake(*a, **kw)))
     lines: list[str] = []
-    monkeypatch.setattr(backends, "log", lines.append)
     monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: True)
     create(DEMO, "onnxruntime", logger=lambda s: None)
     create(DEMO, "onnxruntime", precision="fp32", logger=lambda s: None)  # an explicit precision is kept
@@ -158,7 +156,7 @@ def test_create_defaults_to_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPa
     assert calls == ["fp32"]
     calls[:] = ["fail"]
     monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: True)
-    create(DEMO, "onnxruntime", logger=lambda s: None)  # int8 fails its check: fp32, and the log says why
+    create(DEMO, "onnxruntime", logger=lines.append)  # int8 fails its check: fp32, and the log says why
     assert calls == ["fail", "int8", "fp32"]
     assert any("int8 unavailable, using fp32" in s and "on average" in s for s in lines), lines
 

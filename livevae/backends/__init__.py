@@ -48,6 +48,7 @@ def _make(
     precision: str | None,
     cache_dir: str | os.PathLike[str] | None,
     threads: int | None = None,
+    logger: Callable[[str], None] = log,
 ) -> Backend:
     import torch
 
@@ -76,7 +77,7 @@ def _make(
                         model_path, batch=batch, precision="int8", cache_dir=cache_dir, threads=threads
                     )
                 except EngineError as e:
-                    log(f"onnxruntime int8 unavailable, using fp32: {e}")
+                    logger(f"onnxruntime int8 unavailable, using fp32: {e}")
         return OnnxRuntimeBackend.from_file(
             model_path,
             provider=provider,
@@ -122,7 +123,7 @@ def create(
     reasons: list[str] = []
     for name in names:
         try:
-            b = _make(name, model_path, batch, precision, cache_dir, threads)
+            b = _make(name, model_path, batch, precision, cache_dir, threads, logger)
         except EngineError as e:
             if backend != "auto":
                 raise
