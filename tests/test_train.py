@@ -202,9 +202,13 @@ def test_cli_trains_and_resumes(tmp_path: Path) -> None:
     recipe.write_text('preset = "tiny"\nbatch = 4\nheld_out_every = 5\npixel_weight = 1.0\nthreads = 1\n')
     args = ["train", "--recipe", str(recipe), "--data", str(data), "--out", str(tmp_path / "run"), "--no-progress"]
     assert main([*args, "--max-steps", "2", "--set", "checkpoint_every=1", "--set", "pca_components=2"]) == 0
-    assert main(["train", "--resume", str(tmp_path / "run"), "--max-steps", "4", "--no-progress"]) == 0
+    assert main(["train", "--resume", str(tmp_path / "run"), "--max-steps", "3", "--no-progress"]) == 0
+    _, state = load_checkpoint(tmp_path / "run/checkpoints/step-000000003.safetensors")
+    assert state["step"] == 3 and state["config"]["checkpoint_every"] == 1 and state["config"]["threads"] == 1
+    resume = ["train", "--resume", str(tmp_path / "run"), "--max-steps", "4", "--threads", "2", "--no-progress"]
+    assert main(resume) == 0  # a thread count may change on resume (a bigger machine); nothing else does
     _, state = load_checkpoint(tmp_path / "run/checkpoints/step-000000004.safetensors")
-    assert state["step"] == 4 and state["config"]["checkpoint_every"] == 1
+    assert state["step"] == 4 and state["config"]["checkpoint_every"] == 1 and state["config"]["threads"] == 2
 
 
 TORCHRUN_SCRIPT = """

@@ -246,9 +246,15 @@ class Trainer:
         if resume is not None:
             resume = resolve_resume(resume)  # a run folder means its newest readable checkpoint
             tensors, state = load_checkpoint(resume)
-            # The run's own config wins (same model, losses and data order); only stopping rules may change.
+            # The run's own config wins (same model, losses and data order); only stopping rules may change,
+            # and the CPU thread count (--threads; 0 keeps the run's): a run moved to a bigger machine.
             stored = TrainConfig.from_dict(state["config"], where=f"{resume}: config")
-            cfg = stored.replace(epochs=cfg.epochs, max_steps=cfg.max_steps, time_budget=cfg.time_budget)
+            cfg = stored.replace(
+                epochs=cfg.epochs,
+                max_steps=cfg.max_steps,
+                time_budget=cfg.time_budget,
+                threads=cfg.threads or stored.threads,
+            )
             resume_state = (tensors, state)
             self.resume_path: Path | None = Path(resume)
         else:
