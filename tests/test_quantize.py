@@ -128,6 +128,18 @@ def test_int8_within_stated_tolerance_on_real_footage(
     assert p8 >= p32 - 0.5, (p8, p32)
 
 
+def test_dynamic_batch_int8_equals_batch_one(
+    demo_int8: tuple[OnnxRuntimeBackend, OnnxRuntimeBackend], tmp_path: Path
+) -> None:
+    """reconstruct's dynamic-batch int8 graphs are calibrated like the live batch-1 ones: same film out."""
+    b1, _ = demo_int8
+    bn = OnnxRuntimeBackend.from_file(DEMO, precision="int8", batch=None, cache_dir=tmp_path)
+    frames = np.random.default_rng(0).integers(0, 256, (5, 144, 256, 3), dtype=np.uint8)
+    z1, zn = b1.encode(frames), bn.encode(frames)
+    assert np.abs(z1 - zn).max() <= 1e-5
+    assert np.abs(b1.decode(z1).astype(int) - bn.decode(z1).astype(int)).max() <= 1
+
+
 def test_tensorrt_refuses_int8_clearly() -> None:
     from livevae.backends.tensorrt_backend import TensorRTBackend
 
