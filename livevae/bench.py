@@ -124,14 +124,8 @@ def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads:
         mode = "jit" if name.startswith("torch-cpu-jit") else "eager"
         tb = TorchBackend.from_file(str(model_path), mode=mode, channels_last=True)
         return tb, tb.describe()
-    precision = None
-    for p in ("fp32", "fp16", "int8", "bf16"):  # e.g. onnxruntime+fp32: a backend at a named precision
-        if name.endswith("+" + p):
-            name, precision = name.removesuffix("+" + p), p
-    logs: list[str] = []
-    b = create(
-        model_path, name, batch=1 if batch == 1 else None, precision=precision, cache_dir=cache, logger=logs.append
-    )
+    logs: list[str] = []  # NAME+fp32 / NAME+int8 pin a precision (create's split_precision)
+    b = create(model_path, name, batch=1 if batch == 1 else None, cache_dir=cache, logger=logs.append)
     return b, logs[-1].removeprefix("using ")
 
 

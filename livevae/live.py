@@ -765,7 +765,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("show", nargs="?", help="show file (.toml); flags given as well override it")
     g = p.add_argument_group("model")
     g.add_argument("--model", help="model file (.safetensors)")
-    g.add_argument("--backend", help=f"inference backend: auto, torch, onnxruntime, tensorrt ... (default {d.backend})")
+    g.add_argument(
+        "--backend",
+        help="inference backend: auto, torch, onnxruntime, tensorrt ..., optionally with a precision, e.g. "
+        f"onnxruntime+fp32 (default {d.backend})",
+    )
     g.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
     g = p.add_argument_group("input")
     g.add_argument("--source", action="append", dest="sources", metavar="SPEC",

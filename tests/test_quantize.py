@@ -173,6 +173,26 @@ def test_create_defaults_to_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPa
     assert any("int8 unavailable, using fp32" in s and "on average" in s for s in lines), lines
 
 
+def test_precision_named_with_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    """`--backend onnxruntime+fp32` (or a show file's backend = "onnxruntime+fp32") pins the precision."""
+    calls: list[str | None] = []
+
+    def fake(model_path: object, provider: str = "cpu", batch: int | None = 1, precision: str = "fp32", **kw: object):
+        calls.append(precision)
+        return SimpleNamespace(name="onnxruntime")
+
+    monkeypatch.setattr(OnnxRuntimeBackend, "from_file", classmethod(lambda cls, *a, **kw: fake(*a, **kw)))
+    monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: True)
+    create(DEMO, "onnxruntime+fp32", logger=lambda s: None)
+    create(DEMO, "onnxruntime+int8", logger=lambda s: None)
+    create(DEMO, "onnxruntime", logger=lambda s: None)
+    assert calls == ["fp32", "int8", "int8"]
+    with pytest.raises(EngineError, match="disagree"):
+        create(DEMO, "onnxruntime+fp32", precision="int8", logger=lambda s: None)
+    with pytest.raises(EngineError, match="unknown"):
+        create(DEMO, "onnxruntime+int4", logger=lambda s: None)
+
+
 def test_int8_export_is_cached_and_checked(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     model = random_model("tiny").eval()
     from livevae.model import save_model

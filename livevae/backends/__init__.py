@@ -94,6 +94,21 @@ def _make(
     raise EngineError(f"backend {name!r}: unknown; expected one of auto, {', '.join(NAMES)}")
 
 
+PRECISION_SUFFIXES = ("fp32", "fp16", "bf16", "int8")
+
+
+def split_precision(backend: str, precision: str | None = None) -> tuple[str, str | None]:
+    """'onnxruntime+fp32' -> ('onnxruntime', 'fp32'): a precision named with the backend, so every place that
+    takes a backend name (--backend, a show file's `backend =`) can also pin one. An explicit precision
+    argument that disagrees is an error; a name without a suffix keeps `precision` as given."""
+    name, plus, suffix = backend.partition("+")
+    if not plus or suffix not in PRECISION_SUFFIXES:
+        return backend, precision  # e.g. bench-only variants such as onnxruntime+spin pass through
+    if precision is not None and precision != suffix:
+        raise EngineError(f"backend {backend!r} with precision {precision!r}: they disagree; name one precision")
+    return name, suffix
+
+
 def create(
     model_path: str | os.PathLike[str],
     backend: str = "auto",
@@ -109,7 +124,8 @@ def create(
 
     batch: 1 = static batch-1 graphs/engines for live use; None = dynamic batch for offline runs.
     precision: None = the backend's default (fp16 on GPUs; on CPU int8 for ONNX Runtime where the CPU has
-    int8 dot products, else fp32), or 'fp32'/'fp16' ('bf16' torch-cuda, 'int8' ONNX Runtime CPU).
+    int8 dot products, else fp32), or 'fp32'/'fp16' ('bf16' torch-cuda, 'int8' ONNX Runtime CPU); also
+    given as a suffix of the name, 'onnxruntime+fp32' (see split_precision).
     threads: ONNX Runtime CPU threads (default min(2, cores)); 1 leaves a core to capture and display.
     Every skipped backend is logged with its reason, one stderr line each, then the choice.
     Raises ModelError for a missing/bad model file (before trying any backend) and EngineError when
@@ -119,6 +135,7 @@ def create(
 
     model_path = str(model_path)
     read_model_header(model_path)  # a bad model file is the user's error, not a reason to fall back
+    backend, precision = split_precision(backend, precision)
     names = order if backend == "auto" else (backend,)
     reasons: list[str] = []
     for name in names:
