@@ -143,3 +143,23 @@ def test_export_command(tiny: tuple[Path, Path], capsys: pytest.CaptureFixture[s
     assert main(["export", str(model), "--backend", "tensorrt", "--cache-dir", str(cache)]) in (0, 1)
     if not torch.cuda.is_available():
         assert "error:" in capsys.readouterr().err  # no TensorRT/CUDA here: one clear line, exit 1
+
+
+def test_export_command_default_precisions_on_a_model_with_its_pca(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A trained model carries its latent PCA ([K, zdim] buffers): every default precision must export it
+    (the fp16 copy once rebuilt the model empty-handed and failed on exactly those buffers)."""
+    from livevae.bench import random_model
+    from livevae.model import save_model
+
+    m = random_model("tiny")
+    comps = torch.linalg.qr(torch.randn(m.cfg.zdim, 2))[0].t()  # [2, zdim], orthonormal rows
+    m.set_pca(torch.zeros(m.cfg.zdim), comps, torch.tensor([2.0, 1.0]))
+    path = save_model(m, tmp_path / "with-pca.safetensors")
+    assert main(["export", str(path), "--batch", "live", "--cache-dir", str(tmp_path / "cache")]) == 0
+    out = capsys.readouterr().out
+    assert "encoder-b1-fp32" in out and "decoder-b1-fp16" in out
+    from livevae.backends.quantize import cpu_has_int8_dot
+
+    assert ("decoder-b1-int8" in out) == cpu_has_int8_dot()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -168,9 +169,8 @@ def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
         return
     export_model = model
     if spec.precision == "fp16":
-        export_model = VAE(cfg)
-        export_model.load_state_dict(model.state_dict())
-        export_model = export_model.half().eval()
+        # A copy, not VAE(cfg) + load_state_dict: a trained model's PCA buffers are [K, zdim], a fresh one's [0, zdim].
+        export_model = copy.deepcopy(model).half().eval()
     wrapper = spec.module(export_model)
     example = torch.from_numpy(spec.sample(cfg, spec.batch or 2))
     kw: dict[str, Any] = {}
