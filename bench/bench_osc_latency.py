@@ -27,32 +27,25 @@ import torch
 from pythonosc.udp_client import SimpleUDPClient
 
 from livevae.backends import create
-from livevae.live import FrameInfo, LiveLoop
+from livevae.live import FrameInfo, LiveLoop, Watcher
 from livevae.model import VAE, preset, save_model
 from livevae.show import ShowController, build_show
 
 
-class Probe:
+class Probe(Watcher):
     """Records z as it passes; `after` also records presentation times."""
 
     def __init__(self, record: dict[int, Any], key: str) -> None:
         self.record, self.key, self.index = record, key, 0
 
-    def start(self, loop: object) -> None: ...
-
     def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
         self.record.setdefault(self.index, {})[self.key] = float(z[0, 0])
         return z
-
-    def handle_action(self, action: str, arg: object) -> bool:
-        return False
 
     def on_frame(self, info: FrameInfo) -> None:
         if self.key == "after":
             self.record[info.index]["presented"] = time.monotonic()
         self.index = info.index + 1
-
-    def stop(self) -> None: ...
 
 
 def main() -> int:

@@ -120,6 +120,26 @@ class Controller(Protocol):
     def stop(self) -> None: ...
 
 
+class Watcher:
+    """A Controller that moves nothing: the protocol's no-op half, so probes, clocks and recorders that only
+    watch frames override on_frame (or modulate) and nothing else."""
+
+    def start(self, loop: LiveLoop) -> None:
+        pass
+
+    def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
+        return z
+
+    def handle_action(self, action: str, arg: object) -> bool:
+        return False
+
+    def on_frame(self, info: FrameInfo) -> None:
+        pass
+
+    def stop(self) -> None:
+        pass
+
+
 class StageTimes:
     """Per-stage timings: running count and sum for means, the last `keep` samples for percentiles."""
 

@@ -27,6 +27,7 @@ from livevae.installation import (
     scene_at,
     step_weight,
 )
+from livevae.live import Watcher
 from livevae.model import preset
 from livevae.watchdog import GuardedBackend
 
@@ -373,18 +374,9 @@ def test_closed_hours_hold_a_black_frame_without_the_model(tmp_path: Path, tiny_
     backend.decode = counting  # type: ignore[method-assign]
     seen: list[tuple[float, bool]] = []
 
-    class Watch:
-        def start(self, loop: Any) -> None: ...
-        def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
-            return z
-
-        def handle_action(self, action: str, arg: object) -> bool:
-            return False
-
+    class Watch(Watcher):
         def on_frame(self, info: Any) -> None:
             seen.append((float(info.output.mean()), loop.hold is not None))
-
-        def stop(self) -> None: ...
 
     cfg = LiveConfig(model=str(tiny_model_file), backend="torch", sources=["testcard"], headless=True, realtime=True)
     loop = LiveLoop(cfg, backend, state, [ctl, Watch()])

@@ -24,6 +24,7 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from livevae.control import ControlState
 from livevae.curves import CURVES
+from livevae.live import Watcher
 from livevae.osc import (
     Mapping,
     OscError,
@@ -280,7 +281,7 @@ def _show(tmp_path: Path, model: Path, extra: str = "") -> Path:
     return p
 
 
-class _Probe:
+class _Probe(Watcher):
     """A controller after the show's: at frame `at` it sends OSC over UDP and waits for its arrival, and it
     keeps every decoded frame and modulated latent."""
 
@@ -289,13 +290,6 @@ class _Probe:
         self.outputs: list[np.ndarray] = []
         self.zs: list[np.ndarray] = []
         self.server: OscServer | None = None
-
-    def start(self, loop: object) -> None: ...
-    def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
-        return z
-
-    def handle_action(self, action: str, arg: object) -> bool:
-        return False
 
     def on_frame(self, info: object) -> None:
         self.outputs.append(info.output.copy())  # type: ignore[attr-defined]
@@ -306,8 +300,6 @@ class _Probe:
             for a, v in self.messages:
                 c.send_message(a, v)
             assert _wait(lambda: self.server.stats.handled >= before + len(self.messages))  # type: ignore[union-attr]
-
-    def stop(self) -> None: ...
 
 
 def _run(show: Path, messages: list[tuple[str, float]], at: int = 5) -> tuple[_Probe, object]:
@@ -381,18 +373,9 @@ def test_garbage_flood_neither_crashes_nor_stalls_the_loop(tmp_path: Path, pca_m
     srv = ctrl.server  # type: ignore[attr-defined]
     presented: list[float] = []
 
-    class Clock:
-        def start(self, loop: object) -> None: ...
-        def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
-            return z
-
-        def handle_action(self, action: str, arg: object) -> bool:
-            return False
-
+    class Clock(Watcher):
         def on_frame(self, info: object) -> None:
             presented.append(time.monotonic())
-
-        def stop(self) -> None: ...
 
     loop = LiveLoop(cfg, create(cfg.model, "torch"), state, [*controllers, Clock()])
     runner = threading.Thread(target=loop.run)

@@ -21,7 +21,7 @@ import pytest
 
 from livevae.control import ControlState
 from livevae.installation import InstallationController, parse_section
-from livevae.live import FrameInfo, LiveConfig, LiveLoop
+from livevae.live import FrameInfo, LiveConfig, LiveLoop, Watcher
 from livevae.source import Source
 from tests.conftest import pattern_frames, write_video
 
@@ -38,30 +38,18 @@ def tiny_model_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return save_model(m, tmp_path_factory.mktemp("tiny") / "tiny.safetensors")
 
 
-class Probe:
+class Probe(Watcher):
     """Records every presented frame's info (without the arrays) for the assertions."""
 
     def __init__(self) -> None:
         self.infos: list[FrameInfo] = []
         self.lock = threading.Lock()
 
-    def start(self, loop: Any) -> None:
-        pass
-
-    def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
-        return z
-
-    def handle_action(self, action: str, arg: object) -> bool:
-        return False
-
     def on_frame(self, info: FrameInfo) -> None:
         mean = float(info.output.mean()) if info.output is not None else -1.0
         with self.lock:
             self.infos.append(FrameInfo(info.index, info.t, info.fps, info.source, info.dropped, mean, {},
                                         info.fallback, recording=info.recording))  # fmt: skip
-
-    def stop(self) -> None:
-        pass
 
     def count(self, pred: Callable[[FrameInfo], bool] = lambda i: True) -> int:
         with self.lock:

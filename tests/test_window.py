@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from livevae.hud import HudInfo, hud_lines
+from livevae.live import Watcher
 from livevae.window import DisplayThread, Window, WindowConfig, WindowError, fit_rect
 
 pygame = pytest.importorskip("pygame")
@@ -133,15 +134,8 @@ def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path, 
     )
     loop = LiveLoop(cfg, create(str(tiny_model_file), "torch"))
 
-    class Keys:
+    class Keys(Watcher):
         grabbed: np.ndarray | None = None
-
-        def start(self, loop: LiveLoop) -> None: ...
-        def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
-            return z
-
-        def handle_action(self, action: str, arg: object) -> bool:
-            return False
 
         def on_frame(self, info: object) -> None:
             i = loop.index
@@ -150,8 +144,6 @@ def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path, 
                 pygame.event.post(pygame.event.Event(pygame.KEYDOWN, key=key, mod=0, unicode="", scancode=0))
             if i == 5 and loop.window is not None:
                 Keys.grabbed = loop.window.grab()
-
-        def stop(self) -> None: ...
 
     loop.controllers.append(Keys())
     stats = loop.run()

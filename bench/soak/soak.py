@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from livevae.live import Watcher
+
 GOAL_RSS_MB_PER_HOUR = 5.0
 GOAL_MAX_GAP_MS = 250.0
 RING = 500  # stage-timing ring size in the soak (the loop's default, 20000, fills for 13 minutes)
@@ -72,7 +74,7 @@ def tiny_model(folder: Path) -> Path:
     return save_model(m, folder / "tiny.safetensors")
 
 
-class Probe:
+class Probe(Watcher):
     """A controller that only watches: the time of every presented frame, into a preallocated array."""
 
     def __init__(self, capacity: int) -> None:
@@ -80,23 +82,11 @@ class Probe:
         self.fallback = 0
         self.n = 0
 
-    def start(self, loop: Any) -> None:
-        pass
-
-    def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
-        return z
-
-    def handle_action(self, action: str, arg: object) -> bool:
-        return False
-
     def on_frame(self, info: Any) -> None:
         if self.n < len(self.times):
             self.times[self.n] = time.monotonic()
             self.n += 1
         self.fallback += bool(info.fallback)
-
-    def stop(self) -> None:
-        pass
 
 
 class RssSampler:
