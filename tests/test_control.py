@@ -7,7 +7,7 @@ import threading
 import numpy as np
 import pytest
 
-from livevae.control import ControlError, ControlState, LfoSettings
+from livevae.control.state import ControlError, ControlState, LfoSettings
 
 
 def test_set_get_clamp_and_aliases() -> None:

@@ -7,9 +7,9 @@ import itertools
 import numpy as np
 import pytest
 
-from livevae.control import ControlState
-from livevae.curves import CURVES, CurveError, curve, curve_inverse, scale, unscale
-from livevae.osc import Mapping, OscError, OscServer
+from livevae.control.curves import CURVES, CurveError, curve, curve_inverse, scale, unscale
+from livevae.control.state import ControlState
+from livevae.controllers.osc import Mapping, OscError, OscServer
 
 
 @pytest.mark.parametrize("name", [c for c in CURVES if c != "toggle"])

@@ -8,8 +8,8 @@ from pathlib import Path
 import av
 import pytest
 
-from livevae import demo
-from livevae.live import LiveError
+from livevae.loop import LiveError
+from livevae.show import demo
 
 
 def parse(*argv: str) -> argparse.Namespace:
@@ -50,7 +50,7 @@ def test_demo_without_its_model_says_what_is_missing(tmp_path: Path, monkeypatch
 def test_bundled_demo_show_renders(tmp_path: Path) -> None:
     if not demo.DEMO_SHOW.is_file():
         pytest.skip(f"{demo.DEMO_SHOW} not written yet (the control engineer's show file)")
-    pytest.importorskip("livevae.show")
+    pytest.importorskip("livevae.show.showfile")
     out = tmp_path / "show.mp4"
     try:
         assert demo.run(parse("--out", str(out), "--frames", "8")) == 0

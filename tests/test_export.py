@@ -13,15 +13,15 @@ import torch
 
 from livevae.backends import EngineError
 from livevae.backends.onnx_export import TOLERANCE, NetSpec, check_export, export
-from livevae.cli import main
-from livevae.export import specs_for
+from livevae.cli.main import main
 from livevae.model import ModelError, load_model
+from livevae.offline.export import specs_for
 
 
 def shared_tiny(base: Path) -> tuple[Path, Path]:
     """(tiny model file, export cache) shared by this session's backend tests: same bytes -> cache hits."""
-    from livevae.bench import random_model
     from livevae.model import save_model
+    from livevae.offline.bench import random_model
 
     path, cache = base / "backends-tiny.safetensors", base / "livevae-cache"
     if not path.exists():
@@ -150,8 +150,8 @@ def test_export_command_default_precisions_on_a_model_with_its_pca(
 ) -> None:
     """A trained model carries its latent PCA ([K, zdim] buffers): every default precision must export it
     (the fp16 copy once rebuilt the model empty-handed and failed on exactly those buffers)."""
-    from livevae.bench import random_model
     from livevae.model import save_model
+    from livevae.offline.bench import random_model
 
     m = random_model("tiny")
     comps = torch.linalg.qr(torch.randn(m.cfg.zdim, 2))[0].t()  # [2, zdim], orthonormal rows

@@ -17,8 +17,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from livevae.control import ControlState
-from livevae.installation import InstallationError, parse_section
+from livevae.control.state import ControlState
+from livevae.installation.controller import InstallationError, parse_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,8 +66,8 @@ def test_osc_flood_of_random_and_mutated_datagrams() -> None:
 
 
 def test_osc_binds_localhost_by_default() -> None:
-    from livevae.osc import DEFAULT_HOST, OscServer
-    from livevae.show import OscSection
+    from livevae.controllers.osc import DEFAULT_HOST, OscServer
+    from livevae.show.showfile import OscSection
 
     assert DEFAULT_HOST == "127.0.0.1" and OscSection().host == "127.0.0.1"
     srv = OscServer(ControlState(16), port=0)
@@ -85,7 +85,7 @@ def test_random_midi_bytes(tmp_path: Path) -> None:
     """200k random bytes through mido's parser into the show's MIDI mappings: no exception, finite controls."""
     import mido
 
-    from livevae.midi import from_show
+    from livevae.controllers.midi import from_show
 
     state = ControlState(16, 4)
     section = {
@@ -196,7 +196,7 @@ def _mutate(text: str, rng: random.Random) -> str:
 @given(seed=st.integers(0, 2**32 - 1))
 def test_fuzzed_show_files_give_show_errors(tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
     """build_show on a mutated show: a valid show, or ShowError with the file named; never another exception."""
-    from livevae.show import ShowError, build_show
+    from livevae.show.showfile import ShowError, build_show
 
     folder = _show_folder(tmp_path_factory)
     text = _mutate(VALID_SHOW.format(model=folder / "tiny.safetensors"), random.Random(seed))

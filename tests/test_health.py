@@ -12,8 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from livevae import health
-from livevae.health import HealthError, Heartbeat, StderrTee, read_heartbeat, rss_bytes, setup_log_file, write_atomic
+from livevae.installation import health
+from livevae.installation.health import (
+    HealthError,
+    Heartbeat,
+    StderrTee,
+    read_heartbeat,
+    rss_bytes,
+    setup_log_file,
+    write_atomic,
+)
 
 
 def test_rss_is_positive() -> None:
@@ -68,7 +76,7 @@ def test_unwritable_heartbeat_is_logged_not_raised(tmp_path: Path, caplog: pytes
     blocker = tmp_path / "file"
     blocker.write_text("x")
     hb = Heartbeat(blocker / "heartbeat.json", interval=60)  # a folder that is a file: cannot be created
-    with caplog.at_level(logging.WARNING, "livevae.health"):
+    with caplog.at_level(logging.WARNING, "livevae.installation.health"):
         assert not hb.write_now()
         assert not hb.write_now()
     assert hb.errors == 2

@@ -13,8 +13,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livevae.control import ControlState
-from livevae.installation import (
+from livevae.control.state import ControlState
+from livevae.installation.controller import (
     AutopilotLfo,
     InstallationController,
     InstallationError,
@@ -27,9 +27,9 @@ from livevae.installation import (
     scene_at,
     step_weight,
 )
-from livevae.live import Watcher
+from livevae.installation.watchdog import GuardedBackend
+from livevae.loop import Watcher
 from livevae.model import preset
-from livevae.watchdog import GuardedBackend
 
 
 @pytest.fixture(scope="module")
@@ -82,7 +82,7 @@ def test_not_a_table() -> None:
 
 
 def test_apply_display() -> None:
-    from livevae.live import LiveConfig
+    from livevae.loop import LiveConfig
 
     cfg = apply_display(LiveConfig(loop=False), parse_section({"display": 1, "cursor": False}))
     assert cfg.window.fullscreen and cfg.window.display == 1 and not cfg.window.cursor and not cfg.window.hud
@@ -173,7 +173,7 @@ class FakeLoop:
 
 
 def info(i: int) -> Any:
-    from livevae.live import FrameInfo
+    from livevae.loop import FrameInfo
 
     return FrameInfo(index=i, t=i / 25, fps=25.0, source="clip.mp4", dropped=0, latency_ms=12.0)
 
@@ -194,10 +194,10 @@ def test_hand_back_at_first_input_and_resume_after_idle(tmp_path: Path, monkeypa
     ctl, state, mono, _ = make(
         tmp_path, {"autopilot": {"idle_timeout": 30, "fade_in": 2, "release": 0.2, "scenes": ["dusk", "rain"]}}
     )
-    import livevae.control
+    import livevae.control.state
 
-    monkeypatch.setattr(livevae.control.time, "monotonic", mono)  # ControlState stamps input with this clock
-    from livevae.control import LfoSettings
+    monkeypatch.setattr(livevae.control.state.time, "monotonic", mono)  # ControlState stamps input with this clock
+    from livevae.control.state import LfoSettings
 
     state.set("smooth", 0.3, origin="show")  # the show's starting values and LFOs
     state.set_lfo(0, LfoSettings(target="z/1", depth=1.0), origin="show")
@@ -356,7 +356,7 @@ def test_closed_hours_hold_a_black_frame_without_the_model(tmp_path: Path, tiny_
     import threading
 
     from livevae.backends import create
-    from livevae.live import LiveConfig, LiveLoop
+    from livevae.loop import LiveConfig, LiveLoop
 
     wall = Clock(NOON + 6.5 * 3600)  # 18:30 Berlin on a Tuesday: closed
     sec = parse_section({"schedule": {"open": ["mon-fri 10:00-18:00"], "timezone": "Europe/Berlin", "closed_fps": 10},
@@ -409,7 +409,7 @@ def test_restart_mode_exec_replaces_the_process(tmp_path: Path) -> None:
     script.write_text(
         "import os, sys\n"
         "from pathlib import Path\n"
-        "from livevae.installation import InstallationController, parse_section\n"
+        "from livevae.installation.controller import InstallationController, parse_section\n"
         "n = int(os.environ.get('LIVEVAE_TEST_RUN', '0')) + 1\n"
         "os.environ['LIVEVAE_TEST_RUN'] = str(n)\n"
         "with open(sys.argv[1], 'a') as f:\n"
@@ -435,7 +435,7 @@ def test_gallery_show_builds(tmp_path: Path) -> None:
     import torch
 
     from livevae.model import VAE, save_model
-    from livevae.show import build_show
+    from livevae.show.showfile import build_show
 
     m = VAE(preset("tiny")).eval()
     m.set_pca(torch.zeros(16), torch.eye(16)[:2], torch.ones(2))

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from livevae.control import ControlError, ControlState, LfoSettings
-from livevae.lfo import LfoClock, apply_lfos, cycles_at, lfo_value, wave
+from livevae.control.lfo import LfoClock, apply_lfos, cycles_at, lfo_value, wave
+from livevae.control.state import ControlError, ControlState, LfoSettings
 
 
 def test_sine_and_triangle_shapes() -> None:

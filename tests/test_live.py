@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 
 from livevae.backends import create
-from livevae.live import FrameInfo, LiveConfig, LiveError, LiveLoop, add_arguments, apply_flags, run
-from livevae.source import Source, SourceError
+from livevae.loop import FrameInfo, LiveConfig, LiveError, LiveLoop, add_arguments, apply_flags, run
+from livevae.media.source import Source, SourceError
 from tests.conftest import pattern_frames, write_video
 from tests.test_source import FlakySource
 
@@ -170,7 +170,7 @@ def test_controller_modulates_and_sees_every_frame(tmp_path: Path, tiny_model_fi
 
 
 def test_actions_record_screenshot_and_quit(tmp_path: Path, tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
-    from livevae.control import ControlState
+    from livevae.control.state import ControlState
 
     clip = write_video(tmp_path / "in.mp4", pattern_frames(6, 96, 72), fps=15)
     state = ControlState(zdim=16)
@@ -263,7 +263,7 @@ def test_live_command_renders_headless(tmp_path: Path, tiny_model_file: Path, ca
 
 
 def test_source_action_switches_and_rejects_bad_specs(tmp_path: Path, tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
-    from livevae.control import ControlState
+    from livevae.control.state import ControlState
 
     a = write_video(tmp_path / "a.mp4", pattern_frames(3, 96, 72), fps=25)
     state = ControlState(zdim=16)
@@ -271,7 +271,7 @@ def test_source_action_switches_and_rejects_bad_specs(tmp_path: Path, tiny_model
     made: list[Source] = []
 
     def make(spec: str) -> Source:
-        from livevae.source import open_source
+        from livevae.media.source import open_source
 
         made.append(open_source(spec))
         return made[-1]
@@ -299,7 +299,7 @@ def test_show_fps_overrides_the_source_rate(tmp_path: Path, tiny_model_file: Pat
 def test_virtual_camera_is_skipped_cleanly_when_absent(monkeypatch: pytest.MonkeyPatch, capsys) -> None:  # type: ignore[no-untyped-def]
     import sys
 
-    from livevae.virtualcam import open_virtualcam
+    from livevae.outputs.virtualcam import open_virtualcam
 
     monkeypatch.setitem(sys.modules, "pyvirtualcam", None)  # import fails as when the extra is not installed
     assert open_virtualcam((640, 360), 30) is None
@@ -309,7 +309,7 @@ def test_virtual_camera_is_skipped_cleanly_when_absent(monkeypatch: pytest.Monke
 def test_virtual_camera_sends_the_newest_frame_scaled() -> None:
     import time
 
-    from livevae.virtualcam import VirtualCam
+    from livevae.outputs.virtualcam import VirtualCam
 
     class Device:  # stands in for pyvirtualcam.Camera: records what it is sent
         def __init__(self) -> None:
@@ -336,8 +336,8 @@ def test_device_preprocessing_matches_the_cpu_path(backend) -> None:  # type: ig
     # The GPU path for torch-cuda backends; torch runs the same code on the CPU here (no GPU on CI).
     import torch
 
-    from livevae.live import DevicePreprocessor
-    from livevae.preprocess import Preprocessor
+    from livevae.loop import DevicePreprocessor
+    from livevae.media.preprocess import Preprocessor
 
     for w, h in ((640, 480), (50, 30)):  # shrink (area) and enlarge (bicubic)
         frame = pattern_frames(1, w, h)[0]

@@ -14,8 +14,8 @@ import mido
 import pytest
 from mido import sockets
 
-from livevae.control import ControlState
-from livevae.midi import (
+from livevae.control.state import ControlState
+from livevae.controllers.midi import (
     Learned,
     MidiController,
     MidiError,
@@ -229,7 +229,7 @@ def test_learn_pad_arms_learn_and_is_never_learned_itself(tmp_path: Path) -> Non
 
 
 def test_learn_unknown_target_raises_control_error() -> None:
-    from livevae.control import ControlError
+    from livevae.control.state import ControlError
 
     m, _ = mapper()
     with pytest.raises(ControlError):
@@ -351,7 +351,7 @@ def test_no_midi_system_warns_once_and_goes_on(caplog: pytest.LogCaptureFixture)
     """Without an ALSA sequencer (this machine) listing ports raises inside rtmidi: one warning, no exception."""
     st = ControlState(zdim=4)
     ctl = MidiController(st, inputs=["*"], output="nano", rescan=0.1)
-    with caplog.at_level(logging.WARNING, logger="livevae.midi"):
+    with caplog.at_level(logging.WARNING, logger="livevae.controllers.midi"):
         ctl.start()
         try:
             time.sleep(0.35)
@@ -402,7 +402,7 @@ def test_hot_plug_opens_chosen_ports_by_prefix_and_survives_unplug(
     assert ctl.open_ports == ["nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"]  # chosen by prefix; Midi Through is not
     fake.callbacks["nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"](cc(1, 127))  # rtmidi's thread delivers
     assert st.get("mix") == 1.0
-    with caplog.at_level(logging.WARNING, logger="livevae.midi"):
+    with caplog.at_level(logging.WARNING, logger="livevae.controllers.midi"):
         fake.names = fake.names[:1]  # unplugged mid-show
         ctl.scan()
     assert ctl.open_ports == [] and fake.closed == ["nanoKONTROL2:nanoKONTROL2 MIDI 1 20:0"]
@@ -446,7 +446,7 @@ def test_end_to_end_through_socket_port(caplog: pytest.LogCaptureFixture) -> Non
         assert wait_for(lambda: any(m.is_cc(8) for m in drain(client, got)))
         assert [m.value for m in got if m.is_cc(8)][-1] == 127
         assert not any(m.is_cc(7) for m in got)  # no echo to the fader that made the change
-        with caplog.at_level(logging.WARNING, logger="livevae.midi"):
+        with caplog.at_level(logging.WARNING, logger="livevae.controllers.midi"):
             hang_up(client)
             server.close()
             assert wait_for(lambda: ctl.stats.vanished >= 1)
@@ -508,8 +508,8 @@ def test_show_with_midi_section_over_a_socket_port(tmp_path: Path, tiny_model_fi
     from pythonosc.osc_message_builder import build_msg
 
     from livevae.backends import create
-    from livevae.live import LiveLoop
-    from livevae.show import build_show
+    from livevae.loop import LiveLoop
+    from livevae.show.showfile import build_show
 
     port = free_port()
     show = tmp_path / "show.toml"
@@ -544,7 +544,7 @@ def test_show_with_midi_section_over_a_socket_port(tmp_path: Path, tiny_model_fi
 
 
 def test_port_listing_command(capsys: pytest.CaptureFixture[str]) -> None:
-    from livevae.midi import main
+    from livevae.controllers.midi import main
 
     assert main([]) == 0
     out = capsys.readouterr().out

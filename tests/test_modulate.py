@@ -8,8 +8,8 @@ import numpy as np
 import pytest
 import torch
 
-from livevae.control import ControlState, LfoSettings
-from livevae.modulate import ModulateError, Modulator, Pca, load_pca, modulate, modulate_latent
+from livevae.control.modulate import ModulateError, Modulator, Pca, load_pca, modulate, modulate_latent
+from livevae.control.state import ControlState, LfoSettings
 
 
 def _pca(zdim: int = 6, k: int = 2) -> Pca:

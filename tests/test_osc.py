@@ -22,10 +22,9 @@ from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.udp_client import SimpleUDPClient
 
-from livevae.control import ControlState
-from livevae.curves import CURVES
-from livevae.live import Watcher
-from livevae.osc import (
+from livevae.control.curves import CURVES
+from livevae.control.state import ControlState
+from livevae.controllers.osc import (
     Mapping,
     OscError,
     OscFeedback,
@@ -36,6 +35,7 @@ from livevae.osc import (
     map_value,
     unmap_value,
 )
+from livevae.loop import Watcher
 
 # --- pure ------------------------------------------------------------------------------------------------------
 
@@ -117,7 +117,7 @@ def test_bad_messages_are_counted_and_logged_once(caplog: pytest.LogCaptureFixtu
     s = srv.stats
     assert (s.unknown, s.bad_args, s.malformed) == (6, 6, 3)
     assert s.by_address["/livevae/mix"] == 6
-    warnings = [r.getMessage() for r in caplog.records if r.name == "livevae.osc"]
+    warnings = [r.getMessage() for r in caplog.records if r.name == "livevae.controllers.osc"]
     assert len(warnings) == 4  # once per address (and once for malformed datagrams)
     assert any("/livevae/mix" in w and "expected one number" in w for w in warnings)
     assert st.snapshot().values() == {}
@@ -304,8 +304,8 @@ class _Probe(Watcher):
 
 def _run(show: Path, messages: list[tuple[str, float]], at: int = 5) -> tuple[_Probe, object]:
     from livevae.backends import create
-    from livevae.live import LiveLoop
-    from livevae.show import build_show
+    from livevae.loop import LiveLoop
+    from livevae.show.showfile import build_show
 
     cfg, state, controllers = build_show(show, osc_port=0)
     probe = _Probe(0, at, messages)
@@ -363,8 +363,8 @@ def _garbage(n: int, seed: int = 0) -> list[bytes]:
 
 def test_garbage_flood_neither_crashes_nor_stalls_the_loop(tmp_path: Path, pca_model: Path) -> None:
     from livevae.backends import create
-    from livevae.live import LiveLoop
-    from livevae.show import build_show
+    from livevae.loop import LiveLoop
+    from livevae.show.showfile import build_show
 
     show = _show(tmp_path, pca_model).read_text().replace("frames = 12", "seconds = 3.0\nrealtime = true")
     (tmp_path / "flood.toml").write_text(show)
@@ -407,7 +407,7 @@ def test_garbage_flood_neither_crashes_nor_stalls_the_loop(tmp_path: Path, pca_m
 
 
 def test_osc_map_command(tmp_path: Path, pca_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from livevae.cli import main
+    from livevae.cli.main import main
 
     assert main(["osc-map", "--zdim", "8", "--pcs", "2"]) == 0
     out = capsys.readouterr().out
@@ -426,7 +426,7 @@ def test_python_osc_root_warnings_are_filtered_once_server_runs(caplog: pytest.L
 
     from pythonosc.osc_message import OscMessage
 
-    from livevae.osc import _QUIET
+    from livevae.controllers.osc import _QUIET
 
     logging.getLogger().addFilter(_QUIET)
     try:

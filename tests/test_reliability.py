@@ -19,10 +19,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from livevae.control import ControlState
-from livevae.installation import InstallationController, parse_section
-from livevae.live import FrameInfo, LiveConfig, LiveLoop, Watcher
-from livevae.source import Source
+from livevae.control.state import ControlState
+from livevae.installation.controller import InstallationController, parse_section
+from livevae.loop import FrameInfo, LiveConfig, LiveLoop, Watcher
+from livevae.media.source import Source
 from tests.conftest import pattern_frames, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -207,9 +207,9 @@ class FlakyCamera(Source):
 
 def test_camera_read_errors(tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cam = FlakyCamera(fail_reads=range(30, 32), fail_opens=2)
-    import livevae.live
+    import livevae.loop
 
-    monkeypatch.setattr(livevae.live, "open_source", lambda spec, **kw: cam)
+    monkeypatch.setattr(livevae.loop, "open_source", lambda spec, **kw: cam)
     probe = Probe()
     loop = make_loop(
         tiny_model_file, live(tiny_model_file, ["0"], fallback="testcard"), [installation(tmp_path), probe]
@@ -246,9 +246,9 @@ def test_stalled_camera_is_restarted_by_the_watchdog(
         cams.append(HangingCamera(release))
         return cams[-1]
 
-    import livevae.live
+    import livevae.loop
 
-    monkeypatch.setattr(livevae.live, "open_source", open_source)
+    monkeypatch.setattr(livevae.loop, "open_source", open_source)
     probe = Probe()
     inst = installation(tmp_path, source_timeout=1)
     loop = make_loop(tiny_model_file, live(tiny_model_file, ["0"]), [inst, probe])
@@ -268,7 +268,7 @@ def test_backend_exception_is_survived_and_rebuilt(tmp_path: Path, tiny_model_fi
     with running(loop):
         more_frames(probe, 10)
         guarded = loop.backend
-        from livevae.watchdog import GuardedBackend
+        from livevae.installation.watchdog import GuardedBackend
 
         assert isinstance(guarded, GuardedBackend)
         first = guarded.inner
@@ -316,9 +316,9 @@ def test_full_disk_while_recording_simulated(
 ) -> None:
     """The writer raises ENOSPC mid-recording (monkeypatched): the recording fails with one message, the show
     goes on, and once space is back a new recording works."""
-    import livevae.video
+    import livevae.media.video
 
-    real_write = livevae.video.VideoWriter.write
+    real_write = livevae.media.video.VideoWriter.write
     budget = [15]
 
     def write(self: Any, rgb: np.ndarray) -> None:
@@ -327,7 +327,7 @@ def test_full_disk_while_recording_simulated(
             raise OSError(errno.ENOSPC, "No space left on device")
         real_write(self, rgb)
 
-    monkeypatch.setattr(livevae.video.VideoWriter, "write", write)
+    monkeypatch.setattr(livevae.media.video.VideoWriter, "write", write)
     probe = Probe()
     cfg = live(tiny_model_file, ["testcard"], record=str(tmp_path / "rec1.mp4"))
     loop = make_loop(tiny_model_file, cfg, [installation(tmp_path), probe])
@@ -336,14 +336,14 @@ def test_full_disk_while_recording_simulated(
         assert "No space left on device" in loop.recorder.error  # type: ignore[union-attr]
         more_frames(probe, 10)  # the show went on
         assert not probe.infos[-1].recording
-        monkeypatch.setattr(livevae.video.VideoWriter, "write", real_write)  # space is back
+        monkeypatch.setattr(livevae.media.video.VideoWriter, "write", real_write)  # space is back
         assert inst_state(loop) is not None
         inst_state(loop).post("record", False)
         wait_for(lambda: loop.recorder is None, "the failed recording to be closed")
         inst_state(loop).post("record", str(tmp_path / "rec2.mp4"))
         wait_for(lambda: loop.recorder is not None and loop.recorder.frames >= 10, "the new recording")
     assert (tmp_path / "rec2.mp4").stat().st_size > 0
-    from livevae.video import probe as probe_video
+    from livevae.media.video import probe as probe_video
 
     assert probe_video(tmp_path / "rec2.mp4").frames >= 10
 

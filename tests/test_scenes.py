@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livevae.control import ControlState, LfoSettings
-from livevae.modulate import Modulator
-from livevae.scenes import Scene, SceneBank, SceneError, anchor_from_frames, capture, recall_values
+from livevae.control.modulate import Modulator
+from livevae.control.scenes import Scene, SceneBank, SceneError, anchor_from_frames, capture, recall_values
+from livevae.control.state import ControlState, LfoSettings
 
 
 def test_capture_then_recall_reproduces_the_latent() -> None:
@@ -88,8 +88,8 @@ def test_live_saves_persist_to_the_sidecar(tmp_path: Path) -> None:
 
 def test_anchor_from_frames_is_the_mean_latent(make_video: Callable[..., Path], tiny_model_file: Path) -> None:
     from livevae.backends import create
-    from livevae.preprocess import Preprocessor
-    from livevae.video import iter_frames
+    from livevae.media.preprocess import Preprocessor
+    from livevae.media.video import iter_frames
 
     video = make_video("film.mp4", n=20, fps=10)
     b = create(str(tiny_model_file), "torch")
@@ -105,7 +105,7 @@ def test_anchor_from_frames_is_the_mean_latent(make_video: Callable[..., Path], 
 def test_show_controller_scene_actions_and_frame_scenes(
     tmp_path: Path, tiny_model_file: Path, make_video: Callable[..., Path]
 ) -> None:
-    from livevae.show import ShowController, build_show
+    from livevae.show.showfile import ShowController, build_show
 
     make_video("film.mp4", n=10, fps=10)
     show = tmp_path / "s.toml"

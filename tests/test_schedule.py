@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from livevae.schedule import (
+from livevae.installation.schedule import (
     ScheduleError,
     describe,
     is_open,

@@ -12,7 +12,7 @@ import pytest
 import torch
 from pythonosc.osc_message_builder import build_msg
 
-from livevae.show import (
+from livevae.show.showfile import (
     EXTENSIONS,
     ShowController,
     ShowError,
@@ -215,7 +215,7 @@ def test_watcher_picks_up_a_save(tmp_path: Path, pca_model: Path) -> None:
 
 
 def test_check_show_command(tmp_path: Path, pca_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    from livevae.cli import main
+    from livevae.cli.main import main
 
     good = _write(tmp_path, BASE.format(model=pca_model), "good.toml")
     bad = _write(tmp_path, BASE.format(model=pca_model).replace("pc/1", "pc/77"), "bad.toml")
@@ -255,8 +255,8 @@ def test_extension_sections_are_delegated_and_their_errors_wrapped(
 
 
 def test_default_controllers_for_flag_form(pca_model: Path) -> None:
-    from livevae.control import ControlState
-    from livevae.live import LiveConfig
+    from livevae.control.state import ControlState
+    from livevae.loop import LiveConfig
 
     state = ControlState(16, 6)
     (ctrl,) = default_controllers(LiveConfig(model=str(pca_model)), state)
@@ -280,7 +280,7 @@ def test_osc_flags_override_the_show(tmp_path: Path, pca_model: Path) -> None:
 def test_check_show_without_model_still_checks_extension_sections(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    from livevae.cli import main
+    from livevae.cli.main import main
 
     text = 'model = "missing.safetensors"\n\n[installation]\nno_such_key = 1\n'
     bad = _write(tmp_path, text, "inst.toml")

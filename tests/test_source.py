@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 import pytest
 
-from livevae.source import (
+from livevae.media.source import (
     Backoff,
     CameraSource,
     Capture,

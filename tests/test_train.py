@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from livevae.model import load_model
-from livevae.prep import FRAMES_FILE, META_FILE
+from livevae.offline.prep import FRAMES_FILE, META_FILE
 from train.checkpoint import CheckpointError, load_checkpoint
 from train.config import ConfigError, TrainConfig, load_recipe
 from train.dataset import DatasetError
@@ -195,7 +195,7 @@ def test_shipped_recipes_load() -> None:
 
 
 def test_cli_trains_and_resumes(tmp_path: Path) -> None:
-    from livevae.cli import main
+    from livevae.cli.main import main
 
     data = make_dataset(tmp_path / "d")
     recipe = tmp_path / "r.toml"

@@ -10,7 +10,7 @@ import av
 import numpy as np
 import pytest
 
-from livevae.video import AudioMux, VideoError, VideoWriter, concat, iter_frames, probe, read_comment
+from livevae.media.video import AudioMux, VideoError, VideoWriter, concat, iter_frames, probe, read_comment
 from tests.conftest import pattern_frames, write_video
 
 
@@ -108,7 +108,7 @@ def test_concat_is_lossless_and_checks_streams(tmp_path: Path) -> None:
 def test_prefetch_keeps_order_reraises_and_stops_early() -> None:
     import threading
 
-    from livevae.video import prefetch
+    from livevae.media.video import prefetch
 
     assert list(prefetch(iter(range(100)), depth=3)) == list(range(100))
 

@@ -8,8 +8,8 @@ import time
 import numpy as np
 import pytest
 
+from livevae.installation.watchdog import GuardedBackend, Watchdog, WatchdogError
 from livevae.model import ModelConfig, preset
-from livevae.watchdog import GuardedBackend, Watchdog, WatchdogError
 
 
 class Clock:

@@ -9,9 +9,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from livevae.hud import HudInfo, hud_lines
-from livevae.live import Watcher
-from livevae.window import DisplayThread, Window, WindowConfig, WindowError, fit_rect
+from livevae.loop import Watcher
+from livevae.outputs.hud import HudInfo, hud_lines
+from livevae.outputs.window import DisplayThread, Window, WindowConfig, WindowError, fit_rect
 
 pygame = pytest.importorskip("pygame")
 
@@ -120,7 +120,7 @@ def test_display_thread_presents_without_blocking_and_reads_keys() -> None:
 @pytest.mark.parametrize("threaded", [True, False])
 def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path, threaded: bool) -> None:
     from livevae.backends import create
-    from livevae.live import LiveConfig, LiveLoop
+    from livevae.loop import LiveConfig, LiveLoop
 
     shots = tmp_path / "shots"
     cfg = LiveConfig(

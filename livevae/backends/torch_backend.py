@@ -11,8 +11,8 @@ import torch
 from torch import nn
 
 from livevae.backends import EngineError
+from livevae.media.preprocess import to_tensor, to_uint8
 from livevae.model import VAE, load_model
-from livevae.preprocess import to_tensor, to_uint8
 
 DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 

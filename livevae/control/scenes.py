@@ -11,7 +11,7 @@ from pathlib import Path
 
 import numpy as np
 
-from livevae.control import ControlError, ControlState
+from livevae.control.state import ControlError, ControlState
 
 # Controls a recall leaves alone unless the scene names them: they are how the show is played, not where it is.
 KEPT_ON_RECALL = ("smooth", "slew", "bpm")
@@ -182,8 +182,8 @@ def anchor_from_frames(
     encode: uint8 [N, H, W, 3] at the model's size -> float32 [N, zdim]. Samples at most max_frames evenly.
     Raises SceneError naming the file when it has no frames in that span.
     """
-    from livevae.preprocess import Preprocessor
-    from livevae.video import VideoError, iter_frames
+    from livevae.media.preprocess import Preprocessor
+    from livevae.media.video import VideoError, iter_frames
 
     pre = Preprocessor(size)
     frames: list[np.ndarray] = []

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-log = logging.getLogger("livevae.control")
+log = logging.getLogger("livevae.control.state")
 
 
 class ControlError(Exception):

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-log = logging.getLogger("livevae.health")
+log = logging.getLogger("livevae.installation.health")
 
 HEARTBEAT_VERSION = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m livevae.health /var/tmp/livevae/heartbeat.json
-    _p = argparse.ArgumentParser(prog="python -m livevae.health", description=run.__doc__)
+if __name__ == "__main__":  # python -m livevae.installation.health /var/tmp/livevae/heartbeat.json
+    _p = argparse.ArgumentParser(prog="python -m livevae.installation.health", description=run.__doc__)
     add_arguments(_p)
     raise SystemExit(run(_p.parse_args()))

@@ -15,7 +15,7 @@ from typing import Any, TypeVar
 import av
 import numpy as np
 
-from livevae.preprocess import CropBox
+from livevae.media.preprocess import CropBox
 
 T = TypeVar("T")
 

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-log = logging.getLogger("livevae.watchdog")
+log = logging.getLogger("livevae.installation.watchdog")
 
 EXIT_HUNG = 70  # EX_SOFTWARE: the frame loop hung beyond repair in-process; the service manager restarts us
 

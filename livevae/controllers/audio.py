@@ -16,13 +16,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from livevae.control import ControlError, ControlState, canonical
-from livevae.midi import CURVES, scale, validation_message
+from livevae.control.state import ControlError, ControlState, canonical
+from livevae.controllers.midi import CURVES, scale, validation_message
 
 if TYPE_CHECKING:
-    from livevae.live import FrameInfo, LiveLoop
+    from livevae.loop import FrameInfo, LiveLoop
 
-log = logging.getLogger("livevae.audio")
+log = logging.getLogger("livevae.controllers.audio")
 
 FEATURES = ("rms", "low", "mid", "high", "onset", "flux")
 DEVICE_RETRY = 5.0  # s between attempts to open a missing/failed input device
@@ -843,7 +843,7 @@ class AudioController:
 def _video_period(path: Path, fallback: float) -> float:
     """How long a video source plays before it loops: its frame count / rate (the sound track may be a little
     longer or shorter, and wrapping at the sound's length would drift a little further every loop)."""
-    from livevae.video import probe
+    from livevae.media.video import probe
 
     try:
         info = probe(path)

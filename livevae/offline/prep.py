@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
-from livevae.preprocess import CropBox, PreprocessError, centre_crop, detect_bars, parse_crop, parse_size
-from livevae.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, prefetch, probe
+from livevae.media.preprocess import CropBox, PreprocessError, centre_crop, detect_bars, parse_crop, parse_size
+from livevae.media.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, prefetch, probe
 
 FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
 META_FILE = "meta.json"

@@ -21,9 +21,8 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from livevae.model import ModelError
-from livevae.preprocess import CropBox, PreprocessError, parse_size
-from livevae.video import (
+from livevae.media.preprocess import CropBox, PreprocessError, parse_size
+from livevae.media.video import (
     AUDIO_MODES,
     AudioMux,
     DecodeStats,
@@ -35,6 +34,7 @@ from livevae.video import (
     probe,
     read_comment,
 )
+from livevae.model import ModelError
 
 
 class ReconstructError(Exception):
@@ -425,7 +425,7 @@ def _check_writable(out: Path) -> None:
 
 
 def _crop_box(film: str, crop: str, size: tuple[int, int], start: float | None, end: float | None) -> CropBox:
-    from livevae.prep import resolve_crop  # the same crop rules as prep, so models see what they trained on
+    from livevae.offline.prep import resolve_crop  # the same crop rules as prep, so models see what they trained on
 
     return resolve_crop(Path(film), crop, size, start, end)
 

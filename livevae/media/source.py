@@ -229,7 +229,7 @@ class VideoFileSource(Source):
     def open(self) -> None:
         import av
 
-        from livevae.video import VideoError, open_container
+        from livevae.media.video import VideoError, open_container
 
         self.close()
         try:
@@ -505,7 +505,7 @@ def open_source(
     if s.lower().startswith("testcard"):
         card_size = size or (640, 480)
         if ":" in s:
-            from livevae.preprocess import PreprocessError, parse_size
+            from livevae.media.preprocess import PreprocessError, parse_size
 
             try:
                 card_size = parse_size(s.split(":", 1)[1])

@@ -18,13 +18,13 @@ import mido
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from livevae.control import ACTIONS, PERFORMER_ORIGINS, ControlError, ControlState, canonical
-from livevae.curves import CURVES, curve, scale, unscale
+from livevae.control.curves import CURVES, curve, scale, unscale
+from livevae.control.state import ACTIONS, PERFORMER_ORIGINS, ControlError, ControlState, canonical
 
 if TYPE_CHECKING:
-    from livevae.live import FrameInfo, LiveLoop
+    from livevae.loop import FrameInfo, LiveLoop
 
-log = logging.getLogger("livevae.midi")
+log = logging.getLogger("livevae.controllers.midi")
 
 CC_MODES = ("absolute", "twos", "offset", "signmag")  # absolute faders/knobs, and the three relative-encoder codings
 NOTE_MODES = ("gate", "toggle", "trigger")
@@ -976,7 +976,7 @@ class MidiController:
 
     def _attach_osc_from(self, loop: Any) -> None:
         """Find the show's OSC server among the loop's controllers and add /livevae/midi/learn to it."""
-        from livevae.osc import OscServer
+        from livevae.controllers.osc import OscServer
 
         for c in getattr(loop, "controllers", ()):
             for cand in (c, getattr(c, "server", None), getattr(c, "osc", None)):
@@ -1060,11 +1060,11 @@ def from_show(section: dict[str, Any], state: ControlState, show_path: Path) -> 
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """`python -m livevae.midi`: list MIDI ports (the names `inputs`/`output` match by prefix); with --monitor,
-    print what arrives (e.g. to find a knob's CC number and channel)."""
+    """`python -m livevae.controllers.midi`: list MIDI ports (the names `inputs`/`output` match by prefix); with
+    --monitor, print what arrives (e.g. to find a knob's CC number and channel)."""
     import argparse
 
-    p = argparse.ArgumentParser(prog="python -m livevae.midi", description=main.__doc__)
+    p = argparse.ArgumentParser(prog="python -m livevae.controllers.midi", description=main.__doc__)
     p.add_argument("--monitor", nargs="*", metavar="PORT", help="print messages from these inputs (default: all)")
     args = p.parse_args(argv)
     for what, fn in (("inputs", mido.get_input_names), ("outputs", mido.get_output_names)):

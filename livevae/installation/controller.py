@@ -16,16 +16,16 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from livevae import schedule as sched
-from livevae.health import HealthError, Heartbeat, StderrTee, rss_bytes, setup_log_file
-from livevae.lfo import wave
-from livevae.watchdog import GuardedBackend, Watchdog
+from livevae.control.lfo import wave
+from livevae.installation import schedule as sched
+from livevae.installation.health import HealthError, Heartbeat, StderrTee, rss_bytes, setup_log_file
+from livevae.installation.watchdog import GuardedBackend, Watchdog
 
 if TYPE_CHECKING:
-    from livevae.control import ControlState
-    from livevae.live import FrameInfo, LiveConfig, LiveLoop
+    from livevae.control.state import ControlState
+    from livevae.loop import FrameInfo, LiveConfig, LiveLoop
 
-log = logging.getLogger("livevae.installation")
+log = logging.getLogger("livevae.installation.controller")
 
 
 class InstallationError(Exception):
@@ -476,7 +476,7 @@ class InstallationController:
 
     def _restore_home(self) -> None:
         """Every control back to the show's starting values and LFOs (as they were when the show started)."""
-        from livevae.control import ControlError, LfoSettings
+        from livevae.control.state import ControlError, LfoSettings
 
         assert self.state is not None
         self.state.reset(origin="autopilot")
@@ -521,7 +521,7 @@ class InstallationController:
         s = self.sec.schedule
         size = getattr(loop, "size", None) or (256, 144)
         if s.closed == "still" and s.still:
-            from livevae.source import read_image
+            from livevae.media.source import read_image
 
             p = self._path(s.still)
             try:

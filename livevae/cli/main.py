@@ -9,15 +9,18 @@ from collections.abc import Sequence
 
 # name -> (module, one-line help). Each module defines `add_arguments(parser)` and `run(args) -> int`.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prep": ("livevae.prep", "decode a film into a frame dataset (memory-mapped uint8 array + JSON)"),
+    "prep": ("livevae.offline.prep", "decode a film into a frame dataset (memory-mapped uint8 array + JSON)"),
     "train": ("train.cli", "train a VAE-GAN on a frame dataset from a recipe"),
-    "reconstruct": ("livevae.reconstruct", "pass a whole film through a model into a new video, with its audio"),
-    "export": ("livevae.export", "export a model to ONNX and build TensorRT engines ahead of a show"),
-    "bench": ("livevae.bench", "measure every backend x preset against torch eager"),
-    "live": ("livevae.live", "run a show: camera/video in, reconstruction out, OSC/MIDI/audio control"),
-    "check-show": ("livevae.show", "validate a show file without playing it"),
-    "osc-map": ("livevae.osc", "print the OSC address map"),
-    "demo": ("livevae.demo", "run the bundled demo show (window if there is a display, else a file)"),
+    "reconstruct": (
+        "livevae.offline.reconstruct",
+        "pass a whole film through a model into a new video, with its audio",
+    ),
+    "export": ("livevae.offline.export", "export a model to ONNX and build TensorRT engines ahead of a show"),
+    "bench": ("livevae.offline.bench", "measure every backend x preset against torch eager"),
+    "live": ("livevae.loop", "run a show: camera/video in, reconstruction out, OSC/MIDI/audio control"),
+    "check-show": ("livevae.show.showfile", "validate a show file without playing it"),
+    "osc-map": ("livevae.controllers.osc", "print the OSC address map"),
+    "demo": ("livevae.show.demo", "run the bundled demo show (window if there is a display, else a file)"),
 }
 
 EPILOG = """examples:

@@ -102,7 +102,7 @@ class Recorder:
             return False
 
     def _run(self) -> None:
-        from livevae.video import VideoWriter
+        from livevae.media.video import VideoWriter
 
         writer: VideoWriter | None = None
         try:

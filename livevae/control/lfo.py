@@ -8,7 +8,7 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from livevae.control import LFO_SHAPES, SCALARS, VECTORS, ControlError, ControlSnapshot, LfoSettings
+from livevae.control.state import LFO_SHAPES, SCALARS, VECTORS, ControlError, ControlSnapshot, LfoSettings
 
 _MASK = (1 << 64) - 1
 

@@ -19,10 +19,10 @@ from pythonosc.dispatcher import Dispatcher, Handler
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
-from livevae.control import ACTIONS, LFO_PARAMS, SCALARS, VECTORS, ControlError, ControlState
-from livevae.curves import CurveError, curve, curve_inverse
+from livevae.control.curves import CurveError, curve, curve_inverse
+from livevae.control.state import ACTIONS, LFO_PARAMS, SCALARS, VECTORS, ControlError, ControlState
 
-log = logging.getLogger("livevae.osc")
+log = logging.getLogger("livevae.controllers.osc")
 
 
 class _QuietPythonOsc(logging.Filter):
@@ -716,12 +716,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from livevae.control import ControlState
+    from livevae.control.state import ControlState
 
     zdim, pcs, n_lfos = args.zdim, args.pcs, ControlState(1).n_lfos
     mappings: Sequence[Mapping] = ()
     if args.show:
-        from livevae.show import ShowError, load_show, model_sizes
+        from livevae.show.showfile import ShowError, load_show, model_sizes
 
         show = load_show(args.show)
         try:

@@ -1,0 +1,1 @@
+"""The `livevae` command line: one entry point, one module per subcommand."""

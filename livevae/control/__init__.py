@@ -1,0 +1,1 @@
+"""The control state and everything that shapes it: curves, LFOs, latent modulation, scenes."""

@@ -1,0 +1,1 @@
+"""Controllers that write into the control state: OSC, MIDI, audio."""

@@ -1,0 +1,1 @@
+"""Installation mode: unattended shows for weeks (opening hours, watchdog, heartbeat, log file)."""

@@ -1,0 +1,1 @@
+"""Media in: decoding and writing films (PyAV), frame sources and their capture threads, preprocessing."""

@@ -1,0 +1,1 @@
+"""Offline jobs: prep a film into a dataset, reconstruct a film, export engines, benchmark backends."""
