@@ -11,10 +11,11 @@ from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watcher, services_of
 from livevae.media.preprocess import Preprocessor
 from livevae.media.source import FALLBACKS, Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
 from livevae.outputs.hud import HudInfo, hud_lines
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from livevae.control.state import ControlState
 
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
+__all__ = ["Controller", "FrameInfo", "LiveConfig", "LiveError", "LiveLoop", "LiveStats", "Watcher"]
 
 
 class LiveError(Exception):
@@ -85,59 +87,6 @@ class LiveConfig:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
-
-
-@dataclass
-class FrameInfo:
-    """Passed to every controller after each presented frame."""
-
-    index: int
-    t: float  # show clock: wall seconds live, index / fps in offline renders
-    fps: float  # measured, recent
-    source: str
-    dropped: int  # frames dropped so far (stale in the source slot + recorder queue full)
-    latency_ms: float  # capture -> present of this frame
-    stage_ms: dict[str, float] = field(default_factory=dict)  # this frame's ms per stage
-    fallback: bool = False  # the source was down: this frame came from the fallback picture
-    frozen: bool = False
-    recording: bool = False
-    z: np.ndarray | None = None  # float32 [1, zdim] after modulation
-    output: np.ndarray | None = None  # uint8 [H, W, 3] the decoded picture (read-only: do not modify)
-
-
-class Controller(Protocol):
-    """Anything that moves the show: OSC, MIDI, audio, LFOs, cues. Writes into the ControlState from its own
-    threads; only modulate() runs in the frame loop, and it must be quick."""
-
-    def start(self, loop: LiveLoop) -> None: ...
-
-    def modulate(self, z: np.ndarray, t: float) -> np.ndarray: ...
-
-    def handle_action(self, action: str, arg: object) -> bool: ...
-
-    def on_frame(self, info: FrameInfo) -> None: ...
-
-    def stop(self) -> None: ...
-
-
-class Watcher:
-    """A Controller that moves nothing: the protocol's no-op half, so probes, clocks and recorders that only
-    watch frames override on_frame (or modulate) and nothing else."""
-
-    def start(self, loop: LiveLoop) -> None:
-        pass
-
-    def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
-        return z
-
-    def handle_action(self, action: str, arg: object) -> bool:
-        return False
-
-    def on_frame(self, info: FrameInfo) -> None:
-        pass
-
-    def stop(self) -> None:
-        pass
 
 
 class StageTimes:
@@ -275,6 +224,8 @@ class LiveLoop:
         # (picture, fps): show this instead of the model at a low rate, source stopped (installation closed hours)
         self.hold: tuple[np.ndarray, float] | None = None
         self._holding = False
+        self._posted: deque[tuple[str, object]] = deque(maxlen=256)  # from controllers' threads, via the handle
+        self.loop_handle: LoopHandle = _Handle(self)
 
     # --- controls the loop offers its controllers -------------------------------------------------------------
     def request_quit(self) -> None:
@@ -467,7 +418,7 @@ class LiveLoop:
 
             self.vcam = open_virtualcam(self.cfg.virtualcam_size, self.fps)
         for c in self.controllers:
-            c.start(self)
+            c.start(self.loop_handle)
 
     def _close(self) -> None:
         for c in self.controllers:
@@ -730,8 +681,56 @@ class LiveLoop:
             acts += self.window.poll()
         if self.state is not None:
             acts += self.state.drain_actions()
+        while self._posted:
+            acts.append(self._posted.popleft())
         for a, arg in acts:
             self.handle(a, arg)
+
+
+class _Handle(LoopHandle):
+    """The LoopHandle of one LiveLoop: controllers see this, never the loop's attributes."""
+
+    def __init__(self, loop: LiveLoop) -> None:
+        self._loop = loop
+
+    def status(self) -> LoopStatus:
+        lp = self._loop
+        inp = lp.input
+        return LoopStatus(
+            backend=lp.backend.name,
+            model=lp.cfg.model,
+            backend_spec=lp.cfg.backend,
+            offline=lp.offline,
+            size=lp.size,
+            index=lp.index,
+            sources=tuple(str(s) for s in lp.cfg.sources),
+            source_index=lp.source_index,
+            source_name=lp.source_name,
+            source_status=inp.status if inp is not None else "",
+            source_published=int(getattr(inp, "published", 0)),
+            controller_errors=lp.stats.controller_errors,
+        )
+
+    def post(self, action: str, arg: object = None) -> None:
+        self._loop._posted.append((action, arg))  # deque.append is atomic; drained on the frame thread
+
+    def request_quit(self) -> None:
+        self._loop.request_quit()
+
+    def hold(self, picture: np.ndarray, fps: float) -> None:
+        self._loop.hold = (picture, fps)  # one reference swap: the frame loop sees the old or the new hold
+
+    def resume(self) -> None:
+        self._loop.hold = None
+
+    def wrap_backend(self, wrap: Callable[[Backend], Backend]) -> None:
+        self._loop.backend = wrap(self._loop.backend)
+
+    def preprocess(self, image: np.ndarray) -> np.ndarray:
+        return self._loop.pre(image)
+
+    def service(self, name: str) -> object | None:
+        return services_of(self._loop.controllers).get(name)
 
 
 class DevicePreprocessor:

@@ -25,6 +25,7 @@ from livevae.controllers.audio import (
     from_show,
     map_features,
 )
+from tests.helpers.handle import RecordingHandle
 
 SR = 44100
 FPS = 25
@@ -184,14 +185,15 @@ def test_controller_from_show_file_maps_and_sends_osc(bbb: Path, tmp_path: Path)
 def test_source_input_uses_the_playing_video(bbb: Path) -> None:
     st = ControlState(zdim=4)
     ctl = AudioController(st, [AudioMapping("rms", "mix")], input="source")
-    ctl._loop = SimpleNamespace(cfg=SimpleNamespace(sources=["testcard", str(bbb)]), source_index=1)
+    handle = RecordingHandle(sources=("testcard", str(bbb)), source_index=1)
+    ctl._loop = handle
     feats = [ctl.step(i / FPS, FPS, "bigbuckbunny.mp4") for i in range(1, 40)]
     assert all(f is not None for f in feats) and st.get("mix") > 0
     assert ctl._pos(1.0) == pytest.approx(1.0 - 1 / FPS)  # the track started with the first frame
     assert ctl.reader is not None and ctl.reader.period == pytest.approx(132 / 25)  # loops with the picture
-    ctl._loop.source_index = 0  # the test card has no sound: a warning, no features, no exception
+    handle.update(source_index=0)  # the test card has no sound: a warning, no features, no exception
     assert ctl.step(2.0, FPS, "testcard") is None
-    ctl._loop.source_index = 1  # switched back: the film restarts from its beginning, and so does its sound
+    handle.update(source_index=1)  # switched back: the film restarts from its beginning, and so does its sound
     assert ctl.step(7.0, FPS, "bigbuckbunny.mp4") is not None
     assert ctl._pos(7.5) == pytest.approx(0.5)
 

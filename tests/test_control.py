@@ -138,3 +138,22 @@ def test_defaults_cover_every_target() -> None:
     assert d["gain/2"] == 1.0 and d["bpm"] == 120.0 and d["lfo/0/rate"] == 0.25
     s.set_many(d)  # setting every default is a no-op
     assert s.snapshot().values() == {}
+
+
+def test_reset_tells_listeners_each_control_that_moved() -> None:
+    """/livevae/reset moved controls without a word to feedback: the tablet's faders stayed where they were."""
+    st = ControlState(zdim=4, n_lfos=2)
+    st.set("mix", 0.5, origin="osc")
+    st.set("z/2", 1.25, origin="midi:cc")
+    st.set("lfo/1/depth", 0.3, origin="show")
+    heard: list[tuple[str, float, str]] = []
+    st.add_listener(lambda t, v, o: heard.append((t, v, o)))
+    st.reset(origin="osc:/livevae/reset")
+    assert sorted(heard) == [
+        ("lfo/1/depth", 0.0, "osc:/livevae/reset"),
+        ("mix", 0.0, "osc:/livevae/reset"),
+        ("z/2", 0.0, "osc:/livevae/reset"),
+    ]
+    heard.clear()
+    st.reset()  # nothing left to move: nothing to hear
+    assert heard == []

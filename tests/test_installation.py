@@ -7,7 +7,6 @@ import itertools
 import json
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
@@ -30,6 +29,7 @@ from livevae.installation.controller import (
 from livevae.installation.watchdog import GuardedBackend
 from livevae.loop import Watcher
 from livevae.model import preset
+from tests.helpers.handle import RecordingHandle
 
 
 @pytest.fixture(scope="module")
@@ -153,23 +153,12 @@ class Clock:
         return self.t
 
 
-class FakeLoop:
-    """The parts of LiveLoop the controller uses."""
-
-    def __init__(self) -> None:
-        self.cfg = SimpleNamespace(model="", backend="auto")
-        self.backend = SimpleNamespace(name="fake", cfg=preset("tiny"))
-        self.offline = False
-        self.size = (64, 48)
-        self.input = SimpleNamespace(status="running", published=0, name="clip.mp4")
-        self.source_index = 0
-        self.index = 0
-        self.stats = SimpleNamespace(controller_errors=0)
-        self.hold: tuple[np.ndarray, float] | None = None
-        self.quit = False
-
-    def request_quit(self) -> None:
-        self.quit = True
+def fake_loop() -> RecordingHandle:
+    """The handle a live loop gives the controller: a 64x48 model playing clip.mp4."""
+    return RecordingHandle(
+        backend_spec="auto", backend="fake", size=(64, 48), sources=("clip.mp4",), source_name="clip.mp4",
+        source_status="running",
+    )  # fmt: skip
 
 
 def info(i: int) -> Any:
@@ -201,7 +190,7 @@ def test_hand_back_at_first_input_and_resume_after_idle(tmp_path: Path, monkeypa
 
     state.set("smooth", 0.3, origin="show")  # the show's starting values and LFOs
     state.set_lfo(0, LfoSettings(target="z/1", depth=1.0), origin="show")
-    ctl.start(FakeLoop())  # type: ignore[arg-type]
+    ctl.start(fake_loop())
     z = np.zeros((1, 16), np.float32)
     t = 0.0
 
@@ -253,7 +242,7 @@ def test_hand_back_at_first_input_and_resume_after_idle(tmp_path: Path, monkeypa
 
 def test_scene_cycling_period(tmp_path: Path) -> None:
     ctl, state, mono, _ = make(tmp_path, {"autopilot": {"scene_seconds": 10}}, scenes=("a", "b", "c"))
-    ctl.start(FakeLoop())  # type: ignore[arg-type]
+    ctl.start(fake_loop())
     posted = []
     for i in range(25 * 35):  # 35 s at 25 fps
         ctl.on_frame(info(i))
@@ -266,20 +255,20 @@ def test_schedule_closes_and_reopens(tmp_path: Path) -> None:
     ctl, _, mono, wall = make(
         tmp_path, {"schedule": {"open": ["mon-fri 10:00-18:00"], "timezone": "Europe/Berlin", "closed_fps": 2}}
     )
-    loop = FakeLoop()
-    ctl.start(loop)  # type: ignore[arg-type]
-    assert ctl.is_open and loop.hold is None
+    loop = fake_loop()
+    ctl.start(loop)
+    assert ctl.is_open and loop.held is None
     wall.t = NOON + 6.5 * 3600  # 18:30 Berlin
     mono.t += 2
     ctl.on_frame(info(1))
-    assert not ctl.is_open and loop.hold is not None
-    img, fps = loop.hold
+    assert not ctl.is_open and loop.held is not None
+    img, fps = loop.held
     assert fps == 2 and img.shape == (48, 64, 3) and not img.any()  # black at the model's size
     assert ctl.health_fields()["state"] == "closed"
     wall.t = NOON + 22 * 3600  # 10:00 next day
     mono.t += 2
     ctl.on_frame(info(2))
-    assert ctl.is_open and loop.hold is None
+    assert ctl.is_open and loop.held is None
 
 
 def test_closed_still_image(tmp_path: Path) -> None:
@@ -288,15 +277,15 @@ def test_closed_still_image(tmp_path: Path) -> None:
     still = np.full((30, 40, 3), 200, np.uint8)
     cv2.imwrite(str(tmp_path / "closed.png"), still)
     ctl, *_ = make(tmp_path, {"schedule": {"open": ["mon 00:00-00:01"], "closed": "still", "still": "closed.png"}})
-    loop = FakeLoop()
-    ctl.start(loop)  # type: ignore[arg-type]
-    assert loop.hold is not None and loop.hold[0].shape == (30, 40, 3) and loop.hold[0].min() == 200
+    loop = fake_loop()
+    ctl.start(loop)
+    assert loop.held is not None and loop.held[0].shape == (30, 40, 3) and loop.held[0].min() == 200
 
 
 def test_nightly_restart_requests_quit(tmp_path: Path) -> None:
     ctl, _, mono, wall = make(tmp_path, {"schedule": {"nightly_restart": "13:30", "timezone": "Europe/Berlin"}})
-    loop = FakeLoop()
-    ctl.start(loop)  # type: ignore[arg-type]
+    loop = fake_loop()
+    ctl.start(loop)
     ctl.on_frame(info(0))  # noon Berlin: the restart is 1.5 h away
     mono.t += 3600
     wall.t += 3600
@@ -313,8 +302,8 @@ def test_heartbeat_written_with_show_fields(tmp_path: Path) -> None:
     ctl = InstallationController(
         parse_section({"health": {"heartbeat": "hb/heartbeat.json", "heartbeat_interval": 0.5}}), state, tmp_path
     )
-    loop = FakeLoop()
-    ctl.start(loop)  # type: ignore[arg-type]
+    loop = fake_loop()
+    ctl.start(loop)
     try:
         ctl.on_frame(info(41))
         time.sleep(0.8)
@@ -330,11 +319,11 @@ def test_heartbeat_written_with_show_fields(tmp_path: Path) -> None:
 def test_watchdog_wraps_the_backend(tmp_path: Path, tiny_model_file: Path) -> None:
     from livevae.backends import create
 
-    loop = FakeLoop()
-    loop.cfg = SimpleNamespace(model=str(tiny_model_file), backend="torch")
-    loop.backend = create(str(tiny_model_file), "torch")  # type: ignore[assignment]
+    loop = fake_loop()
+    loop.update(model=str(tiny_model_file), backend_spec="torch")
+    loop.backend = create(str(tiny_model_file), "torch")
     ctl = InstallationController(parse_section({"health": {"heartbeat": None}}), ControlState(16), tmp_path)
-    ctl.start(loop)  # type: ignore[arg-type]
+    ctl.start(loop)
     try:
         assert isinstance(loop.backend, GuardedBackend)
         assert ctl.watchdog is not None and set(ctl.watchdog.status()) == {"backend", "source", "loop"}

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from livevae.backends import create
+from livevae.handle import LoopHandle
 from livevae.loop import FrameInfo, LiveConfig, LiveError, LiveLoop, add_arguments, apply_flags, run
 from livevae.media.source import Source, SourceError
 from tests.conftest import pattern_frames, write_video
@@ -35,9 +36,9 @@ class Spy:
         self.actions: list[tuple[str, object]] = []
         self.ts: list[float] = []
         self.started = self.stopped = False
-        self.loop: LiveLoop | None = None
+        self.loop: LoopHandle | None = None
 
-    def start(self, loop: LiveLoop) -> None:
+    def start(self, loop: LoopHandle | None) -> None:
         self.started, self.loop = True, loop
 
     def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
@@ -52,8 +53,8 @@ class Spy:
         self.infos.append(info)
         assert info.output is not None
         self.outputs.append(info.output.copy())
-        if info.index in self.post and self.loop is not None and self.loop.state is not None:
-            self.loop.state.post(*self.post[info.index])
+        if info.index in self.post and self.loop is not None:
+            self.loop.post(*self.post[info.index])
 
     def stop(self) -> None:
         self.stopped = True
@@ -350,3 +351,24 @@ def test_device_preprocessing_matches_the_cpu_path(backend) -> None:  # type: ig
         assert diff.max() <= 1  # same box, same filters: at most a rounding level apart
         z_dev, z_cpu = backend.encode(got), backend.encode(want[None])  # the backend takes either form
         assert np.abs(z_dev - z_cpu).max() < 0.05
+
+
+def test_controllers_get_a_handle_not_the_loop(tmp_path: Path, tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
+    from livevae.handle import LoopStatus
+
+    clip = write_video(tmp_path / "in.mp4", pattern_frames(4, 96, 72), fps=25)
+    seen: list[LoopStatus] = []
+
+    class Probe(Spy):
+        def on_frame(self, info: FrameInfo) -> None:
+            super().on_frame(info)
+            assert self.loop is not None
+            seen.append(self.loop.status())
+
+    spy = Probe()
+    LiveLoop(headless(tiny_model_file, [str(clip)], frames=3), backend, controllers=[spy]).run()
+    assert isinstance(spy.loop, LoopHandle) and not isinstance(spy.loop, LiveLoop)
+    assert not hasattr(spy.loop, "controllers") and not hasattr(spy.loop, "backend")
+    assert [s.index for s in seen] == [0, 1, 2]  # the frame being reported (counted after on_frame)
+    assert seen[0].offline and seen[0].size == (64, 48) and seen[0].source_spec == str(clip)
+    assert seen[0].backend == backend.name

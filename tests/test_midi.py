@@ -549,3 +549,25 @@ def test_port_listing_command(capsys: pytest.CaptureFixture[str]) -> None:
     assert main([]) == 0
     out = capsys.readouterr().out
     assert "MIDI inputs:" in out and "MIDI outputs:" in out
+
+
+def test_learn_route_reaches_the_show_osc_server_through_the_handle() -> None:
+    """MIDI used to find the OSC server among the loop's controllers and take its private lock; it now asks the
+    handle for the "osc.routes" service and registers its routes there."""
+    from pythonosc.osc_message_builder import build_msg
+
+    from livevae.controllers.osc import OscServer
+    from tests.helpers.handle import RecordingHandle
+
+    st = ControlState(zdim=8, n_pcs=4)
+    srv = OscServer(st, port=0)
+    handle = RecordingHandle()
+    handle.offered["osc.routes"] = srv
+    ctl = MidiController(st, inputs=[])
+    ctl.start(handle)
+    try:
+        assert {"/livevae/midi/learn", "/livevae/midi/unlearn"} <= {r.address for r in srv.routes()}
+        srv.handle_datagram(build_msg("/livevae/midi/learn", ["pc/2"]).dgram)
+        assert ctl.mapper.armed == "pc/2"
+    finally:
+        ctl.stop()

@@ -436,3 +436,45 @@ def test_python_osc_root_warnings_are_filtered_once_server_runs(caplog: pytest.L
         assert not [r for r in caplog.records if "pythonosc" in r.pathname]
     finally:
         logging.getLogger().removeFilter(_QUIET)
+
+
+def test_reset_over_osc_moves_the_feedback_target_faders() -> None:
+    st = ControlState(zdim=4, n_pcs=0)
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    fb = OscFeedback(st, "127.0.0.1", rx.getsockname()[1], status_interval=0)
+    srv = OscServer(st, port=0, mappings=[Mapping("/1/fader3", target="mix")], feedback=fb)
+    srv.start()
+    fb.start()
+    try:
+        st.set("mix", 0.75, origin="midi:cc")
+        assert ("/1/fader3", [pytest.approx(0.75)]) in _recv_all(rx, 0.5)
+        SimpleUDPClient("127.0.0.1", srv.port).send_message("/livevae/reset", [])
+        got = _recv_all(rx, 0.5)
+        assert st.get("mix") == 0.0
+        assert ("/1/fader3", [0.0]) in got and ("/livevae/mix", [0.0]) in got
+    finally:
+        srv.stop()
+        fb.stop()
+        rx.close()
+
+
+def test_route_registry_adds_and_removes_routes_while_serving(server: tuple[OscServer, SimpleUDPClient]) -> None:
+    srv, client = server
+    builtin = {r.address for r in srv.routes()}
+    assert {"/livevae/mix", "/livevae/reset", "/livevae/z/15", "/livevae/scene/*"} <= builtin
+    got: list[tuple[str, tuple[object, ...]]] = []
+    srv.add_route("/livevae/test/poke", lambda address, *args: got.append((address, args)), "i", "a test route")
+    assert srv.routes()[-1].address == "/livevae/test/poke" and not srv.routes()[-1].builtin
+    with pytest.raises(OscError, match="already taken"):
+        srv.add_route("/livevae/test/poke", lambda address, *args: None)
+    with pytest.raises(OscError, match="plain address"):
+        srv.add_route("/livevae/*", lambda address, *args: None)
+    client.send_message("/livevae/test/poke", 3)
+    assert _wait(lambda: got == [("/livevae/test/poke", (3,))])
+    srv.remove_route("/livevae/test/poke")
+    srv.remove_route("/livevae/mix")  # built-in routes stay
+    client.send_message("/livevae/test/poke", 4)
+    client.send_message("/livevae/mix", 0.5)
+    assert _wait(lambda: srv.state.get("mix") == 0.5)
+    assert _wait(lambda: srv.stats.unknown == 1) and got == [("/livevae/test/poke", (3,))]

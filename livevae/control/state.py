@@ -283,7 +283,9 @@ class ControlState:
             self._bump("")
 
     def reset(self, origin: str = "") -> None:
-        """Every control back to its default (the anchor and slews are kept)."""
+        """Every control back to its default (the anchor and slews are kept); listeners hear each control that
+        moved, so OSC/MIDI feedback puts the faders back too."""
+        moved = self.snapshot().values()  # the non-default ones; a write racing in between notifies on its own
         with self._lock:
             self._scalars = {k: d for k, (_, _, d) in SCALARS.items()}
             self._offset[:] = 0
@@ -291,6 +293,7 @@ class ControlState:
             self._pc[:] = 0
             self._lfos = [LfoSettings() for _ in range(self.n_lfos)]
             self._bump(origin)
+        self._notify([(k, default_value(k)) for k in moved], origin)
 
     def post(self, action: str, arg: object = None, origin: str = "") -> None:
         """Queue a one-shot action for the frame loop: "scene.recall" name, "scene.save" name, "source" int|str,
@@ -376,7 +379,8 @@ class ControlState:
         )
 
     def add_listener(self, cb: Callable[[str, float, str], None]) -> None:
-        """cb(target, value, origin) after every change of a numeric control (OSC/MIDI feedback)."""
+        """cb(target, value, origin) once per numeric control that changed, whoever changed it: OSC, MIDI, keys,
+        scenes, reset, the autopilot (OSC/MIDI feedback subscribe here)."""
         with self._lock:
             self._listeners.append(cb)
 

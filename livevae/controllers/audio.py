@@ -20,7 +20,7 @@ from livevae.control.state import ControlError, ControlState, canonical
 from livevae.controllers.midi import CURVES, scale, validation_message
 
 if TYPE_CHECKING:
-    from livevae.loop import FrameInfo, LiveLoop
+    from livevae.handle import FrameInfo, LoopHandle
 
 log = logging.getLogger("livevae.controllers.audio")
 
@@ -633,7 +633,7 @@ class AudioController:
         self._osc: Any = None
         self._osc_target = osc
         self._osc_warned = False
-        self._loop: Any = None
+        self._loop: LoopHandle | None = None
         self._slot: tuple[float, float, str] | None = None  # (t, fps, source) of the newest frame
         self._slot_lock = threading.Lock()
         self._wake = threading.Event()
@@ -649,13 +649,13 @@ class AudioController:
             state.check_target(m.target)
 
     # -- lifecycle --
-    def start(self, loop: LiveLoop | None = None) -> None:
+    def start(self, loop: LoopHandle | None = None) -> None:
         if self._thread is not None:
             return
         self._loop = loop
         # an offline render (fixed-step clock) computes features in the frame loop's thread, frame by frame, so the
         # render repeats exactly; live, the audio thread takes the newest frame and never holds up the picture
-        self.sync = bool(getattr(loop, "offline", False))
+        self.sync = loop is not None and loop.status().offline
         if self._osc_target:
             from pythonosc.udp_client import SimpleUDPClient
 
@@ -796,10 +796,8 @@ class AudioController:
     def _source_path(self, source: str) -> Path | None:
         loop = self._loop
         if loop is not None:
-            try:
-                p = Path(loop.cfg.sources[loop.source_index])
-            except (AttributeError, IndexError, TypeError):
-                p = Path(source)
+            spec = loop.status().source_spec
+            p = Path(spec) if spec else Path(source)
         else:
             p = Path(source)
         return p if p.is_file() else None

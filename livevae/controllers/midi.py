@@ -22,7 +22,7 @@ from livevae.control.curves import CURVES, curve, scale, unscale
 from livevae.control.state import ACTIONS, PERFORMER_ORIGINS, ControlError, ControlState, canonical
 
 if TYPE_CHECKING:
-    from livevae.loop import FrameInfo, LiveLoop
+    from livevae.handle import FrameInfo, LoopHandle
 
 log = logging.getLogger("livevae.controllers.midi")
 
@@ -635,7 +635,7 @@ class MidiController:
         self._apply_slews()
 
     # -- lifecycle --
-    def start(self, loop: LiveLoop | None = None) -> None:
+    def start(self, loop: LoopHandle | None = None) -> None:
         if self._thread is not None:
             return
         self.state.add_listener(self._on_change)
@@ -974,15 +974,13 @@ class MidiController:
         except Exception as e:  # closing a port whose device is gone may itself fail
             log.debug("MIDI close %r: %s", port, e)
 
-    def _attach_osc_from(self, loop: Any) -> None:
-        """Find the show's OSC server among the loop's controllers and add /livevae/midi/learn to it."""
+    def _attach_osc_from(self, loop: LoopHandle) -> None:
+        """Add /livevae/midi/learn to the show's OSC routes, when the show has an OSC server."""
         from livevae.controllers.osc import OscServer
 
-        for c in getattr(loop, "controllers", ()):
-            for cand in (c, getattr(c, "server", None), getattr(c, "osc", None)):
-                if isinstance(cand, OscServer):
-                    attach_osc(self, cand)
-                    return
+        server = loop.service("osc.routes")
+        if isinstance(server, OscServer):
+            attach_osc(self, server)
 
     @property
     def open_ports(self) -> list[str]:
@@ -1012,10 +1010,8 @@ def attach_osc(ctl: MidiController, server: Any) -> None:
         if args and isinstance(args[0], str):
             ctl.unlearn(args[0])
 
-    # the server thread dispatches under this lock; mapping while it runs must not race it
-    with getattr(server, "_map_lock", contextlib.nullcontext()):
-        server.dispatcher.map("/livevae/midi/learn", learn)
-        server.dispatcher.map("/livevae/midi/unlearn", unlearn)
+    server.add_route("/livevae/midi/learn", learn, "[s]", "arm MIDI learn: the next CC/note maps to target")
+    server.add_route("/livevae/midi/unlearn", unlearn, "s", "forget the learned MIDI mapping of target")
     log.info("OSC: /livevae/midi/learn [target] and /livevae/midi/unlearn target")
 
 

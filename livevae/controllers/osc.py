@@ -162,6 +162,16 @@ def format_address_map(rows: Iterable[tuple[str, str, str]], markdown: bool = Fa
 
 
 # --- the server ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class Route:
+    """One address the server answers: built in, or added by another controller (MIDI learn)."""
+
+    address: str
+    args: str = ""  # as in the address map: "f", "[i]", "s | i"
+    doc: str = ""
+    builtin: bool = True
+
+
 @dataclass
 class OscStats:
     """Counters of what arrived, for tests and the status line."""
@@ -192,6 +202,11 @@ class _FastDispatcher(Dispatcher):
     def unmap(self, address: str, handler: Any, *args: Any, needs_reply_address: bool = False) -> None:  # type: ignore[override]
         self._wild = None
         super().unmap(address, handler, *args, needs_reply_address=needs_reply_address)  # type: ignore[call-overload]
+
+    def unmap_all(self, address: str) -> None:
+        """Forget every handler of one exact address."""
+        self._wild = None
+        self._map.pop(address, None)
 
     def handlers_for_address(self, address_pattern: str) -> Any:
         if _PATTERN_CHARS & set(address_pattern):
@@ -235,6 +250,7 @@ class OscServer:
         self._stop = threading.Event()
         self._mappings: tuple[Mapping, ...] = ()
         self._map_lock = threading.Lock()  # hot reload remaps while the server thread dispatches
+        self._routes: dict[str, Route] = {}  # the registry: every address mapped by _map, in order
         self.dispatcher = _FastDispatcher(strict_timing=False)  # never sleep on a future timetag
         self._install_builtin()
         self.dispatcher.set_default_handler(self._on_unknown)
@@ -339,7 +355,35 @@ class OscServer:
         self.stats.last_arrival = time.monotonic()
 
     # -- handlers --
+    # -- the route registry --
+    def add_route(self, address: str, handler: Callable[..., None], args: str = "", doc: str = "") -> None:
+        """Answer `address` with handler(address, *args) from now on (thread-safe while serving). Raises OscError
+        when the address is taken or is not under /."""
+        if not address.startswith("/") or any(c in address for c in " #*?,[]{}"):
+            raise OscError(f"OSC route {address!r}: expected a plain address such as /livevae/midi/learn")
+        with self._map_lock:
+            if address in self._routes:
+                raise OscError(f"OSC route {address}: already taken; expected a new address")
+            self._map(address, handler)
+            self._routes[address] = Route(address, args, doc, builtin=False)
+
+    def remove_route(self, address: str) -> None:
+        """Stop answering a route added with add_route (built-in routes stay)."""
+        with self._map_lock:
+            r = self._routes.get(address)
+            if r is None or r.builtin:
+                return
+            del self._routes[address]
+            self.dispatcher.unmap_all(address)  # every handler of this exact address: all are the route's
+
+    def routes(self) -> list[Route]:
+        """Every registered route, built-in ones first."""
+        with self._map_lock:
+            return list(self._routes.values())
+
     def _map(self, address: str, cb: Callable[..., None], needs_reply: bool = False) -> None:
+        self._routes.setdefault(address, Route(address))
+
         # Handlers get the address they are mapped to, not the incoming pattern: "/livevae/z/*" must set z/0,
         # z/1, ... each with its own name. A mapped wildcard (scene/*) passes the incoming address on.
         def real(pattern: str) -> str:

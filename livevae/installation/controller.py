@@ -23,7 +23,8 @@ from livevae.installation.watchdog import GuardedBackend, Watchdog
 
 if TYPE_CHECKING:
     from livevae.control.state import ControlState
-    from livevae.loop import FrameInfo, LiveConfig, LiveLoop
+    from livevae.handle import FrameInfo, LoopHandle
+    from livevae.loop import LiveConfig
 
 log = logging.getLogger("livevae.installation.controller")
 
@@ -283,7 +284,7 @@ class InstallationController:
         s = sec.schedule
         self.schedule = sched.make_schedule(s.open, s.timezone, s.closed_dates, what="installation.schedule")
         self.restart_at = sched.parse_time_of_day(s.nightly_restart) if s.nightly_restart else None
-        self.loop: LiveLoop | None = None
+        self.loop: LoopHandle | None = None
         self.weight = 1.0 if ap.enabled else 0.0  # nobody is playing when the doors open
         self.driving = ap.enabled
         self.scene = ""
@@ -316,7 +317,7 @@ class InstallationController:
         """The show's config with the installation's display settings (build_show calls this before the loop)."""
         return apply_display(cfg, self.sec)
 
-    def start(self, loop: LiveLoop) -> None:
+    def start(self, loop: LoopHandle | None) -> None:
         self.loop = loop
         if not self.sec.enabled:  # `enabled = false`: the section stays in the file, the show runs as a plain one
             self.weight, self.driving = 0.0, False
@@ -325,12 +326,10 @@ class InstallationController:
             snap = self.state.snapshot()
             self._home_values = snap.values()
             self._home_lfos = snap.lfos
-        if not self.scenes:  # every scene the show's control layer knows (its file's and saved ones)
-            for c in getattr(loop, "controllers", ()):
-                names = getattr(getattr(c, "scenes", None), "names", None)
-                if callable(names) and c is not self:
-                    self.scenes = list(names())
-                    break
+        if not self.scenes and loop is not None:  # every scene the show's control layer knows (file's and saved)
+            names = getattr(loop.service("scenes"), "names", None)
+            if callable(names):
+                self.scenes = list(names())
         h = self.sec.health
         if h.log_file:
             self._log_handler = setup_log_file(
@@ -347,9 +346,10 @@ class InstallationController:
             logging.getLogger("livevae").addHandler(self._console)
         if h.heartbeat:
             self.heartbeat = Heartbeat(self._path(h.heartbeat), h.heartbeat_interval)
-            self.heartbeat.update(state="starting", show=str(self.show_dir), backend=loop.backend.name)
+            backend = loop.status().backend if loop is not None else ""
+            self.heartbeat.update(state="starting", show=str(self.show_dir), backend=backend)
             self.heartbeat.start()
-        if self.sec.watchdog.enabled and not loop.offline:
+        if self.sec.watchdog.enabled and loop is not None and not loop.status().offline:
             self._start_watchdog(loop)
         self._closed_image = self._make_closed_image(loop)
         now = self.clock()
@@ -362,33 +362,35 @@ class InstallationController:
             len(self.scenes),
         )
 
-    def _start_watchdog(self, loop: LiveLoop) -> None:
+    def _start_watchdog(self, loop: LoopHandle) -> None:
         w = self.sec.watchdog
         wd = Watchdog(hang_exit=w.hang_exit)
         self.watchdog = wd
-        cfg = loop.cfg
-        inner = loop.backend
-        if cfg.model and not isinstance(inner, GuardedBackend):
+        st = loop.status()
+        if st.model:
             from livevae.backends import create
 
             def factory() -> Any:
-                return create(cfg.model, cfg.backend)
+                return create(st.model, st.backend_spec)
 
-            loop.backend = GuardedBackend(
-                factory, wd, call_timeout=w.call_timeout, timeout=w.backend_timeout, inner=inner
-            )
+            def guard(inner: Any) -> Any:
+                if isinstance(inner, GuardedBackend):
+                    return inner
+                return GuardedBackend(factory, wd, call_timeout=w.call_timeout, timeout=w.backend_timeout, inner=inner)
+
+            loop.wrap_backend(guard)
 
         def source_progress() -> int:
-            inp = loop.input
-            if getattr(inp, "status", "running") != "running":
+            s = loop.status()
+            if s.source_status not in ("running", ""):
                 # a capture that is reconnecting on its own (file gone, camera unplugged) is not stalled:
                 # it has its own backoff; restarting it would only pile up captures
                 return -int(self.clock() * 10)
-            return int(getattr(inp, "published", 0))
+            return s.source_published
 
         wd.add("source", self._restart_source, w.source_timeout, progress=source_progress)
         wd.add("loop", lambda: log.warning("watchdog: the frame loop is stalled"), max(w.hang_exit / 2, 5.0),
-               progress=lambda: loop.index)  # fmt: skip
+               progress=lambda: loop.status().index)  # fmt: skip
         wd.start()
 
     def _restart_source(self) -> None:
@@ -397,9 +399,9 @@ class InstallationController:
             return
         # through the action queue, so the switch happens on the frame thread (no race with the loop)
         if self.state is not None:
-            self.state.post("source", loop.source_index, origin="watchdog")
+            self.state.post("source", loop.status().source_index, origin="watchdog")
         else:
-            loop.switch_source(loop.source_index)
+            loop.post("source", loop.status().source_index)
 
     def modulate(self, z: np.ndarray, t: float) -> np.ndarray:
         """z + weight * (drift + LFOs): float32 [N, zdim]. The weight fades with performer input."""
@@ -506,7 +508,7 @@ class InstallationController:
             return
         if is_open:
             log.info("schedule: open (%s)", sched.describe(self.schedule, self._now_dt()))
-            _set_hold(loop, None)
+            loop.resume()
             if self.watchdog is not None:
                 self.watchdog.pause(False)
         else:
@@ -515,19 +517,19 @@ class InstallationController:
             if self.watchdog is not None:
                 self.watchdog.pause(True, "source", "backend")
             assert self._closed_image is not None
-            _set_hold(loop, (self._closed_image, self.sec.schedule.closed_fps))
+            loop.hold(self._closed_image, self.sec.schedule.closed_fps)
 
-    def _make_closed_image(self, loop: LiveLoop) -> np.ndarray:
+    def _make_closed_image(self, loop: LoopHandle | None) -> np.ndarray:
         s = self.sec.schedule
-        size = getattr(loop, "size", None) or (256, 144)
+        size = loop.status().size if loop is not None else (256, 144)
         if s.closed == "still" and s.still:
             from livevae.media.source import read_image
 
             p = self._path(s.still)
             try:
                 img = read_image(p)
-                pre = getattr(loop, "pre", None)  # the model's size and crop, like every other output frame
-                return pre(img) if callable(pre) else img
+                # the model's size and crop, like every other output frame
+                return loop.preprocess(img) if loop is not None else img
             except Exception as e:  # a missing still must not keep the doors shut: black instead
                 log.error("schedule.still %s: %s; showing black while closed", p, e)
         return np.zeros((size[1], size[0], 3), np.uint8)
@@ -570,33 +572,23 @@ class InstallationController:
             out.update(frames=info.index + 1, fps=round(info.fps, 2), source=info.source, dropped=info.dropped,
                        fallback=info.fallback, latency_ms=round(info.latency_ms, 1))  # fmt: skip
         if loop is not None:
-            out["backend"] = loop.backend.name
-            inp = loop.input
-            out["source_status"] = getattr(inp, "status", "")
-            out["controller_errors"] = loop.stats.controller_errors
+            st = loop.status()
+            out["backend"] = st.backend
+            out["source_status"] = st.source_status
+            out["controller_errors"] = st.controller_errors
         if self.watchdog is not None:
             out["watchdog"] = self.watchdog.status()
         return out
 
     def _current_scene(self) -> str:
         """The scene on stage: the control layer's current one (whoever recalled it), else the autopilot's."""
-        for c in getattr(self.loop, "controllers", ()):
-            cur = getattr(getattr(c, "scenes", None), "current", None)
-            if c is not self and isinstance(cur, str) and cur:
-                return cur
-        return self.scene
+        bank = self.loop.service("scenes") if self.loop is not None else None
+        cur = getattr(bank, "current", None)
+        return cur if isinstance(cur, str) and cur else self.scene
 
     def hud_lines(self) -> list[str]:
         mode = f"autopilot {self.weight:.0%}" if self.driving else "performer"
         return [f"{mode}  {'open' if self.is_open else 'closed'}  {self.scene}".rstrip()]
-
-
-def _set_hold(loop: LiveLoop, hold: tuple[np.ndarray, float] | None) -> None:
-    """Ask the loop to show a fixed picture at a low rate (closed hours), or to resume (None)."""
-    if hasattr(loop, "hold"):
-        loop.hold = hold
-    elif hold is not None:
-        log.warning("schedule: this live loop cannot hold a picture; the show keeps running while closed")
 
 
 def _reexec() -> None:

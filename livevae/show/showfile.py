@@ -26,7 +26,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 if TYPE_CHECKING:
-    from livevae.loop import Controller, FrameInfo, LiveConfig, LiveLoop
+    from livevae.handle import Controller, FrameInfo, LoopHandle
+    from livevae.loop import LiveConfig
 
 log = logging.getLogger("livevae.show.showfile")
 
@@ -489,7 +490,7 @@ class ShowController:
         self._encoder = encoder
         self._model_size = (0, 0)  # (w, h) of the model, known once the encoder is loaded
         self._frame_anchors: dict[tuple[str, float | None, float | None, int], np.ndarray] = {}
-        self.loop: LiveLoop | None = None
+        self.loop: LoopHandle | None = None
         self.last_z: np.ndarray | None = None  # [N, zdim] the last modulated latent (what scene.save captures)
         self.reloads = 0
         self.reload_errors = 0
@@ -507,7 +508,7 @@ class ShowController:
             self.server = OscServer(state, o.host, o.port, show.osc_mappings(), self.feedback)
 
     # -- Controller protocol --
-    def start(self, loop: LiveLoop | None = None) -> None:
+    def start(self, loop: LoopHandle | None = None) -> None:
         """Open the OSC server, the feedback sender and the file watcher (threads; returns at once)."""
         self.loop = loop
         if self.server is not None:
@@ -556,6 +557,13 @@ class ShowController:
     @property
     def osc_port(self) -> int | None:
         return self.server.port if self.server is not None and self.server._sock is not None else None
+
+    def services(self) -> dict[str, object]:
+        """What other controllers may use (LoopHandle.service): the scene bank and the OSC route registry."""
+        out: dict[str, object] = {"scenes": self.scenes}
+        if self.server is not None:
+            out["osc.routes"] = self.server
+        return out
 
     def hud_lines(self) -> list[str]:
         lines = []
