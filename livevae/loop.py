@@ -18,6 +18,7 @@ import numpy as np
 from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watcher, services_of
 from livevae.media.preprocess import Preprocessor
 from livevae.media.source import FALLBACKS, Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
+from livevae.outputs.base import Output
 from livevae.outputs.hud import HudInfo, hud_lines
 from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
 from livevae.outputs.window import FILTERS, DisplayThread, Window, WindowConfig
@@ -202,7 +203,7 @@ class LiveLoop:
         self.window: Window | DisplayThread | None = None
         self.recorder: Recorder | None = None
         self.render: Recorder | None = None
-        self.vcam: Any = None
+        self.vcam: Output | None = None
         self.screens = Screenshots(cfg.screenshot_dir)
         self.frozen = False
         self._z_hold: np.ndarray | None = None
@@ -613,7 +614,7 @@ class LiveLoop:
         if self.window is not None:
             self.window.present(img, None)
         if self.vcam is not None:
-            self.vcam.send(img)
+            self.vcam.write(img)
         now = time.monotonic()
         self._recent_present.append(now)
         info = FrameInfo(index=self.index, t=now - start, fps=self.measured_fps(), source=self.source_name,
@@ -631,13 +632,10 @@ class LiveLoop:
         return (len(r) - 1) / (r[-1] - r[0])
 
     def _present(self, out: np.ndarray, ms: dict[str, float], captured: float | None = None) -> None:
-        if self.render is not None:
-            self.render.write(out)
-        if self.recorder is not None:
-            self.recorder.write(out)
-        if self.vcam is not None:
-            self.vcam.send(out)
-        if self.window is not None:
+        for o in (self.render, self.recorder, self.vcam):
+            if o is not None:
+                o.write(out, captured)
+        if self.window is not None:  # the window alone draws the HUD over the picture
             self.window.present(out, hud_lines(self.hud_info(ms)) if self.window.show_hud else None, captured)
 
     def hud_info(self, ms: dict[str, float]) -> HudInfo:

@@ -59,3 +59,30 @@ def test_stamped_path_never_overwrites(tmp_path: Path) -> None:
     a = stamped_path(tmp_path, "x", ".mp4")
     a.write_text("")
     assert stamped_path(tmp_path, "x", ".mp4") != a
+
+
+def test_outputs_share_the_output_base_and_a_failed_one_refuses_frames() -> None:
+    import time
+
+    from livevae.outputs.base import Output
+    from livevae.outputs.virtualcam import VirtualCam
+    from livevae.outputs.window import DisplayThread, Window
+
+    assert all(issubclass(k, Output) for k in (Recorder, VirtualCam, Window, DisplayThread))
+
+    class GoneCam:  # a v4l2loopback device unplugged mid-show
+        def send(self, frame: np.ndarray) -> None:
+            raise OSError("No such device")
+
+        def close(self) -> None:
+            pass
+
+    cam = VirtualCam(GoneCam(), (32, 24))
+    try:
+        assert cam.write(np.zeros((24, 32, 3), np.uint8)) is True  # taken: the thread finds out
+        deadline = time.monotonic() + 5
+        while not cam.failed and time.monotonic() < deadline:
+            time.sleep(0.005)
+        assert cam.failed and cam.write(np.zeros((24, 32, 3), np.uint8)) is False
+    finally:
+        cam.close()

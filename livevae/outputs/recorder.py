@@ -12,6 +12,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from livevae.outputs.base import Output
+
 
 class RecordError(Exception):
     """A recording or screenshot cannot be written (full disk, unwritable folder, bad size)."""
@@ -42,7 +44,7 @@ def stamped_path(folder: str | Path, prefix: str, suffix: str) -> Path:
 _STOP = object()
 
 
-class Recorder:
+class Recorder(Output):
     """Writes frames to an H.264 MP4 at the source's frame rate from its own thread.
 
     write() hands a frame to a bounded queue. Live (block=False) a full queue drops the frame and counts
@@ -82,7 +84,7 @@ class Recorder:
         self._thread.start()
         return self
 
-    def write(self, rgb: np.ndarray) -> bool:
+    def write(self, rgb: np.ndarray, captured: float | None = None) -> bool:
         """Queue RGB uint8 [H, W, 3]; False when dropped (queue full) or the recording has failed."""
         if self.failed:
             return False
@@ -129,6 +131,9 @@ class Recorder:
             while True:  # keep draining so a blocked writer() returns and stop() finds its sentinel
                 if self._q.get() is _STOP:
                     break
+
+    def close(self) -> None:
+        self.stop()
 
     def stop(self, timeout: float = 30.0) -> Path | None:
         """Finish the file; returns its path, or None when the recording failed or got no frames."""

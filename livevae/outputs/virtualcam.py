@@ -10,12 +10,14 @@ from typing import Any
 import cv2
 import numpy as np
 
+from livevae.outputs.base import Output
+
 
 def log(msg: str) -> None:
     print(f"livevae virtualcam: {msg}", file=sys.stderr, flush=True)
 
 
-class VirtualCam:
+class VirtualCam(Output):
     """Sends the newest frame to a pyvirtualcam camera from its own thread (the device never stalls the show)."""
 
     def __init__(self, cam: Any, size: tuple[int, int]) -> None:
@@ -29,11 +31,17 @@ class VirtualCam:
         self._thread = threading.Thread(target=self._run, name="virtualcam", daemon=True)
         self._thread.start()
 
-    def send(self, rgb: np.ndarray) -> None:
+    def write(self, rgb: np.ndarray, captured: float | None = None) -> bool:
         """Offer RGB uint8 [H, W, 3]; a frame not yet sent is replaced (newest wins)."""
+        if self.failed:
+            return False
         with self._cond:
             self._frame = rgb
             self._cond.notify()
+        return True
+
+    def send(self, rgb: np.ndarray) -> None:
+        self.write(rgb)
 
     def _run(self) -> None:
         while True:

@@ -13,6 +13,8 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from livevae.outputs.base import Output
+
 FILTERS = ("smooth", "pixelated")
 
 # key name -> action the loop handles (see LiveLoop): the performer's keyboard.
@@ -84,7 +86,7 @@ def display_available() -> bool:
         return False
 
 
-class Window:
+class Window(Output):
     """A pygame window that scales each frame into itself with the aspect kept, and reports key actions."""
 
     def __init__(self, cfg: WindowConfig) -> None:
@@ -158,6 +160,11 @@ class Window:
         self._set_mode()
         self._last_size = None
 
+    def write(self, rgb: np.ndarray, captured: float | None = None) -> bool:
+        """The Output face of present(): the picture without a HUD."""
+        self.present(rgb, None, captured)
+        return True
+
     def present(self, rgb: np.ndarray, hud: list[str] | None = None, captured: float | None = None) -> None:
         """Scale RGB uint8 [H, W, 3] into the window (aspect kept, bars black), draw the HUD, flip."""
         import pygame
@@ -225,7 +232,7 @@ class Window:
             pygame.display.quit()
 
 
-class DisplayThread:
+class DisplayThread(Output):
     """The window on a thread of its own: present() hands over the newest frame and returns at once.
 
     Scaling, the HUD and the (vsync-blocking) flip run here, in parallel with the model, so a 16 ms wait for
@@ -273,6 +280,11 @@ class DisplayThread:
         if self._error is not None:
             raise self._error
         return self
+
+    def write(self, rgb: np.ndarray, captured: float | None = None) -> bool:
+        """The Output face of present(): the picture without a HUD."""
+        self.present(rgb, None, captured)
+        return True
 
     def present(self, rgb: np.ndarray, hud: list[str] | None = None, captured: float | None = None) -> None:
         with self._cond:
