@@ -2,41 +2,39 @@
 
 from __future__ import annotations
 
-import argparse
 import json
+import logging
 import math
-import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from livevae.errors import LivevaeError
 from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watcher, services_of
 from livevae.media.preprocess import Preprocessor
 from livevae.media.source import FALLBACKS, Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
 from livevae.outputs.base import Output
 from livevae.outputs.hud import HudInfo, hud_lines
 from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
-from livevae.outputs.window import FILTERS, DisplayThread, Window, WindowConfig
+from livevae.outputs.window import DisplayThread, Window, WindowConfig
 
 if TYPE_CHECKING:
     from livevae.backends import Backend
     from livevae.control.state import ControlState
 
+log = logging.getLogger(__name__)
+
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
 __all__ = ["Controller", "FrameInfo", "LiveConfig", "LiveError", "LiveLoop", "LiveStats", "Watcher"]
 
 
-class LiveError(Exception):
+class LiveError(LivevaeError):
     """The live loop cannot start or was configured inconsistently (no source, bad count, no display)."""
-
-
-def log(msg: str) -> None:
-    print(f"livevae live: {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass
@@ -262,12 +260,14 @@ class LiveLoop:
     def switch_source(self, which: int | str) -> None:
         """Switch to cfg.sources[which] or a new spec; the old capture winds down on its own thread."""
         if isinstance(which, bool) or not isinstance(which, (int, str, float)):
-            log(f"source action: {which!r} is neither an index nor a spec; ignored")
+            log.warning(f"source action: {which!r} is neither an index nor a spec; ignored")
             return
         if isinstance(which, (int, float)) and not isinstance(which, str):
             i = int(which)
             if not 0 <= i < len(self.cfg.sources):
-                log(f"source {i}: out of range; expected 0..{len(self.cfg.sources) - 1}; staying on {self.source_name}")
+                log.warning(
+                    f"source {i}: out of range; expected 0..{len(self.cfg.sources) - 1}; staying on {self.source_name}"
+                )
                 return
             spec, self.source_index = self.cfg.sources[i], i
         else:
@@ -275,7 +275,7 @@ class LiveLoop:
         try:
             src = self._make_source(spec)
         except Exception as e:  # a bad spec from OSC must not end the show
-            log(f"{e}; staying on {self.source_name}")
+            log.warning(f"{e}; staying on {self.source_name}")
             return
         old = self.input
         if old is not None:
@@ -290,7 +290,7 @@ class LiveLoop:
             else:
                 old.stop()
         self.input = self._start_input(src)
-        log(f"source -> {src.name}")
+        log.info(f"source -> {src.name}")
 
     def _start_input(self, src: Source) -> Capture | OrderedReader:
         if self.offline:
@@ -308,7 +308,7 @@ class LiveLoop:
         p = Path(path) if path else stamped_path(self.cfg.record_dir, "livevae", ".mp4")
         # Offline renders wait for the writer (every frame kept); live, a slow disk drops frames instead.
         self.recorder = Recorder(p, self.fps, self.cfg.record_size, block=self.offline).start()
-        log(f"recording {p} at {self.fps:.3f} fps")
+        log.info(f"recording {p} at {self.fps:.3f} fps")
 
     def stop_recording(self) -> None:
         rec, self.recorder = self.recorder, None
@@ -322,7 +322,7 @@ class LiveLoop:
             p = rec.stop()
             if p is not None:
                 self._outputs.append(str(p))
-                log(f"recorded {p} ({rec.frames} frames)")
+                log.info(f"recorded {p} ({rec.frames} frames)")
 
         t = threading.Thread(target=finish, name="recorder finish", daemon=True)
         t.start()
@@ -371,7 +371,7 @@ class LiveLoop:
                         return
                 except Exception as e:  # a controller's bug must not end the show; it is reported
                     self._controller_failed(c, "handle_action", e)
-            log(f"action {action!r} ({arg!r}): nothing handles it")
+            log.warning(f"action {action!r} ({arg!r}): nothing handles it")
 
     def _is_frozen(self) -> bool:
         if self.state is not None and "freeze" in self.state.targets():
@@ -383,7 +383,7 @@ class LiveLoop:
         self._controller_errors[k] = self._controller_errors.get(k, 0) + 1
         self.stats.controller_errors += 1
         if self._controller_errors[k] in (1, 100, 10000):  # say so, without flooding the console
-            log(f"controller {type(c).__name__}.{where} raised {e.__class__.__name__}: {e} "
+            log.warning(f"controller {type(c).__name__}.{where} raised {e.__class__.__name__}: {e} "
                 f"({self._controller_errors[k]} so far)")  # fmt: skip
 
     # --- the loop -------------------------------------------------------------------------------------------
@@ -454,7 +454,7 @@ class LiveLoop:
         try:
             self._loop(start)
         except KeyboardInterrupt:
-            log("interrupted")
+            log.info("interrupted")
         finally:
             wall = time.monotonic() - start
             self._close()
@@ -763,154 +763,3 @@ def _parse_crop(text: str) -> Any:
     from livevae.media.preprocess import parse_crop
 
     return parse_crop(text)
-
-
-# ---------------------------------------------------------------------------------------------- the command
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = (
-        "examples:\n"
-        "  livevae live shows/demo.toml\n"
-        "  livevae live --model runs/br/model.safetensors --source 0 --fullscreen --display 1\n"
-        "  livevae live --model m.safetensors --source film.mp4 --source 0 --source testcard\n"
-        "  livevae live shows/demo.toml --headless --out render.mp4 --seconds 20\n"
-    )
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-    d = LiveConfig()
-    w = WindowConfig()
-    p.add_argument("show", nargs="?", help="show file (.toml); flags given as well override it")
-    g = p.add_argument_group("model")
-    g.add_argument("--model", help="model file (.safetensors)")
-    g.add_argument(
-        "--backend",
-        help="inference backend: auto, torch, onnxruntime, tensorrt ..., optionally with a precision, e.g. "
-        f"onnxruntime+fp32 (default {d.backend})",
-    )
-    g.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
-    g = p.add_argument_group("input")
-    g.add_argument("--source", action="append", dest="sources", metavar="SPEC",
-                   help="camera index or /dev/videoN, video file, image folder, playlist .txt, or testcard; "
-                   "repeat to list several (switch with the 'source' action)")  # fmt: skip
-    g.add_argument("--source-size", type=_size, metavar="WxH", help="camera: requested capture size")
-    g.add_argument("--source-fps", type=float, help="camera: requested rate; image folder / test card: their rate")
-    g.add_argument("--hold", type=float, help="image folder: seconds per image (0 = image sequence)")
-    g.add_argument("--no-loop", dest="loop", action="store_const", const=False, help="do not loop files")
-    g.add_argument("--fallback", choices=FALLBACKS, help=f"shown while a source is down (default {d.fallback})")
-    g.add_argument("--crop", help=f"'centre' or x,y,w,h in source pixels (default {d.crop})")
-    g.add_argument("--fps", type=float, help="show rate (default: the source's own)")
-    g = p.add_argument_group("window")
-    g.add_argument("--display", type=int, help=f"display index (default {w.display})")
-    g.add_argument("--size", type=_size, metavar="WxH", help="window size (default 1280x720)")
-    g.add_argument("--fullscreen", action="store_const", const=True)
-    g.add_argument("--borderless", action="store_const", const=True)
-    g.add_argument("--no-vsync", dest="vsync", action="store_const", const=False)
-    g.add_argument("--filter", choices=FILTERS, help=f"scaling filter (default {w.filter})")
-    g.add_argument("--no-hud", dest="hud", action="store_const", const=False)
-    g.add_argument("--cursor", action="store_const", const=True, help="show the mouse cursor")
-    g = p.add_argument_group("output")
-    g.add_argument("--headless", action="store_const", const=True, help="no window")
-    g.add_argument(
-        "--realtime",
-        action="store_const",
-        const=True,
-        help="headless but paced live (latest frame, wall clock), not a repeatable offline render",
-    )
-    g.add_argument("--out", help="headless: render into this MP4 (at the source's frame rate)")
-    g.add_argument("--frames", type=int, help="stop after N frames")
-    g.add_argument("--seconds", type=float, help="stop after S seconds of show time")
-    g.add_argument("--record", help="record to this MP4 from the start (key r toggles recording)")
-    g.add_argument("--record-dir", help=f"where key r puts recordings (default {d.record_dir})")
-    g.add_argument("--record-size", type=_size, metavar="WxH", help="scale recordings to this size")
-    g.add_argument("--screenshot-dir", help=f"where key s puts PNGs (default {d.screenshot_dir})")
-    g.add_argument("--virtualcam", action="store_const", const=True, help="also send to a virtual camera")
-    g.add_argument("--stats-json", help="write the exit stats here as JSON")
-    g = p.add_argument_group("OSC")
-    g.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1; 0.0.0.0 listens on the LAN)")
-    g.add_argument("--osc-port", type=int, help="OSC listen port (default 9000)")
-    g.add_argument("--osc-feedback", metavar="HOST:PORT", help="send control feedback and status here")
-
-
-def _size(text: str) -> tuple[int, int]:
-    from livevae.media.preprocess import PreprocessError, parse_size
-
-    try:
-        return parse_size(text)
-    except PreprocessError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-WINDOW_FLAGS = {"display", "size", "fullscreen", "borderless", "vsync", "filter", "hud", "cursor"}
-
-
-def apply_flags(cfg: LiveConfig, args: argparse.Namespace) -> LiveConfig:
-    """cfg with every flag the user actually gave (not None) written over it."""
-    top = {f.name for f in fields(LiveConfig)} - {"window"}
-    over = {k: v for k, v in vars(args).items() if k in top and v is not None}
-    win = {k: v for k, v in vars(args).items() if k in WINDOW_FLAGS and v is not None}
-    if "sources" in over and "source" not in over:
-        over["source"] = 0
-    return replace(cfg, **over, window=replace(cfg.window, **win))
-
-
-def pca_count(model_path: str) -> int:
-    """Number of principal directions stored in a model file (0 when none), read from its header only."""
-    try:
-        from safetensors import safe_open
-
-        with safe_open(model_path, framework="pt") as f:
-            if "pca_components" in f.keys():  # noqa: SIM118 - safe_open is not a mapping
-                return int(f.get_slice("pca_components").get_shape()[0])
-    except Exception:  # the backend reports a bad model file properly; this is only a hint
-        return 0
-    return 0
-
-
-def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState | None, list[Controller]]:
-    """Resolve a show file and/or flags into (config, backend, state, controllers)."""
-    state: ControlState | None = None
-    controllers: list[Controller] = []
-    if args.show:
-        try:
-            from livevae.show.showfile import build_show
-        except ImportError as e:
-            raise LiveError(f"{args.show}: show files need livevae.show.showfile ({e})") from e
-        osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
-        cfg, state, controllers = build_show(Path(args.show), **osc)
-        cfg = apply_flags(cfg, args)
-    else:
-        if not args.model:
-            raise LiveError("no model: give a show file, or --model MODEL.safetensors")
-        cfg = apply_flags(LiveConfig(), args)
-    if cfg.headless and cfg.out is None and cfg.frames is None and cfg.seconds is None and not cfg.realtime:
-        log("headless with no --out, --frames or --seconds: running until Ctrl-C")
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
-    from livevae.backends import create
-
-    backend = create(cfg.model, cfg.backend)
-    if not args.show:
-        try:
-            from livevae.control.state import ControlState
-            from livevae.show.showfile import default_controllers  # type: ignore[attr-defined]
-        except ImportError:
-            pass
-        else:
-            state = ControlState(backend.cfg.zdim, pca_count(cfg.model))
-            osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
-            controllers = list(default_controllers(cfg, state, **osc))
-    return cfg, backend, state, controllers
-
-
-def run(args: argparse.Namespace) -> int:
-    cfg, backend, state, controllers = build(args)
-    if not cfg.headless:
-        from livevae.outputs.window import display_available
-
-        if not display_available():
-            raise LiveError("no display (DISPLAY/WAYLAND_DISPLAY unset): use --headless --out FILE")
-    stats = LiveLoop(cfg, backend, state, controllers).run()
-    print(stats.summary())
-    return 0

@@ -12,10 +12,12 @@ from typing import Any
 import torch
 from torch import nn
 
+from livevae.errors import LivevaeError
+
 FORMAT_VERSION = 1
 
 
-class ModelError(Exception):
+class ModelError(LivevaeError):
     """A model file is missing, corrupt or does not match what was asked for."""
 
 

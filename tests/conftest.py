@@ -18,11 +18,15 @@ torch.set_num_threads(2)
 
 
 @pytest.fixture(autouse=True)
-def _restore_livevae_logger() -> Iterator[None]:
-    """Installation mode sets the `livevae` logger's level and adds handlers; undo that after each test so
-    no test depends on which ran before it."""
+def _livevae_logging() -> Iterator[None]:
+    """Logging as the CLI sets it up (`livevae <part>: message` on stderr at INFO), fresh for every test; levels
+    and handlers a test added (installation mode's log file) are undone after it, so no test depends on which ran
+    before it."""
     import logging
 
+    from livevae import logs
+
+    logs.configure()
     lg = logging.getLogger("livevae")
     level, handlers = lg.level, list(lg.handlers)
     yield

@@ -12,8 +12,9 @@ import numpy as np
 import pytest
 
 from livevae.backends import create
+from livevae.cli.live import add_arguments, apply_flags, run
 from livevae.handle import LoopHandle
-from livevae.loop import FrameInfo, LiveConfig, LiveError, LiveLoop, add_arguments, apply_flags, run
+from livevae.loop import FrameInfo, LiveConfig, LiveError, LiveLoop
 from livevae.media.source import Source, SourceError
 from tests.conftest import pattern_frames, write_video
 from tests.test_source import FlakySource

@@ -478,3 +478,21 @@ def test_route_registry_adds_and_removes_routes_while_serving(server: tuple[OscS
     client.send_message("/livevae/mix", 0.5)
     assert _wait(lambda: srv.state.get("mix") == 0.5)
     assert _wait(lambda: srv.stats.unknown == 1) and got == [("/livevae/test/poke", (3,))]
+
+
+def test_root_logger_filter_goes_away_with_the_last_server() -> None:
+    import logging
+
+    from livevae.controllers.osc import _QUIET
+
+    a, b = OscServer(ControlState(4), port=0), OscServer(ControlState(4), port=0)
+    a.start()
+    b.start()
+    try:
+        assert logging.getLogger().filters.count(_QUIET) == 1
+        a.stop()
+        assert _QUIET in logging.getLogger().filters  # b still serves
+    finally:
+        a.stop()
+        b.stop()
+    assert _QUIET not in logging.getLogger().filters  # no filter left behind on the root logger

@@ -231,7 +231,9 @@ def test_extension_sections_are_delegated_and_their_errors_wrapped(
 ) -> None:
     fake = types.ModuleType("livevae_fake_ext")
 
-    class FakeError(Exception):
+    from livevae.errors import LivevaeError
+
+    class FakeError(LivevaeError):  # an extension's own error type, as MidiError and AudioError are
         pass
 
     class FakeController:

@@ -11,12 +11,14 @@ from typing import Any
 
 import torch
 
+from livevae.errors import LivevaeError
+
 FORMAT = "livevae-train-checkpoint"
 VERSION = 1
 _STEP_RE = re.compile(r"^step-(\d{9})\.safetensors$")
 
 
-class CheckpointError(Exception):
+class CheckpointError(LivevaeError):
     """A checkpoint is missing, corrupt or does not fit the run it is loaded into."""
 
 

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from livevae.errors import LivevaeError
 from livevae.model import PRESETS, ModelConfig, ModelError, preset
 
 if sys.version_info >= (3, 11):
@@ -16,7 +17,7 @@ else:  # pragma: no cover - 3.10 only
     import tomli as tomllib
 
 
-class ConfigError(Exception):
+class ConfigError(LivevaeError):
     """A recipe or a training option is malformed; the message names the file and key."""
 
 

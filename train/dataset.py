@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
+from livevae.errors import LivevaeError
 from livevae.offline.prep import FRAMES_FILE, META_FILE
 
 
-class DatasetError(Exception):
+class DatasetError(LivevaeError):
     """A dataset folder is missing, incomplete or not what the model expects."""
 
 

@@ -21,6 +21,7 @@ import numpy as np
 import torch
 import torch.distributed as dist
 
+from livevae.errors import LivevaeError
 from livevae.model import VAE, save_model
 from train import metrics
 from train.checkpoint import (
@@ -42,7 +43,7 @@ from train.losses import VAEGANLoss
 MODEL_FILE = "model.safetensors"
 
 
-class TrainError(Exception):
+class TrainError(LivevaeError):
     """The run cannot start or continue (run folder in use, resume mismatch, ...)."""
 
 

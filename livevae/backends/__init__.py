@@ -2,17 +2,20 @@
 
 from __future__ import annotations
 
+import logging
 import os
-import sys
 from collections.abc import Callable
 from typing import Protocol
 
 import numpy as np
 
+from livevae.errors import LivevaeError
 from livevae.model import ModelConfig
 
+log = logging.getLogger(__name__)
 
-class EngineError(Exception):
+
+class EngineError(LivevaeError):
     """A backend cannot be created or run (missing library, no GPU, bad engine file)."""
 
 
@@ -31,10 +34,6 @@ class Backend(Protocol):
         ...
 
 
-def log(msg: str) -> None:
-    print(f"livevae backend: {msg}", file=sys.stderr)
-
-
 # What `auto` tries, fastest first. Each is skipped only for an EngineError (library or device missing,
 # engine build failed), logged with its reason; any other exception is a real bug and propagates.
 AUTO_ORDER = ("tensorrt", "torch-cuda", "onnxruntime", "torch-cpu")
@@ -48,7 +47,7 @@ def _make(
     precision: str | None,
     cache_dir: str | os.PathLike[str] | None,
     threads: int | None = None,
-    logger: Callable[[str], None] = log,
+    logger: Callable[[str], None] = log.info,
 ) -> Backend:
     import torch
 
@@ -118,7 +117,7 @@ def create(
     cache_dir: str | os.PathLike[str] | None = None,
     threads: int | None = None,
     order: tuple[str, ...] = AUTO_ORDER,
-    logger: Callable[[str], None] = log,
+    logger: Callable[[str], None] = log.info,
 ) -> Backend:
     """Create the named backend, or with 'auto' the first that works in `order`; log the choice.
 

@@ -295,9 +295,9 @@ def export(
                 return Exported(spec, path, info["sha256"], float(info["max_abs_diff"]), cached=True)
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable sidecar means a broken entry: export again below
-        log(f"{path}: cached export does not match its sidecar; exporting again")
+        log.info(f"{path}: cached export does not match its sidecar; exporting again")
     # Seconds per graph (int8: ~10 s on 2 cores): say so, or a show's first start looks hung.
-    log(f"exporting {spec.name} for {model_path.name} (once; cached in {path.parent})")
+    log.info(f"exporting {spec.name} for {model_path.name} (once; cached in {path.parent})")
     if model is None:
         model = load_model(model_path)
     _export_graph(spec, model, path)

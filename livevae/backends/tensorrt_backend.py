@@ -76,7 +76,7 @@ def _timing_cache(trt: Any, cache_dir: str | os.PathLike[str] | None) -> tuple[P
         try:
             data = read_verified(path, fields)
         except EngineError as e:
-            log(f"ignoring timing cache: {e}")
+            log.info(f"ignoring timing cache: {e}")
     return path, fields, data
 
 
@@ -118,7 +118,7 @@ def build_engine(
     for name, (lo, opt, hi) in spec.profile(cfg).items():
         profile.set_shape(name, lo, opt, hi)
     config.add_optimization_profile(profile)
-    log(f"building TensorRT engine {path.name} (this takes a while once; it is cached)")
+    log.info(f"building TensorRT engine {path.name} (this takes a while once; it is cached)")
     plan = builder.build_serialized_network(network, config)
     if plan is None:
         raise EngineError(f"{onnx_path}: TensorRT {trt.__version__} failed to build an engine for {spec.name}")

@@ -7,7 +7,12 @@ import importlib
 import sys
 from collections.abc import Sequence
 
-# name -> (module, one-line help). Each module defines `add_arguments(parser)` and `run(args) -> int`.
+from livevae import logs
+from livevae.errors import LivevaeError
+
+# name -> (module, one-line help). Each module defines `add_arguments(parser)` and `run(args) -> int`. The offline
+# jobs (prep, train, reconstruct, export, bench) keep their parsers beside the job; the live commands, whose parsers
+# used to close an import circle (live <-> show <-> osc), have a file each here.
 COMMANDS: dict[str, tuple[str, str]] = {
     "prep": ("livevae.offline.prep", "decode a film into a frame dataset (memory-mapped uint8 array + JSON)"),
     "train": ("train.cli", "train a VAE-GAN on a frame dataset from a recipe"),
@@ -17,10 +22,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     ),
     "export": ("livevae.offline.export", "export a model to ONNX and build TensorRT engines ahead of a show"),
     "bench": ("livevae.offline.bench", "measure every backend x preset against torch eager"),
-    "live": ("livevae.loop", "run a show: camera/video in, reconstruction out, OSC/MIDI/audio control"),
-    "check-show": ("livevae.show.showfile", "validate a show file without playing it"),
-    "osc-map": ("livevae.controllers.osc", "print the OSC address map"),
-    "demo": ("livevae.show.demo", "run the bundled demo show (window if there is a display, else a file)"),
+    "live": ("livevae.cli.live", "run a show: camera/video in, reconstruction out, OSC/MIDI/audio control"),
+    "check-show": ("livevae.cli.check_show", "validate a show file without playing it"),
+    "osc-map": ("livevae.cli.osc_map", "print the OSC address map"),
+    "demo": ("livevae.cli.demo", "run the bundled demo show (window if there is a display, else a file)"),
 }
 
 EPILOG = """examples:
@@ -33,8 +38,15 @@ EPILOG = """examples:
 """
 
 
-class CLIError(Exception):
+class CLIError(LivevaeError):
     """A command-line argument is malformed."""
+
+
+def add_logging_arguments(p: argparse.ArgumentParser) -> None:
+    g = p.add_argument_group("logging")
+    g.add_argument("-v", "--verbose", action="count", default=0, help="more detail (debug messages)")
+    g.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only")
+    g.add_argument("--log-file", metavar="PATH", help="also append every message to this file")
 
 
 def _top_parser() -> argparse.ArgumentParser:
@@ -59,6 +71,7 @@ def build_parser(name: str) -> argparse.ArgumentParser:
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
     module.add_arguments(p)
+    add_logging_arguments(p)
     p.set_defaults(_run=module.run)
     return p
 
@@ -81,15 +94,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args = build_parser(name).parse_args(argv[1:])
     try:
+        logs.configure(-1 if args.quiet else args.verbose, args.log_file)
         return int(args._run(args) or 0)
     except KeyboardInterrupt:
         print("livevae: interrupted", file=sys.stderr)
         return 130
-    except Exception as e:  # the edge of every command: known errors become one clear line
-        if type(e).__name__.endswith("Error") and type(e).__module__.startswith(("livevae", "train")):
-            print(f"livevae {name}: error: {e}", file=sys.stderr)
-            return 1
-        raise
+    except LivevaeError as e:  # the edge of every command: livevae's own errors become one clear line
+        print(f"livevae {name}: error: {' | '.join(str(e).splitlines())}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import math
 
+from livevae.errors import LivevaeError
+
 CURVES = ("linear", "exp", "log", "smooth", "toggle")
 
 
-class CurveError(ValueError):
+class CurveError(LivevaeError, ValueError):
     """An unknown curve name."""
 
 

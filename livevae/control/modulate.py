@@ -13,9 +13,10 @@ import numpy as np
 
 from livevae.control.lfo import LfoClock, apply_lfos
 from livevae.control.state import ControlSnapshot
+from livevae.errors import LivevaeError
 
 
-class ModulateError(Exception):
+class ModulateError(LivevaeError):
     """A latent or PCA does not have the shape the model expects."""
 
 

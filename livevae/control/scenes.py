@@ -12,12 +12,13 @@ from pathlib import Path
 import numpy as np
 
 from livevae.control.state import ControlError, ControlState
+from livevae.errors import LivevaeError
 
 # Controls a recall leaves alone unless the scene names them: they are how the show is played, not where it is.
 KEPT_ON_RECALL = ("smooth", "slew", "bpm")
 
 
-class SceneError(Exception):
+class SceneError(LivevaeError):
     """A scene is unknown, malformed, or its frames cannot be read."""
 
 

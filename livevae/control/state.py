@@ -13,10 +13,12 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from livevae.errors import LivevaeError
+
 log = logging.getLogger("livevae.control.state")
 
 
-class ControlError(Exception):
+class ControlError(LivevaeError):
     """A control target, value or action is unknown or out of what is expected."""
 
 

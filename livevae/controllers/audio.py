@@ -18,6 +18,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from livevae.control.state import ControlError, ControlState, canonical
 from livevae.controllers.midi import CURVES, scale, validation_message
+from livevae.errors import LivevaeError
 
 if TYPE_CHECKING:
     from livevae.handle import FrameInfo, LoopHandle
@@ -29,7 +30,7 @@ DEVICE_RETRY = 5.0  # s between attempts to open a missing/failed input device
 EPS = 1e-12
 
 
-class AudioError(Exception):
+class AudioError(LivevaeError):
     """An [audio] show section is malformed, or an audio file cannot be read."""
 
 

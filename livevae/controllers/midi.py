@@ -20,6 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from livevae.control.curves import CURVES, curve, scale, unscale
 from livevae.control.state import ACTIONS, PERFORMER_ORIGINS, ControlError, ControlState, canonical
+from livevae.errors import LivevaeError
 
 if TYPE_CHECKING:
     from livevae.handle import FrameInfo, LoopHandle
@@ -37,7 +38,7 @@ CONNECT_TIMEOUT = 1.0  # s: an unreachable network MIDI bridge must not stall th
 SOCKET_POLL = 0.002  # s between polls of socket ports (rtmidi ports deliver by callback)
 
 
-class MidiError(Exception):
+class MidiError(LivevaeError):
     """A [midi] show section, learn file or port spec is malformed."""
 
 

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
 import contextlib
 import logging
 import math
 import re
 import socket
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
@@ -21,6 +19,7 @@ from pythonosc.osc_packet import OscPacket
 
 from livevae.control.curves import CurveError, curve, curve_inverse
 from livevae.control.state import ACTIONS, LFO_PARAMS, SCALARS, VECTORS, ControlError, ControlState
+from livevae.errors import LivevaeError
 
 log = logging.getLogger("livevae.controllers.osc")
 
@@ -34,6 +33,20 @@ class _QuietPythonOsc(logging.Filter):
 
 
 _QUIET = _QuietPythonOsc()
+_quiet_users = 0  # running servers that need _QUIET on the root logger; the last one to stop removes it
+_quiet_lock = threading.Lock()
+
+
+def _quiet(on: bool) -> None:
+    global _quiet_users
+    with _quiet_lock:
+        _quiet_users = max(0, _quiet_users + (1 if on else -1))
+        root = logging.getLogger()
+        if _quiet_users and _QUIET not in root.filters:
+            root.addFilter(_QUIET)
+        elif not _quiet_users:
+            root.removeFilter(_QUIET)
+
 
 DEFAULT_HOST = "127.0.0.1"  # the LAN only when asked for (--osc-host 0.0.0.0)
 DEFAULT_PORT = 9000
@@ -42,7 +55,7 @@ MAX_WARNED = 1000  # distinct bad addresses remembered for log-once; garbage mus
 _PATTERN_CHARS = set("*?[]{}")
 
 
-class OscError(Exception):
+class OscError(LivevaeError):
     """An OSC server cannot start, or a mapping is malformed."""
 
 
@@ -261,9 +274,6 @@ class OscServer:
         """Bind and serve on a daemon thread; raises OscError naming host:port when it cannot bind."""
         if self._thread is not None:
             return
-        root = logging.getLogger()
-        if _QUIET not in root.filters:
-            root.addFilter(_QUIET)
         fam = socket.AF_INET6 if ":" in self.host else socket.AF_INET
         s = socket.socket(fam, socket.SOCK_DGRAM)
         try:
@@ -277,6 +287,7 @@ class OscServer:
         s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # ride out bursts while the GIL is busy
         s.settimeout(0.2)  # so stop() is noticed
         self._sock = s
+        _quiet(True)
         self.port = s.getsockname()[1]  # the real port when 0 asked for a free one
         self._stop.clear()
         self._thread = threading.Thread(target=self._serve, name=f"osc-{self.port}", daemon=True)
@@ -291,6 +302,7 @@ class OscServer:
         if self._sock is not None:
             self._sock.close()
             self._sock = None
+            _quiet(False)
 
     def _serve(self) -> None:
         sock = self._sock
@@ -751,37 +763,3 @@ def _resolve(host: str) -> str:
 
 
 # --- `livevae osc-map` -----------------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("show", nargs="?", help="a show file: also print its mappings, for its model's sizes")
-    p.add_argument("--zdim", type=int, default=200, help="latent size, when no show is given")
-    p.add_argument("--pcs", type=int, default=16, help="principal directions, when no show is given")
-    p.add_argument("--markdown", action="store_true", help="print a Markdown table (for the README)")
-    p.epilog = "examples:\n  livevae osc-map\n  livevae osc-map shows/demo.toml\n  livevae osc-map --markdown"
-
-
-def run(args: argparse.Namespace) -> int:
-    from livevae.control.state import ControlState
-
-    zdim, pcs, n_lfos = args.zdim, args.pcs, ControlState(1).n_lfos
-    mappings: Sequence[Mapping] = ()
-    if args.show:
-        from livevae.show.showfile import ShowError, load_show, model_sizes
-
-        show = load_show(args.show)
-        try:
-            zdim, pcs = model_sizes(show)
-        except ShowError as e:  # the map is still useful before the model is trained
-            print(f"livevae osc-map: {e}; showing sizes --zdim {zdim} --pcs {pcs}", file=sys.stderr)
-        mappings = show.osc_mappings()
-        n_lfos = max(n_lfos, len(show.lfo))
-    print(format_address_map(address_map(zdim, pcs, n_lfos), markdown=args.markdown))
-    if mappings:
-        print(f"\nmappings from {args.show}:")
-        for m in mappings:
-            what = m.target or f"{m.action} {m.arg if m.arg is not None else ''}".strip()
-            extra = f" range {m.range[0]:g}..{m.range[1]:g}" if m.range else ""
-            extra += f" curve {m.curve}" if m.curve != "linear" else ""
-            extra += f" smoothing {m.smoothing:g}s" if m.smoothing else ""
-            extra += f" (argument {m.index})" if m.index else ""
-            print(f"  {m.address} -> {what}{extra}")
-    return 0

@@ -16,7 +16,9 @@ from typing import TYPE_CHECKING, Any, Literal
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
+from livevae import logs
 from livevae.control.lfo import wave
+from livevae.errors import LivevaeError
 from livevae.installation import schedule as sched
 from livevae.installation.health import HealthError, Heartbeat, StderrTee, rss_bytes, setup_log_file
 from livevae.installation.watchdog import GuardedBackend, Watchdog
@@ -29,7 +31,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("livevae.installation.controller")
 
 
-class InstallationError(Exception):
+class InstallationError(LivevaeError):
     """The [installation] section of a show is malformed, or installation mode cannot start."""
 
 
@@ -336,6 +338,7 @@ class InstallationController:
                 self._path(h.log_file), int(h.log_max_mb * 2**20), h.log_backups, logging.INFO
             )
             self._tee = StderrTee.install()
+        if self._tee is not None and not logs.console_configured():
             # the file handler replaces logging's last-resort console output: keep warnings on the console too,
             # written to the real stderr so the tee does not copy them into the file a second time
             self._console = logging.StreamHandler(self._tee.stream)

@@ -17,13 +17,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from livevae.errors import LivevaeError
+
 log = logging.getLogger("livevae.installation.health")
 
 HEARTBEAT_VERSION = 1
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 
-class HealthError(Exception):
+class HealthError(LivevaeError):
     """A heartbeat or log file cannot be written or read."""
 
 
@@ -209,6 +211,11 @@ class StderrTee:
 
     def flush(self) -> None:
         self.stream.flush()
+
+    @property
+    def real_stream(self) -> Any:
+        """The stream under the tee: console log handlers write here, so the tee does not copy their lines."""
+        return self.stream
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self.stream, name)

@@ -8,6 +8,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from livevae.errors import LivevaeError
+
 DAYS = ("mon", "tue", "wed", "thu", "fri", "sat", "sun")
 _DAY_GROUPS = {"daily": range(7), "everyday": range(7), "weekdays": range(5), "weekends": range(5, 7)}
 _FULL = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
@@ -16,7 +18,7 @@ _SPAN_RE = re.compile(r"^\s*(?:(?P<days>[a-z,\- ]+?)\s+)?(?P<start>\d{1,2}:\d{2}
 _UTC = dt.timezone.utc
 
 
-class ScheduleError(Exception):
+class ScheduleError(LivevaeError):
     """An opening-hours span, a date, a time or a time zone is malformed."""
 
 

@@ -13,12 +13,14 @@ from typing import Any
 
 import numpy as np
 
+from livevae.errors import LivevaeError
+
 log = logging.getLogger("livevae.installation.watchdog")
 
 EXIT_HUNG = 70  # EX_SOFTWARE: the frame loop hung beyond repair in-process; the service manager restarts us
 
 
-class WatchdogError(Exception):
+class WatchdogError(LivevaeError):
     """A watched component is unknown, or was registered twice."""
 
 

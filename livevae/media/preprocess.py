@@ -8,8 +8,10 @@ import cv2
 import numpy as np
 import torch
 
+from livevae.errors import LivevaeError
 
-class PreprocessError(Exception):
+
+class PreprocessError(LivevaeError):
     """A crop box or target size is malformed or does not fit the frame."""
 
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
 import math
-import sys
 import threading
 import time
 from abc import ABC, abstractmethod
@@ -16,21 +16,21 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from livevae.errors import LivevaeError
+
+log = logging.getLogger(__name__)
+
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PLAYLIST_SUFFIXES = (".txt", ".m3u", ".m3u8")
 FALLBACKS = ("hold", "black", "testcard")
 
 
-class SourceError(Exception):
+class SourceError(LivevaeError):
     """A source cannot be opened or read (missing file, unplugged camera, bad playlist, decode failure)."""
 
 
 class SourceEnded(SourceError):
     """A source with looping off has played to its end: not a failure, nothing to reconnect."""
-
-
-def log(msg: str) -> None:
-    print(f"livevae source: {msg}", file=sys.stderr, flush=True)
 
 
 @dataclass(frozen=True)
@@ -646,7 +646,7 @@ class Capture:
             self.status = "failed"
             self._cond.notify_all()
         self.last_error = str(e)
-        log(f"{self.source.name}: {e}; showing the fallback and reconnecting")
+        log.warning(f"{self.source.name}: {e}; showing the fallback and reconnecting")
         self.source.close()
 
     def _run(self) -> None:
@@ -667,7 +667,7 @@ class Capture:
                 continue
             if opened_once:
                 self.reconnects += 1
-                log(f"{self.source.name}: reconnected")
+                log.info(f"{self.source.name}: reconnected")
             opened_once = True
             self.status = "running"
             self.backoff.reset()
@@ -688,7 +688,7 @@ class Capture:
                     self._publish(img)
             except SourceEnded as e:
                 self.status = "ended"
-                log(f"{e}")
+                log.warning(f"{e}")
                 return
             except Exception as e:  # read errors of any kind: fallback + reconnect, never a dead show
                 self._fail(e)
@@ -749,7 +749,7 @@ class OrderedReader:
     def _fail(self, e: BaseException, t: float) -> None:
         if self.status != "failed":
             self.failures += 1
-            log(f"{self.source.name}: {e}; showing the fallback and reconnecting")
+            log.warning(f"{self.source.name}: {e}; showing the fallback and reconnecting")
         self.status = "failed"
         self.last_error = str(e)
         self.source.close()
@@ -769,7 +769,7 @@ class OrderedReader:
                 return None
             if self._opened_once:
                 self.reconnects += 1
-                log(f"{self.source.name}: reconnected")
+                log.info(f"{self.source.name}: reconnected")
             self._opened_once = True
             self.status = "running"
             self.backoff.reset()

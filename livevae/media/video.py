@@ -15,12 +15,13 @@ from typing import Any, TypeVar
 import av
 import numpy as np
 
+from livevae.errors import LivevaeError
 from livevae.media.preprocess import CropBox
 
 T = TypeVar("T")
 
 
-class VideoError(Exception):
+class VideoError(LivevaeError):
     """A film cannot be opened, has no video stream, or an output cannot be written."""
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 from tqdm import tqdm
 
+from livevae.errors import LivevaeError
 from livevae.media.preprocess import CropBox, PreprocessError, centre_crop, detect_bars, parse_crop, parse_size
 from livevae.media.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, prefetch, probe
 
@@ -23,7 +24,7 @@ FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r
 META_FILE = "meta.json"
 
 
-class PrepError(Exception):
+class PrepError(LivevaeError):
     """prep cannot produce a dataset from this input."""
 
 

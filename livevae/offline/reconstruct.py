@@ -21,6 +21,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from livevae.errors import LivevaeError
 from livevae.media.preprocess import CropBox, PreprocessError, parse_size
 from livevae.media.video import (
     AUDIO_MODES,
@@ -37,7 +38,7 @@ from livevae.media.video import (
 from livevae.model import ModelError
 
 
-class ReconstructError(Exception):
+class ReconstructError(LivevaeError):
     """The reconstruction cannot run with these arguments, models or files."""
 
 
@@ -775,12 +776,7 @@ def run(args: argparse.Namespace) -> int:
                 pass
             concat_shards(Path(opts.out), parts, keep=args.keep_shards)
             print(f"joined {dist[1]} shards into {opts.out}")
-    except (ReconstructError, ModelError, VideoError, PreprocessError) as e:
+    except LivevaeError as e:  # ReconstructError, ModelError, VideoError, PreprocessError, EngineError
         print(f"livevae reconstruct: error: {e}", file=sys.stderr)
         return 1
-    except Exception as e:
-        if type(e).__name__ == "EngineError":
-            print(f"livevae reconstruct: error: {e}", file=sys.stderr)
-            return 1
-        raise
     return 0

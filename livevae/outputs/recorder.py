@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 import time
 from fractions import Fraction
@@ -12,15 +12,14 @@ from pathlib import Path
 import cv2
 import numpy as np
 
+from livevae.errors import LivevaeError
 from livevae.outputs.base import Output
 
+log = logging.getLogger(__name__)
 
-class RecordError(Exception):
+
+class RecordError(LivevaeError):
     """A recording or screenshot cannot be written (full disk, unwritable folder, bad size)."""
-
-
-def log(msg: str) -> None:
-    print(f"livevae record: {msg}", file=sys.stderr, flush=True)
 
 
 _issued: set[Path] = set()  # names handed out but perhaps not written yet (writes happen on threads)
@@ -125,7 +124,7 @@ class Recorder(Output):
         except Exception as e:  # full disk, bad path, encoder error: one message, then the show goes on
             self.failed = True
             self.error = f"{self.path}: recording failed ({e.__class__.__name__}: {e}); the show goes on"
-            log(self.error)
+            log.warning(self.error)
             if writer is not None:
                 writer.abort()
             while True:  # keep draining so a blocked writer() returns and stop() finds its sentinel
@@ -177,11 +176,11 @@ class Screenshots:
             if not cv2.imwrite(str(p), cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR)):
                 raise RecordError("OpenCV could not encode the PNG")
             self.saved.append(p)
-            log(f"screenshot {p}")
+            log.info(f"screenshot {p}")
         except Exception as e:  # a failed screenshot is reported, never fatal to the show
             msg = f"{p}: screenshot failed ({e})"
             self.errors.append(msg)
-            log(msg)
+            log.warning(msg)
 
     def wait(self, timeout: float = 10.0) -> None:
         for t in self._threads:

