@@ -32,9 +32,9 @@ def test_every_error_livevae_raises_derives_from_the_one_base() -> None:
     for name in _modules():
         mod = importlib.import_module(name)
         for cls_name, cls in inspect.getmembers(mod, inspect.isclass):
-            if cls.__module__ == name and issubclass(cls, Exception) and not cls_name.startswith("_"):
-                if not issubclass(cls, LivevaeError):
-                    orphans.append(f"{name}.{cls_name}")
+            ours = cls.__module__ == name and issubclass(cls, Exception) and not cls_name.startswith("_")
+            if ours and not issubclass(cls, LivevaeError):
+                orphans.append(f"{name}.{cls_name}")
     assert orphans == []
 
 
