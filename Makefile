@@ -38,10 +38,12 @@ test: $(STAMP)
 	$(BIN)/ruff check livevae train tests bench
 	$(BIN)/ruff format --check livevae train tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 	SDL_VIDEODRIVER=dummy SDL_AUDIODRIVER=dummy $(BIN)/pytest -q
 
 lint: $(STAMP)
 	$(BIN)/ruff check livevae train tests bench && $(BIN)/ruff format --check livevae train tests bench && $(BIN)/mypy
+	$(BIN)/lint-imports --no-cache
 
 clean:
 	rm -rf $(VENV) build *.egg-info

@@ -14,14 +14,14 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from livevae.errors import LivevaeError
+from livevae.config import LiveConfig, LiveError
 from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watcher, services_of
 from livevae.media.preprocess import Preprocessor
-from livevae.media.source import FALLBACKS, Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
+from livevae.media.source import Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
 from livevae.outputs.base import Output
 from livevae.outputs.hud import HudInfo, hud_lines
 from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
-from livevae.outputs.window import DisplayThread, Window, WindowConfig
+from livevae.outputs.window import DisplayThread, Window
 
 if TYPE_CHECKING:
     from livevae.backends import Backend
@@ -31,61 +31,6 @@ log = logging.getLogger(__name__)
 
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
 __all__ = ["Controller", "FrameInfo", "LiveConfig", "LiveError", "LiveLoop", "LiveStats", "Watcher"]
-
-
-class LiveError(LivevaeError):
-    """The live loop cannot start or was configured inconsistently (no source, bad count, no display)."""
-
-
-@dataclass
-class LiveConfig:
-    """Everything a show needs besides its controllers; built from flags or a show file, resolved once."""
-
-    model: str = ""
-    backend: str = "auto"
-    # Inputs: specs as open_source() takes them; `source` picks the one to start with, the "source" action
-    # (OSC/MIDI/keys) switches between them.
-    sources: list[str] = field(default_factory=lambda: ["testcard"])
-    source: int = 0
-    source_size: tuple[int, int] | None = None  # camera: requested capture size
-    source_fps: float | None = None  # camera: requested rate; image folder / test card: their rate
-    hold: float = 0.0  # image folder: seconds per image (0 = an image sequence); playlist stills (0 = 5 s)
-    loop: bool = True  # video files, folders and playlists loop
-    fallback: str = "hold"  # while a source is down: hold | black | testcard
-    crop: str = "centre"  # or "x,y,w,h" in source pixels
-    fps: float | None = None  # show rate; default: the source's own
-    # Outputs.
-    window: WindowConfig = field(default_factory=WindowConfig)
-    headless: bool = False  # no window; with realtime=False a fixed-step offline render
-    realtime: bool = False  # headless but paced live (latest-frame capture, wall clock): servers, benchmarks
-    out: str | None = None  # headless: the MP4 to render into
-    frames: int | None = None  # stop after this many frames
-    seconds: float | None = None  # or after this many seconds of show time
-    record: str | None = None  # start recording to this MP4 at launch
-    record_dir: str = "recordings"  # where the record action/key puts new recordings
-    record_size: tuple[int, int] | None = None  # recordings scaled to this (w, h); None = the model's size
-    screenshot_dir: str = "screenshots"
-    virtualcam: bool = False  # also send to a virtual camera (pyvirtualcam), skipped when unavailable
-    virtualcam_size: tuple[int, int] = (1280, 720)
-    threads: int | None = None  # CPU threads for inference (torch / ONNX Runtime)
-    stats_json: str | None = None  # write the exit stats here as JSON
-
-    def __post_init__(self) -> None:
-        if not self.sources:
-            raise LiveError("LiveConfig: no sources; expected at least one (a camera index, file, folder, testcard)")
-        if not 0 <= self.source < len(self.sources):
-            raise LiveError(f"LiveConfig: source {self.source} out of range; expected 0..{len(self.sources) - 1}")
-        if self.fallback not in FALLBACKS:
-            raise LiveError(f"LiveConfig: fallback {self.fallback!r}; expected one of {', '.join(FALLBACKS)}")
-        if self.frames is not None and self.frames <= 0:
-            raise LiveError(f"LiveConfig: frames {self.frames}; expected a positive count")
-        if self.seconds is not None and self.seconds <= 0:
-            raise LiveError(f"LiveConfig: seconds {self.seconds}; expected a positive duration")
-        if self.fps is not None and not (0 < self.fps <= 1000):
-            raise LiveError(f"LiveConfig: fps {self.fps}; expected 0 < fps <= 1000")
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 class StageTimes:

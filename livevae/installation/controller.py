@@ -24,9 +24,9 @@ from livevae.installation.health import HealthError, Heartbeat, StderrTee, rss_b
 from livevae.installation.watchdog import GuardedBackend, Watchdog
 
 if TYPE_CHECKING:
+    from livevae.config import LiveConfig
     from livevae.control.state import ControlState
     from livevae.handle import FrameInfo, LoopHandle
-    from livevae.loop import LiveConfig
 
 log = logging.getLogger("livevae.installation.controller")
 

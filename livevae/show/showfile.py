@@ -26,8 +26,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 if TYPE_CHECKING:
+    from livevae.config import LiveConfig
     from livevae.handle import Controller, FrameInfo, LoopHandle
-    from livevae.loop import LiveConfig
 
 log = logging.getLogger("livevae.show.showfile")
 
@@ -396,7 +396,7 @@ def _sources(show: Show, quiet: bool = False) -> list[str]:
 
 def live_config(show: Show) -> LiveConfig:
     """The LiveConfig a show describes (paths resolved)."""
-    from livevae.loop import LiveConfig, LiveError
+    from livevae.config import LiveConfig, LiveError
     from livevae.outputs.window import WindowConfig, WindowError
 
     i, w, o = show.input, show.window, show.output
