@@ -10,13 +10,10 @@ import cv2
 import numpy as np
 import pytest
 
+from livevae.media.capture import Backoff, Capture, Fallback, OrderedReader
 from livevae.media.source import (
-    Backoff,
     CameraSource,
-    Capture,
-    Fallback,
     ImageFolderSource,
-    OrderedReader,
     PlaylistSource,
     Source,
     SourceError,
