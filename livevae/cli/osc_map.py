@@ -8,7 +8,8 @@ from collections.abc import Sequence
 
 from livevae.control.state import ControlState
 from livevae.controllers.osc import Mapping, address_map, format_address_map
-from livevae.show.showfile import ShowError, load_show, model_sizes
+from livevae.show.resolve import model_sizes
+from livevae.show.schema import ShowError, load_show
 
 log = logging.getLogger(__name__)
 
