@@ -7,6 +7,8 @@ from typing import Any
 
 from livevae.errors import LivevaeError
 from livevae.media.capture import FALLBACKS
+from livevae.outputs.scaling import SCALE_FILTERS
+from livevae.outputs.sinks import OutputSpec
 from livevae.outputs.window import WindowConfig
 
 
@@ -44,6 +46,9 @@ class LiveConfig:
     screenshot_dir: str = "screenshots"
     virtualcam: bool = False  # also send to a virtual camera (pyvirtualcam), skipped when unavailable
     virtualcam_size: tuple[int, int] = (1280, 720)
+    # NDI / Syphon / Spout / virtual camera outputs, each at its own size, all fed from one decoded frame
+    outputs: list[OutputSpec] = field(default_factory=list)
+    scale_filter: str = "bilinear"  # model pixels -> output size: nearest | bilinear | bicubic | sharp
     threads: int | None = None  # CPU threads for inference (torch / ONNX Runtime)
     stats_json: str | None = None  # write the exit stats here as JSON
 
@@ -60,6 +65,15 @@ class LiveConfig:
             raise LiveError(f"LiveConfig: seconds {self.seconds}; expected a positive duration")
         if self.fps is not None and not (0 < self.fps <= 1000):
             raise LiveError(f"LiveConfig: fps {self.fps}; expected 0 < fps <= 1000")
+
+        if self.scale_filter not in SCALE_FILTERS:
+            choices = ", ".join(SCALE_FILTERS)
+            raise LiveError(f"LiveConfig: scale_filter {self.scale_filter!r}; expected one of {choices}")
+
+    def sinks(self) -> list[OutputSpec]:
+        """Every extra output: `outputs`, plus the virtual camera when the older `virtualcam` flag asks for one."""
+        vcam = [OutputSpec("virtualcam", "camera", self.virtualcam_size)] if self.virtualcam else []
+        return [*self.outputs, *vcam]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

@@ -47,6 +47,7 @@ class LoopStatus:
     source_status: str = ""  # "running", "reconnecting", "ended"; "" before the first open
     source_published: int = 0  # frames the capture has published: progress, for a watchdog
     controller_errors: int = 0
+    outputs: tuple[str, ...] = ()  # one line per extra output (NDI, Syphon, Spout, virtual camera): state, counts
 
     @property
     def source_spec(self) -> str:

@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 
 from livevae.config import LiveConfig, LiveError
@@ -18,9 +19,11 @@ from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watche
 from livevae.media.capture import Backoff, Capture, Fallback, OrderedReader
 from livevae.media.preprocess import DevicePreprocessor, Preprocessor
 from livevae.media.source import Frame, Source, open_source
-from livevae.outputs.base import Output
 from livevae.outputs.hud import HudInfo, hud_lines
 from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
+from livevae.outputs.scaling import ScaledFrame
+from livevae.outputs.sinks import OutputSpec, open_output
+from livevae.outputs.threaded import NewestFrameOutput
 from livevae.outputs.window import DisplayThread, Window
 from livevae.stats import LiveStats, StageTimes
 
@@ -66,7 +69,9 @@ class LiveLoop:
         self.window: Window | DisplayThread | None = None
         self.recorder: Recorder | None = None
         self.render: Recorder | None = None
-        self.vcam: Output | None = None
+        # NDI / Syphon / Spout / virtual camera, each with its spec (its size); fed from one ScaledFrame a frame
+        self.sinks: list[tuple[OutputSpec, NewestFrameOutput]] = []
+        self._dry: np.ndarray | None = None  # uint8 [H, W, 3] the input as the model saw it, for dry/wet
         self.screens = Screenshots(cfg.screenshot_dir)
         self.frozen = False
         self._z_hold: np.ndarray | None = None
@@ -279,10 +284,10 @@ class LiveLoop:
             self.render = Recorder(self.cfg.out, self.fps, self.cfg.record_size, block=self.offline).start()
         if self.cfg.record:
             self.start_recording(self.cfg.record)
-        if self.cfg.virtualcam:
-            from livevae.outputs.virtualcam import open_virtualcam
-
-            self.vcam = open_virtualcam(self.cfg.virtualcam_size, self.fps)
+        for spec in self.cfg.sinks():
+            o = open_output(spec, self.fps, self.cfg.scale_filter)
+            if o is not None:
+                self.sinks.append((spec, o))
         for c in self.controllers:
             c.start(self.loop_handle)
 
@@ -306,8 +311,9 @@ class LiveLoop:
             self.stats.record_dropped += self.render.dropped
             if p is not None:
                 self._outputs.append(str(p))
-        if self.vcam is not None:
-            self.vcam.close()
+        for _, o in self.sinks:
+            o.close()
+        self.stats.sinks = [o.describe() for _, o in self.sinks]
         self.screens.wait()
         if self.window is not None:
             self.window.close()
@@ -413,8 +419,10 @@ class LiveLoop:
                     img = frame.image
                 if self.device_pre is not None:
                     x: Any = self.device_pre(img)  # float32 [1, 3, H, W] in [-1, 1], on the GPU
+                    self._dry = None  # made on the CPU only when dry/wet asks for it
                 else:
                     x = self.pre(img)[None]  # uint8 [1, H, W, 3] at the model's size
+                    self._dry = x[0]
                 t1 = perf()
                 z = self.backend.encode(x)  # float32 [1, zdim]
                 if loop_frozen:
@@ -429,6 +437,7 @@ class LiveLoop:
                     self._controller_failed(c, "modulate", e)
             t3 = perf()
             out = self.backend.decode(z)[0]  # uint8 [H, W, 3]
+            out = self._dry_wet(out, frame)
             t4 = perf()
             ms["modulate"] = (t3 - t2) * 1000
             ms["decode"] = (t4 - t3) * 1000
@@ -478,8 +487,8 @@ class LiveLoop:
                 self.input.stop(wait=False)  # no decoding while closed; restarted when the hold ends
         if self.window is not None:
             self.window.present(img, None)
-        if self.vcam is not None:
-            self.vcam.write(img)
+        for _, o in self.sinks:
+            o.write(img)
         now = time.monotonic()
         self._recent_present.append(now)
         info = FrameInfo(index=self.index, t=now - start, fps=self.measured_fps(), source=self.source_name,
@@ -496,10 +505,25 @@ class LiveLoop:
             return 0.0
         return (len(r) - 1) / (r[-1] - r[0])
 
+    def _dry_wet(self, out: np.ndarray, frame: Frame | None) -> np.ndarray:
+        """The reconstruction blended with the input picture by the "wet" control (1 = all dream, 0 = all input)."""
+        wet = self.state.get("wet") if self.state is not None and "wet" in self.state.targets() else 1.0
+        if wet >= 1.0:
+            return out
+        if self._dry is None and frame is not None:
+            self._dry = self.pre(frame.image)  # uint8 [H, W, 3]: the device path preprocessed on the GPU
+        if self._dry is None or self._dry.shape != out.shape:
+            return out
+        return cv2.addWeighted(self._dry, 1.0 - wet, out, wet, 0.0)  # uint8 [H, W, 3]
+
     def _present(self, out: np.ndarray, ms: dict[str, float], captured: float | None = None) -> None:
-        for o in (self.render, self.recorder, self.vcam):
+        for o in (self.render, self.recorder):
             if o is not None:
                 o.write(out, captured)
+        if self.sinks:
+            scaled = ScaledFrame(out, self.cfg.scale_filter)  # each output size computed once per frame
+            for spec, sink in self.sinks:
+                sink.write(scaled.at(spec.size), captured)
         if self.window is not None:  # the window alone draws the HUD over the picture
             self.window.present(out, hud_lines(self.hud_info(ms)) if self.window.show_hud else None, captured)
 
@@ -528,8 +552,15 @@ class LiveLoop:
             recording=rec.seconds if rec is not None else None,
             frozen=self._is_frozen(),
             osc_port=osc_port if isinstance(osc_port, int) else None,
-            extra=extra,
+            extra=[*extra, *self._rig_lines()],
         )
+
+    def _rig_lines(self) -> list[str]:
+        """HUD lines for the extra outputs and a dry/wet below 1."""
+        lines = ["out " + o.describe() for _, o in self.sinks]
+        if self.state is not None and "wet" in self.state.targets() and (w := self.state.get("wet")) < 1.0:
+            lines.append(f"wet {w:.2f}")
+        return lines
 
     def _hud_stages(self) -> dict[str, float]:
         ms = {k: self.times.mean_recent(k) for k in STAGES[1:]}
@@ -572,6 +603,7 @@ class _Handle(LoopHandle):
             source_status=inp.status if inp is not None else "",
             source_published=int(getattr(inp, "published", 0)),
             controller_errors=lp.stats.controller_errors,
+            outputs=tuple(o.describe() for _, o in lp.sinks),
         )
 
     def post(self, action: str, arg: object = None) -> None:

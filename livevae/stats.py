@@ -65,6 +65,7 @@ class LiveStats:
     controller_errors: int = 0
     outputs: list[str] = field(default_factory=list)  # recordings and renders written
     screenshots: list[str] = field(default_factory=list)
+    sinks: list[str] = field(default_factory=list)  # each extra output (NDI, Syphon ...) at the end: sent, dropped
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -87,4 +88,5 @@ class LiveStats:
         if self.controller_errors:
             lines.append(f"  controller errors {self.controller_errors}")
         lines += [f"  wrote {p}" for p in self.outputs + self.screenshots]
+        lines += [f"  output {d}" for d in self.sinks]
         return "\n".join(lines)

@@ -30,6 +30,7 @@ SCALARS: dict[str, tuple[float, float, float]] = {
     "slew": (0.0, 10.0, 0.0),  # default slew time in seconds for controls without their own smoothing
     "freeze": (0.0, 1.0, 0.0),  # >= 0.5 holds the current z
     "bpm": (20.0, 300.0, 120.0),  # tempo for tempo-synced LFOs
+    "wet": (0.0, 1.0, 1.0),  # dry/wet: 0 shows the input picture, 1 the reconstruction (the dream), between blends
 }
 # per-dimension controls: prefix -> (lo, hi, default)
 VECTORS: dict[str, tuple[float, float, float]] = {
@@ -91,6 +92,7 @@ class ControlSnapshot:
     slew: float = 0.0
     freeze: bool = False
     bpm: float = 120.0
+    wet: float = 1.0
     lfos: tuple[LfoSettings, ...] = ()
     anchor: np.ndarray | None = None  # [zdim] float32, the latent mixed toward; None = the film's mean latent
     slews: Mapping[str, float] = field(default_factory=dict)  # per-target slew time in seconds
@@ -333,6 +335,7 @@ class ControlState:
                     slew=s["slew"],
                     freeze=s["freeze"] >= 0.5,
                     bpm=s["bpm"],
+                    wet=s["wet"],
                     lfos=tuple(self._lfos),
                     anchor=self._anchor,
                     slews=dict(self._slews),

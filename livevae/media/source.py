@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import importlib
 import logging
 import math
 from abc import ABC, abstractmethod
@@ -20,6 +21,9 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PLAYLIST_SUFFIXES = (".txt", ".m3u", ".m3u8")
+# "scheme:rest" specs served by a module of their own, imported by name like the show file's extensions (so a
+# network source's module, which subclasses Source, is not a cycle): scheme -> "module:Class", Class(rest).
+SCHEMES = {"ndi": "livevae.media.ndi_source:NdiSource"}
 
 
 class SourceError(LivevaeError):
@@ -489,6 +493,7 @@ def open_source(
     """Build the source a spec names (nothing is opened yet):
 
     - ``testcard`` (or ``testcard:640x480``): the generated test card, at `fps` (default 30);
+    - ``ndi:NAME``: the NDI source a sender calls NAME (the `ndi` extra), reconnected like a camera;
     - an integer (``0``) or a device path (``/dev/video2``): a camera, at the requested `size` and `fps`;
     - a folder: its images in name order (an image sequence at `fps`, default 25; `hold` > 0 makes a slideshow);
     - a ``.txt``/``.m3u`` file: a playlist, one path per line;
@@ -509,6 +514,10 @@ def open_source(
             except PreprocessError as e:
                 raise SourceError(f"source {spec!r}: {e}") from None
         return TestCardSource(card_size, fps or 30.0)
+    scheme, sep, rest = s.partition(":")
+    if sep and scheme.lower() in SCHEMES:
+        mod_name, _, cls_name = SCHEMES[scheme.lower()].partition(":")
+        return getattr(importlib.import_module(mod_name), cls_name)(rest)  # type: ignore[no-any-return]
     if s.isdigit():
         return CameraSource(int(s), size, fps)
     if s.startswith("/dev/video"):

@@ -1,0 +1,86 @@
+"""NDI out: a named cyndilib sender at its own size and rate, fed off the frame thread; optional extra `ndi`."""
+
+from __future__ import annotations
+
+import logging
+import time
+from fractions import Fraction
+from typing import Any
+
+import numpy as np
+
+from livevae.outputs.threaded import RgbaOutput
+
+log = logging.getLogger(__name__)
+
+NDI_HINT = "pip install 'livevae[ndi]' (cyndilib bundles the NDI runtime for Linux, macOS and Windows)"
+
+
+def ndi_available() -> str:
+    """ "" when cyndilib imports, else one line saying why (for logs and test skips)."""
+    try:
+        import cyndilib  # noqa: F401
+    except ImportError as e:
+        return f"cyndilib is not installed ({e}); {NDI_HINT}"
+    return ""
+
+
+class NdiOutput(RgbaOutput):
+    """Sends the show as an NDI source named `name` (receivers see "HOST (name)"), at `size` and `fps`.
+
+    The sender runs on this output's thread: the frame loop only swaps a reference, and a slow or stalled
+    receiver holds back at most this thread (its frames are dropped newest-wins, counted in `dropped`), never the
+    show. Each frame gets the NDI timecode the SDK synthesizes from the frame rate (100 ns units, rising by one
+    frame period per frame) and carries the show's own clock as per-frame metadata:
+    <livevae frame="N" captured="monotonic seconds"/> (N counts the frames offered to this output)."""
+
+    kind = "ndi"
+
+    def __init__(self, name: str, size: tuple[int, int], fps: float, filter: str = "bilinear") -> None:
+        super().__init__(name, size, filter)
+        self.fps = float(fps)
+        self._sender: Any = None
+        self._frame_buf: Any = None
+
+    @property
+    def source_name(self) -> str:
+        """The full NDI name receivers look for ("HOST (name)"); "" until the sender is open."""
+        s = self._sender
+        return str(s.name) if s is not None else ""
+
+    def connections(self) -> int:
+        """Receivers connected right now (0 before the sender opens)."""
+        s = self._sender
+        return int(s.get_num_connections(0.0)) if s is not None else 0
+
+    def _detail(self) -> str:
+        n = self.connections()
+        return f", {n} receiver{'s' if n != 1 else ''}"
+
+    def _open(self) -> None:
+        from cyndilib.sender import Sender
+        from cyndilib.video_frame import VideoSendFrame
+        from cyndilib.wrapper.ndi_structs import FourCC
+
+        vf = VideoSendFrame()
+        vf.set_resolution(*self.size)
+        vf.set_frame_rate(Fraction(self.fps).limit_denominator(1001))
+        vf.set_fourcc(FourCC.RGBA)
+        # clock_video=False: the show paces the frames; a clocked sender would sleep this thread to the rate
+        sender = Sender(self.name, clock_video=False)
+        sender.set_video_frame(vf)
+        sender.open()
+        self._sender, self._frame_buf = sender, vf
+        log.info(f"NDI: sending {sender.name!r} at {self.size[0]}x{self.size[1]} {self.fps:g} fps")
+
+    def _send(self, rgb: np.ndarray, captured: float | None) -> None:
+        rgba = self._to_rgba(rgb)  # uint8 [h, w, 4]
+        cap = captured if captured is not None else time.monotonic()
+        self._frame_buf.set_metadata(f'<livevae frame="{self.current}" captured="{cap:.6f}"/>'.encode())
+        if not self._sender.write_video(rgba.reshape(-1)):
+            raise RuntimeError("the NDI sender refused a frame")
+
+    def _release(self) -> None:
+        if self._sender is not None:
+            self._sender.close()
+            self._sender = None
