@@ -12,6 +12,8 @@ from livevae.control.state import ControlState
 from livevae.handle import Controller
 from livevae.loop import LiveConfig, LiveError, LiveLoop
 from livevae.media.capture import FALLBACKS
+from livevae.outputs.scaling import SCALE_FILTERS
+from livevae.outputs.sinks import OutputSpec, SinkError, parse_output
 from livevae.outputs.window import FILTERS, WindowConfig, display_available
 from livevae.show.showfile import build_show, default_controllers
 
@@ -74,6 +76,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--record-size", type=_size, metavar="WxH", help="scale recordings to this size")
     g.add_argument("--screenshot-dir", help=f"where key s puts PNGs (default {d.screenshot_dir})")
     g.add_argument("--virtualcam", action="store_const", const=True, help="also send to a virtual camera")
+    g.add_argument("--send", action="append", dest="outputs", type=_output, metavar="KIND[:NAME][@WxH]",
+                   help="also send to ndi, syphon, spout or virtualcam, e.g. ndi:livevae@1920x1080 "
+                   "(default size 1280x720); repeat for several at once")  # fmt: skip
+    g.add_argument("--scale-filter", choices=SCALE_FILTERS,
+                   help=f"model pixels -> each output's size (default {d.scale_filter})")  # fmt: skip
     g.add_argument("--stats-json", help="write the exit stats here as JSON")
     g = p.add_argument_group("OSC")
     g.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1; 0.0.0.0 listens on the LAN)")
@@ -87,6 +94,13 @@ def _size(text: str) -> tuple[int, int]:
     try:
         return parse_size(text)
     except PreprocessError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _output(text: str) -> OutputSpec:
+    try:
+        return parse_output(text)
+    except SinkError as e:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 

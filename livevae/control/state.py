@@ -57,6 +57,7 @@ ACTIONS = (
     "quit",
     "midi.learn",  # arm MIDI learn for a target (None: the control last moved); handled by the MIDI controller
     "midi.unlearn",
+    "tap",  # tap tempo: one beat; handled by the tempo controller
 )
 # input from these origins counts as a performer touching the instrument (autopilot hands back on it)
 PERFORMER_ORIGINS = ("osc", "midi", "ui", "key")

@@ -136,6 +136,7 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/smooth", "f", f"EMA on z across frames, tames flicker ({rng('smooth')}); alias /livevae/ema"),
         (f"{PREFIX}/slew", "f", f"default slew time of every control, seconds ({rng('slew')})"),
         (f"{PREFIX}/bpm", "f", f"tempo for synced LFOs ({rng('bpm')})"),
+        (f"{PREFIX}/wet", "f", f"dry/wet: 0 the input picture, 1 the reconstruction ({rng('wet')})"),
         (f"{PREFIX}/reset", "", "every control back to its default"),
         (f"{PREFIX}/scene/{{name}}", "[i]", "recall a scene (a press: no argument or >= 0.5)"),
         (f"{PREFIX}/scene/save", "s", "save the current latent and controls as a scene"),
@@ -143,6 +144,7 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/record", "[i]", "1 starts, 0 stops recording; no argument toggles"),
         (f"{PREFIX}/screenshot", "", "save the current output frame"),
         (f"{PREFIX}/fullscreen", "", "toggle fullscreen"),
+        (f"{PREFIX}/tap", "[i]", "tap tempo: one beat (a press); four taps set bpm when [tempo] lead = \"tap\""),
         (
             f"{PREFIX}/lfo/{{0..{n_lfos - 1}}}/{{rate|depth|phase|sync}}",
             "f",
@@ -437,6 +439,7 @@ class OscServer:
         self._map(f"{PREFIX}/record", self._on_record)
         self._map(f"{PREFIX}/screenshot", self._on_trigger)
         self._map(f"{PREFIX}/fullscreen", self._on_trigger)
+        self._map(f"{PREFIX}/tap", self._on_trigger)
         self._map(f"{PREFIX}/reset", self._on_reset)
         self._map(f"{PREFIX}/ping", self._on_ping, needs_reply=True)
         self._map(f"{PREFIX}/feedback", self._on_feedback)

@@ -28,6 +28,7 @@ KEYS = {
     "space": "freeze",
     "r": "record",
     "s": "screenshot",
+    "t": "tap",  # tap tempo
     "l": "midi.learn",  # arm MIDI learn for the control last moved; the next CC/note binds to it
     "escape": "quit",
     "q": "quit",

@@ -146,6 +146,7 @@ def _sources(show: Show, quiet: bool = False) -> list[str]:
 def live_config(show: Show) -> LiveConfig:
     """The LiveConfig a show describes (paths resolved)."""
     from livevae.config import LiveConfig, LiveError
+    from livevae.outputs.sinks import OutputSpec, SinkError
     from livevae.outputs.window import WindowConfig, WindowError
 
     i, w, o = show.input, show.window, show.output
@@ -190,8 +191,13 @@ def live_config(show: Show) -> LiveConfig:
             virtualcam=o.virtualcam,
             virtualcam_size=_size(o.virtualcam_size, "output.virtualcam_size", show) or (1280, 720),
             stats_json=out_path(o.stats_json),
+            outputs=[
+                OutputSpec(d.kind, d.name, _size(d.size, f"output.send[{n}].size", show) or (1280, 720), d.fps)
+                for n, d in enumerate(o.send)
+            ],
+            scale_filter=o.scale_filter,
         )
-    except (LiveError, WindowError) as e:
+    except (LiveError, WindowError, SinkError) as e:
         raise ShowError(f"{show.path}: {e}") from None
 
 

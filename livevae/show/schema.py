@@ -71,6 +71,15 @@ class WindowSection(_Section):
     title: str = "livevae"
 
 
+class SendSection(_Section):
+    """One extra output: [[output.send]] kind = "ndi", name = "livevae", size = "1920x1080"."""
+
+    kind: Literal["ndi", "syphon", "spout", "virtualcam"]
+    name: str = "livevae"
+    size: Size = "1280x720"
+    fps: float | None = Field(default=None, gt=0, le=240)  # default: the show's rate
+
+
 class OutputSection(_Section):
     headless: bool = False
     realtime: bool = False
@@ -84,6 +93,8 @@ class OutputSection(_Section):
     virtualcam: bool = False
     virtualcam_size: Size = "1280x720"
     stats_json: str | None = None
+    send: list[SendSection] = Field(default_factory=list)  # NDI / Syphon / Spout / virtual camera, several at once
+    scale_filter: Literal["nearest", "bilinear", "bicubic", "sharp"] = "bilinear"  # model pixels -> output size
 
 
 class OscSection(_Section):
