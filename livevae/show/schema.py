@@ -31,6 +31,7 @@ EXTENSIONS: dict[str, str] = {
     "midi": "livevae.controllers.midi",
     "audio": "livevae.controllers.audio",
     "installation": "livevae.installation.controller",
+    "tempo": "livevae.controllers.tempo",
 }
 
 
@@ -189,6 +190,7 @@ class Show(_Section):
     midi: dict[str, Any] | None = None  # validated by livevae.controllers.midi.from_show
     audio: dict[str, Any] | None = None  # validated by livevae.controllers.audio.from_show
     installation: dict[str, Any] | None = None  # validated by livevae.installation.controller.from_show
+    tempo: dict[str, Any] | None = None  # validated by livevae.controllers.tempo.from_show
 
     # filled by load_show, not by the file
     path: Path = Field(default=Path("show.toml"), exclude=True)
