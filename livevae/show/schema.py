@@ -12,7 +12,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from livevae.control.curves import CURVES
 from livevae.control.state import ACTIONS, LFO_SHAPES
-from livevae.controllers.osc import DEFAULT_HOST, DEFAULT_PORT, Mapping
+from livevae.controllers.osc_mapping import DEFAULT_HOST, DEFAULT_PORT, Mapping
 from livevae.errors import LivevaeError
 
 if sys.version_info >= (3, 11):
