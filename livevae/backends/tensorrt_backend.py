@@ -42,7 +42,9 @@ def require_tensorrt(device: torch.device | str = "cuda") -> Any:
     test fake); the real library needs "cuda".
     """
     if importlib.util.find_spec("tensorrt") is None:
-        raise EngineError("the tensorrt Python package is not installed (pip install 'livevae[tensorrt-cu12]')")
+        raise EngineError(
+            "the tensorrt Python package is not installed (pip install 'livevae[tensorrt-cu12]', or -cu13 for CUDA 13)"
+        )
     if torch.device(device).type == "cpu":
         import tensorrt as fake
 
