@@ -55,3 +55,24 @@ def test_capture_that_works_replays_into_the_static_output(fake_cuda: None, monk
     g = _CudaGraph(lambda x: x * 2, torch.zeros(1, 4), name="decoder")
     x = torch.ones(1, 4)
     assert g(x) is g.out and torch.equal(g.inp, x) and replays == [1]
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="torch-cuda CUDA graphs need a GPU")
+def test_two_frames_in_a_row_through_cuda_graphs_are_each_their_own(tiny_model_file: Any) -> None:
+    import numpy as np
+
+    from livevae.backends.torch_backend import TorchBackend
+    from livevae.reconstruct import TorchCudaRunner, protocol_runner
+
+    cpu = TorchBackend.from_file(str(tiny_model_file))
+    gpu = TorchBackend.from_file(str(tiny_model_file), device="cuda", precision="fp32", batch=1)
+    frames = np.random.default_rng(3).integers(0, 256, (2, 48, 64, 3), dtype=np.uint8)
+    z = [gpu.encode(frames[i : i + 1]) for i in range(2)]
+    zr = cpu.encode(frames)
+    assert np.abs(np.concatenate(z) - zr).max() <= 1e-2 * max(1.0, float(np.abs(zr).max()))
+    out = [gpu.decode(zr[i : i + 1]) for i in range(2)]
+    assert (out[0] != out[1]).any()
+    runner = TorchCudaRunner(gpu.model, gpu.device, "auto", gpu.channels_last)
+    many = np.random.default_rng(4).integers(0, 256, (256, 48, 64, 3), dtype=np.uint8)
+    assert np.abs(runner(many).astype(int) - protocol_runner(cpu)(many).astype(int)).max() <= 4
