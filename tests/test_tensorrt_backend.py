@@ -268,3 +268,14 @@ def test_concurrent_writers_leave_a_matching_pair(tmp_path: Path) -> None:
     read_verified(art, fields)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["engine.plan", "engine.plan.json", "engine.plan.lock"]
     assert sidecar_path(art).is_file()
+
+
+def test_a_held_cache_lock_is_waited_for_only_so_long(tmp_path: Path) -> None:
+    from livevae.backends.cache import file_lock
+
+    lock = tmp_path / "encoder.plan.build.lock"
+    held = r"encoder\.plan\.build\.lock: held by another process"
+    with file_lock(lock), pytest.raises(EngineError, match=held), file_lock(lock, timeout=0.2):
+        pass
+    with file_lock(lock, shared=True), file_lock(lock, shared=True, timeout=0.2):
+        pass  # readers share

@@ -33,13 +33,14 @@ def file_lock(path: Path, *, shared: bool = False, timeout: float = LOCK_TIMEOUT
     EngineError naming the lock when it is not free within `timeout` seconds. Without fcntl (Windows), or
     where the lock file cannot be created (a read-only cache), it does not lock.
     """
-    if fcntl is None:
-        yield
-        return
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
-    except OSError:
+    fd = -1
+    if fcntl is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = -1
+    if fd < 0:
         yield
         return
     try:
