@@ -6,7 +6,7 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,8 +20,6 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("livevae.show.showfile")  # one logger for show files: users see "livevae show: ..."
 
@@ -218,7 +216,7 @@ def _loc(loc: Sequence[int | str]) -> str:
     return out or "(top level)"
 
 
-def _format_validation(path: Path, e: ValidationError) -> str:
+def format_validation(path: Path, e: ValidationError) -> str:
     """One line per bad key: "FILE: key: what is wrong (got VALUE)"; a union's members merge into one line."""
     by_key: dict[str, list[str]] = {}
     got_by_key: dict[str, str] = {}
@@ -266,5 +264,5 @@ def load_show(path: str | Path) -> Show:
     try:
         show = Show.model_validate(data)
     except ValidationError as e:
-        raise ShowError(_format_validation(path, e)) from None
+        raise ShowError(format_validation(path, e)) from None
     return show.model_copy(update={"path": path.resolve()})

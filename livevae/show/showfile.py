@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +14,7 @@ from livevae.control.state import ControlError, ControlState
 from livevae.errors import LivevaeError
 from livevae.show.controller import ShowController
 from livevae.show.resolve import apply_lfos, check_targets, live_config, model_path, model_sizes, resolve_path
-from livevae.show.schema import EXTENSIONS, OscSection, Show, ShowError, _format_validation, load_show
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
+from livevae.show.schema import EXTENSIONS, OscSection, Show, ShowError, format_validation, load_show
 
 if TYPE_CHECKING:
     from livevae.config import LiveConfig
@@ -82,7 +76,7 @@ def with_osc(show: Show, host: str | None = None, port: int | None = None, feedb
     try:
         osc = OscSection.model_validate({**show.osc.model_dump(), **over})
     except ValidationError as e:
-        raise ShowError(_format_validation(Path("--osc-* flags"), e)) from None
+        raise ShowError(format_validation(Path("--osc-* flags"), e)) from None
     return show.model_copy(update={"osc": osc})
 
 
