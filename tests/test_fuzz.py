@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livevae.control.state import ControlState
-from livevae.installation.controller import InstallationError, parse_section
+from livevae.installation.section import InstallationError, parse_section
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -66,7 +66,8 @@ def test_osc_flood_of_random_and_mutated_datagrams() -> None:
 
 
 def test_osc_binds_localhost_by_default() -> None:
-    from livevae.controllers.osc import DEFAULT_HOST, OscServer
+    from livevae.controllers.osc import OscServer
+    from livevae.controllers.osc_mapping import DEFAULT_HOST
     from livevae.show.schema import OscSection
 
     assert DEFAULT_HOST == "127.0.0.1" and OscSection().host == "127.0.0.1"

@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,10 +21,6 @@ from livevae.controllers.midi_mapping import (
     MidiError,
     MidiMapping,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger("livevae.controllers.midi")
 

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import math
 import re
 import socket
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -17,9 +16,19 @@ from pythonosc.dispatcher import Dispatcher, Handler
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.osc_packet import OscPacket
 
-from livevae.control.curves import CurveError, curve, curve_inverse
-from livevae.control.state import ACTIONS, LFO_PARAMS, SCALARS, VECTORS, ControlError, ControlState
-from livevae.errors import LivevaeError
+from livevae.control.curves import CurveError, curve
+from livevae.control.state import ACTIONS, LFO_PARAMS, SCALARS, ControlError, ControlState
+from livevae.controllers.osc_feedback import OscFeedback
+from livevae.controllers.osc_mapping import (
+    DEFAULT_HOST,
+    DEFAULT_PORT,
+    MAX_WARNED,
+    PREFIX,
+    Mapping,
+    OscError,
+    coerce_number,
+    map_value,
+)
 
 log = logging.getLogger("livevae.controllers.osc")
 
@@ -48,132 +57,7 @@ def _quiet(on: bool) -> None:
             root.removeFilter(_QUIET)
 
 
-DEFAULT_HOST = "127.0.0.1"  # the LAN only when asked for (--osc-host 0.0.0.0)
-DEFAULT_PORT = 9000
-PREFIX = "/livevae"
-MAX_WARNED = 1000  # distinct bad addresses remembered for log-once; garbage must not grow memory without bound
 _PATTERN_CHARS = set("*?[]{}")
-
-
-class OscError(LivevaeError):
-    """An OSC server cannot start, or a mapping is malformed."""
-
-
-# --- mappings (pure) -------------------------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Mapping:
-    """One controller address (e.g. TouchOSC's /1/fader3) driving one control target or one action.
-
-    A control mapping scales its input from `in_range` (0..1 by default) through `curve` onto `range` (the
-    target's own range when None). An action mapping fires on a press (no argument, or an argument >= 0.5).
-    """
-
-    address: str
-    target: str = ""  # control target, e.g. "pc/0", "mix"
-    action: str = ""  # or an action: "scene.recall", "record", "source", ...
-    arg: object = None  # the action's argument (a scene name, a source index)
-    range: tuple[float, float] | None = None
-    in_range: tuple[float, float] = (0.0, 1.0)
-    curve: str = "linear"
-    smoothing: float = 0.0  # seconds of slew on the target
-    index: int = 0  # which OSC argument to read (an XY pad sends two)
-
-
-def map_value(m: Mapping, x: float, target_range: tuple[float, float]) -> float:
-    """An input value -> the control value: normalise by in_range, clamp to 0..1, curve, scale to range."""
-    a, b = m.in_range
-    u = 0.0 if b == a else (x - a) / (b - a)
-    u = curve(m.curve, min(max(u, 0.0), 1.0))
-    lo, hi = m.range if m.range is not None else target_range
-    return lo + u * (hi - lo)
-
-
-def unmap_value(m: Mapping, v: float, target_range: tuple[float, float]) -> float:
-    """The inverse of map_value, for feedback: a control value -> where the controller's fader should sit."""
-    lo, hi = m.range if m.range is not None else target_range
-    u = 0.0 if hi == lo else (v - lo) / (hi - lo)
-    u = curve_inverse(m.curve, min(max(u, 0.0), 1.0))
-    a, b = m.in_range
-    return a + u * (b - a)
-
-
-def coerce_number(args: Sequence[Any], index: int = 0) -> float | None:
-    """The index-th OSC argument as a float when it is an int, float or bool (T/F); None otherwise."""
-    if index >= len(args):
-        return None
-    a = args[index]
-    if isinstance(a, bool | int | float):
-        x = float(a)
-        return x if math.isfinite(x) else None
-    return None
-
-
-# --- the address map -------------------------------------------------------------------------------------------
-def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]]:
-    """(address, arguments, what it does) of every built-in address, for the README and `livevae osc-map`."""
-
-    def rng(name: str) -> str:
-        lo, hi, d = SCALARS[name]
-        return f"{lo:g}..{hi:g}, default {d:g}"
-
-    zl, zh, _ = VECTORS["z"]
-    gl, gh, _ = VECTORS["gain"]
-    pl, ph, _ = VECTORS["pc"]
-    return [
-        (f"{PREFIX}/z/{{0..{zdim - 1}}}", "f", f"offset of dimension i, latent units ({zl:g}..{zh:g})"),
-        (f"{PREFIX}/z", "f f ...", f"the whole offset vector (up to {zdim} values)"),
-        (
-            f"{PREFIX}/pc/{{0..{max(n_pcs - 1, 0)}}}",
-            "f",
-            f"move along principal direction k, in the film's std ({pl:g}..{ph:g})"
-            + ("" if n_pcs else "; this model has no PCA"),
-        ),
-        (f"{PREFIX}/pc", "f f ...", "every principal direction at once"),
-        (f"{PREFIX}/gain/{{0..{zdim - 1}}}", "f", f"gain of dimension i ({gl:g}..{gh:g}, default 1)"),
-        (f"{PREFIX}/mix", "f", f"mix toward the stored latent (scene anchor) ({rng('mix')})"),
-        (f"{PREFIX}/freeze", "i", "1 holds the current z, 0 lets it go"),
-        (f"{PREFIX}/noise", "f", f"Gaussian noise on z, std in latent units ({rng('noise')})"),
-        (f"{PREFIX}/smooth", "f", f"EMA on z across frames, tames flicker ({rng('smooth')}); alias /livevae/ema"),
-        (f"{PREFIX}/slew", "f", f"default slew time of every control, seconds ({rng('slew')})"),
-        (f"{PREFIX}/bpm", "f", f"tempo for synced LFOs ({rng('bpm')})"),
-        (f"{PREFIX}/wet", "f", f"dry/wet: 0 the input picture, 1 the reconstruction ({rng('wet')})"),
-        (f"{PREFIX}/reset", "", "every control back to its default"),
-        (f"{PREFIX}/scene/{{name}}", "[i]", "recall a scene (a press: no argument or >= 0.5)"),
-        (f"{PREFIX}/scene/save", "s", "save the current latent and controls as a scene"),
-        (f"{PREFIX}/source", "i | s", "switch source: index in the show's list, or a path/URL/camera"),
-        (f"{PREFIX}/record", "[i]", "1 starts, 0 stops recording; no argument toggles"),
-        (f"{PREFIX}/screenshot", "", "save the current output frame"),
-        (f"{PREFIX}/fullscreen", "", "toggle fullscreen"),
-        (f"{PREFIX}/tap", "[i]", 'tap tempo: one beat (a press); four taps set bpm when [tempo] lead = "tap"'),
-        (
-            f"{PREFIX}/lfo/{{0..{n_lfos - 1}}}/{{rate|depth|phase|sync}}",
-            "f",
-            "LFO rate (Hz; cycles per beat when synced), depth (target units), phase (cycles), sync (0/1)",
-        ),
-        (f"{PREFIX}/lfo/{{n}}/target", "s | i", "what the LFO moves: a control such as pc/0, mix, z/12 (i = z/i)"),
-        (f"{PREFIX}/lfo/{{n}}/shape", "s | i", "sine, triangle or walk (0, 1, 2)"),
-        (f"{PREFIX}/ping", "[i]", "answers /livevae/pong to the sender (to port i when given)"),
-        (f"{PREFIX}/feedback", "", "re-send every mapped value to the feedback target (resync faders)"),
-        ("(out) /livevae/status", "f s s i", "periodically: fps, source, scene, frame index"),
-        ("(out) /livevae/<control>", "f", "feedback: each control's value on change and after a scene recall"),
-    ]
-
-
-def format_address_map(rows: Iterable[tuple[str, str, str]], markdown: bool = False) -> str:
-    rows = list(rows)
-    if markdown:
-        lines = ["| address | args | what it does |", "| --- | --- | --- |"]
-
-        def cell(x: str) -> str:  # a bare | would split the table's cell, even inside backticks
-            return x.replace("|", "\\|")
-
-        lines += [
-            f"| `{cell(a)}` | `{cell(t)}` | {cell(w)} |" if t else f"| `{cell(a)}` | | {cell(w)} |" for a, t, w in rows
-        ]
-        return "\n".join(lines)
-    wa = max(len(a) for a, _, _ in rows)
-    wt = max(len(t) for _, t, _ in rows)
-    return "\n".join(f"{a:<{wa}}  {t:<{wt}}  {w}" for a, t, w in rows)
 
 
 # --- the server ------------------------------------------------------------------------------------------------
@@ -627,142 +511,3 @@ class OscServer:
 
 def _types(args: Sequence[Any]) -> str:
     return "(" + ", ".join(type(a).__name__ for a in args) + ")" if args else "(none)"
-
-
-# --- feedback --------------------------------------------------------------------------------------------------
-class OscFeedback:
-    """Sends control values to a controller (TouchOSC, Max) so its faders stay in sync, plus a periodic status.
-
-    Changes are coalesced: the ControlState listener only marks targets dirty; a sender thread flushes at most
-    once per `min_interval`, so a flood of input makes at most one message per control per interval, and the
-    frame thread never touches a socket.
-    """
-
-    def __init__(
-        self,
-        state: ControlState,
-        host: str,
-        port: int,
-        status_interval: float = 1.0,
-        min_interval: float = 0.01,
-        echo_builtin: bool = True,
-    ) -> None:
-        self.state, self.target = state, (_resolve(host), port)  # resolve a name once, not per message
-        self.status_interval, self.min_interval, self.echo_builtin = status_interval, min_interval, echo_builtin
-        self.sent = 0
-        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)  # a full buffer drops a message rather than stall anyone
-        self._lock = threading.Lock()
-        self._dirty: dict[str, str] = {}  # target -> origin of its last change
-        self._all = False
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._mappings: tuple[Mapping, ...] = ()
-        self._status: tuple[float, str, str, int] = (0.0, "", "", 0)
-        self._warned = False
-
-    def set_mappings(self, mappings: Sequence[Mapping]) -> None:
-        with self._lock:
-            self._mappings = tuple(m for m in mappings if m.target)
-
-    def start(self) -> None:
-        if self._thread is None:
-            self.state.add_listener(self._on_change)
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="osc-feedback", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self.state.remove_listener(self._on_change)
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
-        self._sock.close()
-
-    def _on_change(self, target: str, value: float, origin: str) -> None:
-        with self._lock:
-            self._dirty[target] = origin
-        self._wake.set()
-
-    def send_all(self) -> None:
-        """Re-send every mapped control (after a scene recall, or when asked with /livevae/feedback)."""
-        with self._lock:
-            self._all = True
-        self._wake.set()
-
-    def note_status(self, fps: float, source: str, scene: str, index: int) -> None:
-        """Latest status values; called from the frame thread, sent from the feedback thread."""
-        self._status = (float(fps), str(source), str(scene), int(index))
-
-    def send(self, address: str, *args: Any) -> None:
-        try:
-            self._sock.sendto(build_msg(address, list(args)).dgram, self.target)
-            self.sent += 1
-        except OSError as e:  # nobody listening (ICMP refused) or buffer full: the show goes on
-            if not self._warned:
-                self._warned = True
-                log.warning("OSC feedback to %s:%d failed (%s); will keep trying quietly", *self.target, e)
-
-    def _run(self) -> None:
-        next_status = time.monotonic()
-        while not self._stop.is_set():
-            timeout = max(0.0, next_status - time.monotonic()) if self.status_interval > 0 else None
-            self._wake.wait(timeout)
-            if self._stop.is_set():
-                return
-            if self._wake.is_set():
-                self._wake.clear()
-                self.flush()
-                time.sleep(self.min_interval)  # coalesce a burst into the next flush
-            if self.status_interval > 0 and time.monotonic() >= next_status:
-                fps, source, scene, index = self._status
-                self.send(f"{PREFIX}/status", fps, source, scene, index)
-                next_status = time.monotonic() + self.status_interval
-
-    def flush(self) -> None:
-        """Send what changed since the last flush (or everything mapped after send_all)."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, {}
-            everything, self._all = self._all, False
-            mappings = self._mappings
-        snap = self.state.snapshot()
-        if everything:
-            for m in mappings:
-                self._send_mapped(m, snap.get(m.target))
-            if self.echo_builtin:
-                for t in {m.target for m in mappings}:
-                    self.send(f"{PREFIX}/{t}", snap.get(t))
-        for t, origin in dirty.items():
-            try:
-                v = snap.get(t)
-            except ControlError:
-                continue
-            if self.echo_builtin and origin != f"osc:{PREFIX}/{t}":
-                self.send(f"{PREFIX}/{t}", v)
-            if everything:
-                continue
-            for m in mappings:
-                # the fader that made the change already sits there; echoing it back makes it jitter
-                if m.target == t and origin != f"osc:{m.address}":
-                    self._send_mapped(m, v)
-
-    def _send_mapped(self, m: Mapping, v: float) -> None:
-        try:
-            rng = self.state.check_target(m.target)
-        except ControlError:
-            return
-        self.send(m.address, unmap_value(m, v, rng))
-
-
-def _resolve(host: str) -> str:
-    try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][4][0]  # type: ignore[return-value]
-    except OSError as e:  # not resolvable now (the tablet is not on the network yet): sendto retries the name
-        log.warning("OSC feedback host %r: cannot resolve (%s); will try by name", host, e)
-        return host
-
-
-# --- `livevae osc-map` -----------------------------------------------------------------------------------------

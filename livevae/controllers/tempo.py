@@ -14,7 +14,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from livevae.control.state import ControlState
 from livevae.control.tempo import ClockTempo, TapTempo
-from livevae.controllers.midi_ports import PortSpec, _connect
+from livevae.controllers.midi_ports import PortSpec, connect
 from livevae.errors import LivevaeError
 from livevae.handle import LoopHandle, Watcher
 
@@ -121,7 +121,7 @@ class TempoController(Watcher):
         from mido import sockets
 
         if spec.kind == "tcp":
-            return _connect(spec.host, spec.portno)
+            return connect(spec.host, spec.portno)
         if spec.kind == "listen":
             return sockets.PortServer(spec.host, spec.portno)
         names = [n for n in mido.get_input_names() if spec.matches(n)]

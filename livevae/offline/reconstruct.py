@@ -2,27 +2,22 @@
 
 from __future__ import annotations
 
-import argparse
-import contextlib
 import dataclasses
 import json
-import math
 import os
 import queue
-import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from tqdm import tqdm
 
 from livevae.errors import LivevaeError
-from livevae.media.preprocess import CropBox, PreprocessError, parse_size
+from livevae.media.preprocess import CropBox
 from livevae.media.video import (
     AUDIO_MODES,
     AudioMux,
@@ -36,19 +31,14 @@ from livevae.media.video import (
     read_comment,
 )
 from livevae.model import ModelError
+from livevae.offline.layout import FILTERS, SWS_FLAGS, Layout, resize_to
+from livevae.offline.runners import Runner, load_backend, make_runner
 
 
 class ReconstructError(LivevaeError):
     """The reconstruction cannot run with these arguments, models or files."""
 
 
-# Upscaling filters for --size; shrinking always averages (INTER_AREA) so nothing aliases.
-FILTERS: dict[str, int] = {
-    "lanczos": cv2.INTER_LANCZOS4,
-    "bicubic": cv2.INTER_CUBIC,
-    "bilinear": cv2.INTER_LINEAR,
-    "nearest": cv2.INTER_NEAREST,
-}
 SHARD_TAG = "livevae-reconstruct"
 # Automatic --batch: big batches keep a GPU busy; on a CPU, past ~16 frames the activations leave the
 # cache and frames/s stops rising (bench/bench_reconstruct.py).
@@ -98,150 +88,6 @@ def torchrun_shard() -> tuple[int, int, int] | None:
     except ValueError:
         return None
     return (rank, world, local) if world > 1 else None
-
-
-# ---------------------------------------------------------------- layout
-
-# swscale names of the --filter choices, for the original tile scaled straight from the source.
-SWS_FLAGS = {"lanczos": "lanczos", "bicubic": "bicubic", "bilinear": "bilinear", "nearest": "neighbor"}
-
-
-def resize_to(img: np.ndarray, size: tuple[int, int], upscale: str = "lanczos") -> np.ndarray:
-    """uint8 [h, w, 3] -> [size[1], size[0], 3]: area average when shrinking, `upscale` filter when growing."""
-    w, h = size
-    if img.shape[1] == w and img.shape[0] == h:
-        return img
-    interp = cv2.INTER_AREA if (img.shape[1] >= w and img.shape[0] >= h) else FILTERS[upscale]
-    return cv2.resize(img, (w, h), interpolation=interp)
-
-
-@dataclass(frozen=True)
-class Layout:
-    """Tiles of one size in a rows x cols canvas, filled row by row; unused cells stay black."""
-
-    tile: tuple[int, int]  # (w, h)
-    rows: int
-    cols: int
-    labels: tuple[str, ...] = ()
-
-    @classmethod
-    def for_tiles(cls, n: int, tile: tuple[int, int], grid: bool, labels: tuple[str, ...] = ()) -> Layout:
-        """A row of n tiles, or with `grid` the most square arrangement (2 -> 2x1, 3-4 -> 2x2, 5-6 -> 3x2)."""
-        if not grid or n <= 2:
-            return cls(tile, 1, n, labels)
-        cols = math.ceil(math.sqrt(n))
-        return cls(tile, math.ceil(n / cols), cols, labels)
-
-    @property
-    def size(self) -> tuple[int, int]:
-        return self.tile[0] * self.cols, self.tile[1] * self.rows
-
-    def compose(self, tiles: list[np.ndarray]) -> np.ndarray:
-        """Tiles uint8 [h, w, 3] (already tile-sized) -> canvas uint8 [rows*h, cols*w, 3]."""
-        if len(tiles) == 1 and not self.labels:
-            return tiles[0]
-        w, h = self.tile
-        canvas = np.zeros((h * self.rows, w * self.cols, 3), np.uint8)
-        for k, t in enumerate(tiles):
-            r, c = divmod(k, self.cols)
-            canvas[r * h : (r + 1) * h, c * w : (c + 1) * w] = t
-            if k < len(self.labels) and self.labels[k]:
-                scale = max(0.35, h / 400)
-                org = (c * w + 6, r * h + int(22 * scale) + 4)
-                cv2.putText(canvas, self.labels[k], org, cv2.FONT_HERSHEY_SIMPLEX, scale, (0, 0, 0), 3, cv2.LINE_AA)
-                cv2.putText(
-                    canvas, self.labels[k], org, cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255), 1, cv2.LINE_AA
-                )
-        return canvas
-
-
-# ---------------------------------------------------------------- inference runners
-
-Runner = Callable[[np.ndarray], np.ndarray]  # uint8 [N, H, W, 3] -> uint8 [N, H, W, 3]
-
-
-def protocol_runner(backend: Any) -> Runner:
-    """Any Backend: encode to z = mean, decode. The z round trip through the host is [N, zdim] floats, tiny."""
-
-    def run(frames: np.ndarray) -> np.ndarray:
-        return np.asarray(backend.decode(backend.encode(frames)))
-
-    return run
-
-
-class TorchCudaRunner:
-    """The CUDA path for a PyTorch backend: pinned host buffers, non-blocking copies on a side stream,
-    the backend's fp16/bf16 weights (or autocast over fp32 ones), uint8 conversion on the GPU, so only
-    bytes cross the bus both ways and the CPU waits once per batch. Untested here: no GPU on the dev machine."""
-
-    def __init__(self, model: Any, device: Any, precision: str = "auto", channels_last: bool = False) -> None:
-        import torch
-
-        self.torch = torch
-        self.model = model.eval()
-        self.device = torch.device(device)
-        self.weights = next(model.parameters()).dtype  # the backend may have cast the model to fp16/bf16
-        want = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(precision, torch.float16)
-        # fp32 weights + a half precision request: autocast; half weights: feed half inputs directly.
-        self.autocast = self.weights == torch.float32 and want != torch.float32
-        self.amp_dtype = want
-        self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
-        self.stream = torch.cuda.Stream(self.device)
-        self._in: Any = None
-        self._out: Any = None
-        torch.backends.cudnn.benchmark = True  # fixed shapes per batch size: let cuDNN pick its fastest kernels
-
-    def _buffers(self, shape: tuple[int, ...]) -> None:
-        if self._in is None or self._in.shape[0] < shape[0] or tuple(self._in.shape[1:]) != shape[1:]:
-            self._in = self.torch.empty(shape, dtype=self.torch.uint8).pin_memory()
-            self._out = self.torch.empty(shape, dtype=self.torch.uint8).pin_memory()
-
-    def __call__(self, frames: np.ndarray) -> np.ndarray:
-        torch = self.torch
-        n = frames.shape[0]
-        self._buffers(tuple(frames.shape))
-        host_in = self._in[:n]
-        host_in.numpy()[...] = frames  # pageable -> pinned, so the upload below can be asynchronous
-        with torch.inference_mode(), torch.cuda.stream(self.stream):
-            x = host_in.to(self.device, non_blocking=True)  # [N, H, W, 3] uint8
-            x = x.permute(0, 3, 1, 2).to(self.weights).div_(127.5).sub_(1.0)  # [N, 3, H, W] in [-1, 1]
-            x = x.contiguous(memory_format=self.memory_format)
-            with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.autocast):
-                mu, _ = self.model.encode(x)  # z = mean [N, zdim]
-                y = self.model.decode(mu)  # [N, 3, H, W] in [-1, 1]
-            y = (y.float().clamp_(-1, 1).add_(1.0).mul_(127.5)).round_().to(torch.uint8).permute(0, 2, 3, 1)
-            host_out = self._out[:n]
-            host_out.copy_(y, non_blocking=True)
-        self.stream.synchronize()  # the one CPU-GPU sync point per batch
-        return host_out.numpy().copy()  # the pinned buffer is reused by the next batch
-
-
-def make_runner(backend: Any, precision: str = "auto") -> Runner:
-    """The fastest way to drive `backend`: the CUDA path when it is PyTorch on a GPU, else its protocol."""
-    model, device = getattr(backend, "model", None), getattr(backend, "device", None)
-    if model is not None and hasattr(model, "encode") and getattr(device, "type", None) == "cuda":
-        return TorchCudaRunner(model, device, precision, bool(getattr(backend, "channels_last", False)))
-    return protocol_runner(backend)
-
-
-def load_backend(path: str, backend: str, precision: str = "auto") -> Any:
-    """livevae.backends.create for offline use (dynamic batch), naming the model file in every error."""
-    import inspect
-
-    from livevae.backends import EngineError, create
-
-    if not Path(path).is_file():
-        raise ModelError(f"{path}: model file not found; expected a livevae .safetensors model")
-    # Only pass what this version of create() takes: batch=None asks for dynamic-batch graphs/engines.
-    wanted: dict[str, Any] = {"batch": None, "precision": None if precision == "auto" else precision}
-    params = inspect.signature(create).parameters
-    kw = {k: v for k, v in wanted.items() if k in params}
-    try:
-        return create(path, backend, **kw)
-    except (ModelError, EngineError):
-        raise
-    except Exception as e:  # a backend library's own failure on a bad file: still one line naming the file
-        raise ModelError(f"{path}: cannot load with backend {backend!r} ({e.__class__.__name__}: {e})") from e
 
 
 # ---------------------------------------------------------------- the pipeline
@@ -635,148 +481,8 @@ def concat_shards(out: Path, parts: list[Path] | None = None, keep: bool = False
     return {"output": str(out), "parts": [str(p) for p in parts]}
 
 
-def _wait_for(paths: list[Path], poll: float = 1.0) -> Iterator[None]:
+def wait_for(paths: list[Path], poll: float = 1.0) -> Iterator[None]:
+    """Yield every `poll` seconds until all `paths` exist (rank 0 waiting for the other shards)."""
     while not all(p.exists() for p in paths):
         yield None
         time.sleep(poll)
-
-
-# ---------------------------------------------------------------- CLI
-
-EXAMPLES = """examples:
-  livevae reconstruct runs/br/model.safetensors film.mp4 -o out.mp4
-  livevae reconstruct br.safetensors film.mp4 -o cmp.mp4 --side-by-side --size 1280x720
-  livevae reconstruct br.safetensors film.mp4 -o grid.mp4 --also darkly.safetensors --side-by-side --grid --labels
-  livevae reconstruct br.safetensors film.mkv -o clip.mp4 --start 1:00 --end 1:30 --crf 14
-  livevae reconstruct br.safetensors film.mp4 -o out.mp4 --shard 0/2   # then --shard 1/2, then:
-  livevae reconstruct --concat -o out.mp4
-  torchrun --nproc-per-node 8 -m livevae reconstruct br.safetensors film.mp4 -o out.mp4
-"""
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EXAMPLES
-    p.formatter_class = _Formatter
-    p.add_argument("model", nargs="?", metavar="MODEL", help="model file (.safetensors from `livevae train`)")
-    p.add_argument("input", nargs="?", metavar="INPUT", help="any film FFmpeg reads")
-    p.add_argument("-o", "--out", required=True, help="output video (.mp4, .mkv, .mov)")
-    g = p.add_argument_group("layout")
-    g.add_argument("--also", action="append", default=[], metavar="MODEL", help="another model beside the first")
-    g.add_argument("--side-by-side", action="store_true", help="original | reconstruction")
-    g.add_argument("--grid", action="store_true", help="arrange 3+ tiles in a square-ish grid, not a row")
-    g.add_argument("--labels", action="store_true", help="write each tile's model name on it")
-    g.add_argument("--size", default=None, help="tile size WIDTHxHEIGHT; None: the first model's size")
-    g.add_argument("--filter", default="lanczos", choices=list(FILTERS), help="upscaling filter for --size")
-    g.add_argument(
-        "--crop",
-        default="train",
-        help="'train' (prep's crop when INPUT is the model's training film, else centre), 'centre', "
-        "'auto' (find black bars) or x,y,w,h, as in prep",
-    )
-    e = p.add_argument_group("encoding")
-    e.add_argument("--codec", default="libx264", help="video codec (libx264, libx265, ...)")
-    e.add_argument("--crf", type=int, default=18, help="quality for x264/x265 (lower is better)")
-    e.add_argument("--preset", default="veryfast", help="x264/x265 speed preset")
-    e.add_argument("--pix-fmt", default="yuv420p", help="pixel format; yuv420p opens in every player")
-    e.add_argument("--audio", default="auto", choices=[*AUDIO_MODES, "none"], help="auto: copy if possible else AAC")
-    e.add_argument("--no-audio", action="store_true", help="drop the audio (same as --audio none)")
-    r = p.add_argument_group("range and speed")
-    r.add_argument("--start", type=parse_time, default=None, help="start time (seconds or [HH:]MM:SS)")
-    r.add_argument("--end", type=parse_time, default=None, help="end time (seconds or [HH:]MM:SS)")
-    r.add_argument("--batch", type=int, default=0, help="frames per inference batch; 0: 256 on a GPU, 16 on CPU")
-    r.add_argument(
-        "--backend",
-        default="auto",
-        help="auto picks the fastest that runs: tensorrt, torch-cuda, onnxruntime, torch-cpu",
-    )
-    r.add_argument(
-        "--precision",
-        default="auto",
-        choices=["auto", "fp32", "fp16", "bf16", "int8"],
-        help="auto: fp16 on GPUs; on CPU int8 ONNX Runtime where the CPU has int8 dot products, else fp32",
-    )
-    r.add_argument("--no-progress", action="store_true", help="no progress bar")
-    s = p.add_argument_group("long films on several GPUs")
-    s.add_argument("--shard", default=None, help="process part INDEX/COUNT only, written to OUT.shard-I-of-N.mp4")
-    s.add_argument("--concat", nargs="*", default=None, metavar="SHARD", help="join shard files into OUT losslessly")
-    s.add_argument("--keep-shards", action="store_true", help="keep shard files after joining")
-
-
-class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    pass
-
-
-def options_from_args(args: argparse.Namespace) -> Options:
-    if not args.model or not args.input:
-        raise ReconstructError("expected MODEL and INPUT (or --concat to join shards)")
-    try:
-        size = parse_size(args.size) if args.size else None
-    except PreprocessError as e:
-        raise ReconstructError(str(e)) from e
-    return Options(
-        models=[args.model, *args.also],
-        input=args.input,
-        out=args.out,
-        side_by_side=args.side_by_side,
-        grid=args.grid,
-        labels=args.labels,
-        size=size,
-        filter=args.filter,
-        crop=args.crop,
-        codec=args.codec,
-        crf=args.crf,
-        preset=args.preset,
-        pix_fmt=args.pix_fmt,
-        start=args.start,
-        end=args.end,
-        batch=args.batch,
-        backend=args.backend,
-        precision=args.precision,
-        audio="none" if args.no_audio else args.audio,
-        shard=parse_shard(args.shard) if args.shard else None,
-        progress=not args.no_progress,
-    )
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        if args.concat is not None:
-            # Shard files may also land in the MODEL/INPUT slots (`--concat -o OUT a.mp4 b.mp4`).
-            named = [Path(p) for p in [*args.concat, args.model, args.input] if p]
-            res = concat_shards(Path(args.out), named or None, keep=args.keep_shards)
-            print(f"joined {len(res['parts'])} shards into {res['output']}")
-            return 0
-        opts = options_from_args(args)
-        dist = torchrun_shard() if opts.shard is None else None
-        if dist is not None:
-            rank, world, local = dist
-            opts.shard = (rank, world)
-            opts.progress = opts.progress and rank == 0
-            with contextlib.suppress(Exception):  # no CUDA: every rank runs on the CPU
-                import torch
-
-                if torch.cuda.is_available():
-                    torch.cuda.set_device(local % torch.cuda.device_count())  # "cuda" is now this rank's GPU
-        summary = reconstruct(opts)
-        print(
-            f"wrote {summary['frames']} frames {summary['size'][0]}x{summary['size'][1]} to {summary['output']} "
-            f"({summary['fps']:.1f} frames/s, {', '.join(summary['backends'])}"
-            f"{', audio ' + '+'.join(summary['audio']) if summary['audio'] else ''})"
-        )
-        if summary["decode_errors"]:
-            print(
-                f"livevae reconstruct: {opts.input}: {summary['decode_errors']} corrupt packet(s) skipped "
-                f"({'; '.join(summary['decode_messages'])})",
-                file=sys.stderr,
-            )
-        if dist is not None and dist[0] == 0:
-            parts = [shard_path(Path(opts.out), i, dist[1]) for i in range(dist[1])]
-            print(f"rank 0: waiting for {dist[1]} shards to join", file=sys.stderr)
-            for _ in _wait_for(parts):
-                pass
-            concat_shards(Path(opts.out), parts, keep=args.keep_shards)
-            print(f"joined {dist[1]} shards into {opts.out}")
-    except LivevaeError as e:  # ReconstructError, ModelError, VideoError, PreprocessError, EngineError
-        print(f"livevae reconstruct: error: {e}", file=sys.stderr)
-        return 1
-    return 0

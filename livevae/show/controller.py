@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,14 +13,11 @@ import numpy as np
 from livevae.control.modulate import Modulator, Pca
 from livevae.control.scenes import Scene, SceneBank, SceneError, anchor_from_frames
 from livevae.control.state import ControlState
-from livevae.controllers.osc import OscError, OscFeedback, OscServer
+from livevae.controllers.osc import OscServer
+from livevae.controllers.osc_feedback import OscFeedback
+from livevae.controllers.osc_mapping import OscError
 from livevae.show.resolve import apply_lfos, check_targets, model_path, resolve_source, show_scenes
 from livevae.show.schema import EXTENSIONS, Show, ShowError, load_show
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
 
 if TYPE_CHECKING:
     from livevae.handle import FrameInfo, LoopHandle

@@ -6,13 +6,13 @@ import logging
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from livevae.control.curves import CURVES
 from livevae.control.state import ACTIONS, LFO_SHAPES
-from livevae.controllers.osc import DEFAULT_HOST, DEFAULT_PORT, Mapping
+from livevae.controllers.osc_mapping import DEFAULT_HOST, DEFAULT_PORT, Mapping
 from livevae.errors import LivevaeError
 
 if sys.version_info >= (3, 11):
@@ -20,13 +20,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("livevae.show.showfile")  # one logger for show files: users see "livevae show: ..."
 
 # Show-file sections owned by other modules: name -> module whose from_show(section, state, show_path) returns a
-# Controller. Imported only when the section is present, so a missing module never breaks other shows.
+# Controller. Imported when the section is present, so only shows that use MIDI or audio load mido or sounddevice.
 EXTENSIONS: dict[str, str] = {
     "midi": "livevae.controllers.midi",
     "audio": "livevae.controllers.audio",
@@ -231,7 +229,7 @@ def _loc(loc: Sequence[int | str]) -> str:
     return out or "(top level)"
 
 
-def _format_validation(path: Path, e: ValidationError) -> str:
+def format_validation(path: Path, e: ValidationError) -> str:
     """One line per bad key: "FILE: key: what is wrong (got VALUE)"; a union's members merge into one line."""
     by_key: dict[str, list[str]] = {}
     got_by_key: dict[str, str] = {}
@@ -279,5 +277,5 @@ def load_show(path: str | Path) -> Show:
     try:
         show = Show.model_validate(data)
     except ValidationError as e:
-        raise ShowError(_format_validation(path, e)) from None
+        raise ShowError(format_validation(path, e)) from None
     return show.model_copy(update={"path": path.resolve()})

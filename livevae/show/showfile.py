@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,12 +14,7 @@ from livevae.control.state import ControlError, ControlState
 from livevae.errors import LivevaeError
 from livevae.show.controller import ShowController
 from livevae.show.resolve import apply_lfos, check_targets, live_config, model_path, model_sizes, resolve_path
-from livevae.show.schema import EXTENSIONS, OscSection, Show, ShowError, _format_validation, load_show
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
+from livevae.show.schema import EXTENSIONS, OscSection, Show, ShowError, format_validation, load_show
 
 if TYPE_CHECKING:
     from livevae.config import LiveConfig
@@ -31,17 +25,12 @@ log = logging.getLogger("livevae.show.showfile")  # one logger for show files: u
 
 # --- building a show -------------------------------------------------------------------------------------------
 def _extension(name: str, section: dict[str, Any], state: ControlState, show: Show) -> Controller:
-    mod_name = EXTENSIONS[name]
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ShowError(f"{show.path}: [{name}]: this build has no {mod_name} ({e})") from None
+    # livevae's own module: a failing import is a bug to see, not an optional feature to skip
+    mod = importlib.import_module(EXTENSIONS[name])
     try:
         return mod.from_show(section, state, show.path)  # type: ignore[no-any-return]
-    except Exception as e:
-        if isinstance(e, LivevaeError):  # MidiError, AudioError: they name the key already
-            raise ShowError(f"{show.path}: [{name}]: {e}") from None
-        raise
+    except LivevaeError as e:  # MidiError, AudioError: they name the key already
+        raise ShowError(f"{show.path}: [{name}]: {e}") from None
 
 
 def build_show(
@@ -87,7 +76,7 @@ def with_osc(show: Show, host: str | None = None, port: int | None = None, feedb
     try:
         osc = OscSection.model_validate({**show.osc.model_dump(), **over})
     except ValidationError as e:
-        raise ShowError(_format_validation(Path("--osc-* flags"), e)) from None
+        raise ShowError(format_validation(Path("--osc-* flags"), e)) from None
     return show.model_copy(update={"osc": osc})
 
 
