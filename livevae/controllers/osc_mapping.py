@@ -109,7 +109,7 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/record", "[i]", "1 starts, 0 stops recording; no argument toggles"),
         (f"{PREFIX}/screenshot", "", "save the current output frame"),
         (f"{PREFIX}/fullscreen", "", "toggle fullscreen"),
-        (f"{PREFIX}/tap", "[i]", "tap tempo: one beat (a press); four taps set bpm when [tempo] lead = \"tap\""),
+        (f"{PREFIX}/tap", "[i]", 'tap tempo: one beat (a press); four taps set bpm when [tempo] lead = "tap"'),
         (
             f"{PREFIX}/lfo/{{0..{n_lfos - 1}}}/{{rate|depth|phase|sync}}",
             "f",
