@@ -311,9 +311,9 @@ class LiveLoop:
             self.stats.record_dropped += self.render.dropped
             if p is not None:
                 self._outputs.append(str(p))
+        self.stats.sinks = [o.describe() for _, o in self.sinks]  # before close: receivers still connected
         for _, o in self.sinks:
             o.close()
-        self.stats.sinks = [o.describe() for _, o in self.sinks]
         self.screens.wait()
         if self.window is not None:
             self.window.close()

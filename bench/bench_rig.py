@@ -1,0 +1,233 @@
+"""Benchmark: what NDI costs a show, in one run: extra CPU ms per frame for NDI out at 1280x720 and 1920x1080,
+30 fps, each as a ratio against the same show without it (torch eager), and NDI in -> NDI out latency in frames.
+
+python bench/bench_rig.py --json bench/results/rig.json
+python bench/bench_rig.py --preset tiny --frames 90        # quicker
+
+Method. Every show is realtime, headless (no display on the bench machines, so the baseline is the show with no
+window and no outputs), decoding the untrained `live` preset (256x144, z=200) in torch eager on a 30 fps source.
+CPU = the show process's CPU time (all its threads, so the NDI sender's conversion and compression count) over
+its frames. A receiver in a process of its own (its CPU is not counted, but it shares the 2 cores) is connected
+to each NDI output, as Resolume or OBS would be. Latency: a peer process sends a 1280x720 feed as ndi:IN (black,
+with a white frame every 15), the show plays it with wet = 0 (the output is the input picture, so the flash can
+be seen through the model's path: capture, preprocess, encode, decode, blend, scale, send) and sends ndi:OUT; the
+peer timestamps each white frame sent and received (one CLOCK_MONOTONIC for both) and the delay is given in
+frames of 1/30 s. NDI discovery goes to 127.0.0.1 by an ndi-config.v1.json (no mDNS in the sandbox).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def ndi_loopback() -> None:
+    if "NDI_CONFIG_DIR" not in os.environ:
+        d = Path(tempfile.mkdtemp(prefix="livevae-ndi-"))
+        (d / "ndi-config.v1.json").write_text(json.dumps({"ndi": {"networks": {"ips": "127.0.0.1"}}}))
+        os.environ["NDI_CONFIG_DIR"] = str(d)
+
+
+# --- the peers: a receiver of OUT, or a sender of IN, each in a process of its own ------------------------------
+# (one process that both sends and looks for a source never found it here, cyndilib 0.1.3 / NDI 6: so two)
+def peer(out_name: str, in_name: str, seconds: float, result: str) -> None:
+    from cyndilib.finder import Finder
+    from cyndilib.receiver import Receiver
+    from cyndilib.sender import Sender
+    from cyndilib.video_frame import VideoFrameSync, VideoSendFrame
+    from cyndilib.wrapper.ndi_recv import RecvBandwidth, RecvColorFormat
+    from cyndilib.wrapper.ndi_structs import FourCC
+
+    from livevae.media.ndi_source import ndi_name_matches
+
+    sender = None
+    if in_name:
+        vf = VideoSendFrame()
+        vf.set_resolution(1280, 720)
+        vf.set_frame_rate(Fraction(30))
+        vf.set_fourcc(FourCC.RGBA)
+        sender = Sender(in_name, clock_video=False)
+        sender.set_video_frame(vf)
+        sender.open()
+    black = np.zeros((720, 1280, 4), np.uint8).reshape(-1)
+    white = np.full((720, 1280, 4), 255, np.uint8).reshape(-1)
+    finder = Finder()
+    finder.open()
+    recv, frame = None, None
+    sent_white: list[float] = []
+    got_white: list[float] = []
+    frames = 0
+    last_ts, last_bright = None, False
+    t0 = time.monotonic()
+    end = t0 + seconds
+    k = 0
+    while time.monotonic() < end:
+        now = time.monotonic()
+        if sender is not None and now >= t0 + k / 30:
+            flash = k % 15 == 14
+            sender.write_video(white if flash else black)
+            if flash:
+                sent_white.append(time.monotonic())
+            k += 1
+        if not out_name:
+            pass
+        elif recv is None:
+            finder.update_sources()
+            names = [n for n in finder.get_source_names() if ndi_name_matches(n, out_name)]
+            if names:
+                recv = Receiver(color_format=RecvColorFormat.RGBX_RGBA, bandwidth=RecvBandwidth.highest)
+                frame = VideoFrameSync()
+                recv.frame_sync.set_video_frame(frame)
+                recv.set_source(finder.get_source(names[0]))
+        else:
+            recv.frame_sync.capture_video()
+            ts = frame.get_timestamp_posix()
+            if frame.xres > 0 and ts != last_ts:
+                last_ts = ts
+                frames += 1
+                a = np.asarray(frame.get_array())
+                bright = float(a[: a.size // 8 : 97].mean()) > 128
+                if bright and not last_bright:
+                    got_white.append(time.monotonic())
+                last_bright = bright
+        time.sleep(0.001)
+    perf = dict(recv.get_performance_data()["video"]) if recv is not None else {}
+    if sender is not None:
+        sender.close()
+    finder.close()
+    Path(result).write_text(json.dumps({"sent_white": sent_white, "got_white": got_white, "frames": frames,
+                                        "performance": perf}))  # fmt: skip
+
+
+def start_peer(out_name: str, in_name: str, seconds: float, folder: Path) -> tuple[subprocess.Popen[bytes], Path]:
+    result = folder / f"peer-{out_name or in_name}.json"
+    cmd = [sys.executable, __file__, "--peer", out_name, in_name, str(seconds), str(result)]
+    return subprocess.Popen(cmd, cwd=ROOT, env=dict(os.environ)), result
+
+
+# --- the show -------------------------------------------------------------------------------------------------
+def run_show(model: Path, frames: int, sources: list[str], outputs: list[Any], wet: float = 1.0) -> dict[str, Any]:
+    from livevae.backends import create
+    from livevae.control.state import ControlState
+    from livevae.handle import LoopHandle, Watcher
+    from livevae.loop import LiveConfig, LiveLoop
+
+    class WaitReceivers(Watcher):
+        """Holds the start until every NDI output counts a receiver, as with Resolume connected."""
+
+        def start(self, loop: LoopHandle | None) -> None:
+            assert loop is not None
+            deadline = time.monotonic() + 20
+            while time.monotonic() < deadline and not all(", 1 receiver" in s for s in loop.status().outputs):
+                time.sleep(0.01)
+
+    backend = create(str(model), "torch")
+    state = ControlState(backend.cfg.zdim)
+    state.set("wet", wet)
+    cfg = LiveConfig(model=str(model), sources=sources, source_fps=30, fps=30, headless=True, realtime=True,
+                     frames=frames, outputs=outputs)  # fmt: skip
+    loop = LiveLoop(cfg, backend, state=state, controllers=[WaitReceivers()])
+    c0, w0 = time.process_time(), time.monotonic()
+    stats = loop.run()
+    cpu, wall = time.process_time() - c0, time.monotonic() - w0
+    return {"frames": stats.frames, "cpu_ms_per_frame": 1000 * cpu / max(stats.frames, 1), "fps": stats.frames / wall,
+            "sinks": stats.sinks, "dropped": stats.dropped}  # fmt: skip
+
+
+def cpu_flags() -> dict[str, Any]:
+    info: dict[str, Any] = {"cores": os.cpu_count(), "load_avg_1m_before": os.getloadavg()[0]}
+    try:
+        text = Path("/proc/cpuinfo").read_text()
+        info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in text.splitlines() if ln.startswith("model name"))
+        flags = next(ln.split(":", 1)[1].split() for ln in text.splitlines() if ln.startswith("flags"))
+        info["flags"] = [f for f in flags if f.startswith(("avx", "amx", "sse4", "fma", "f16c"))]
+    except (OSError, StopIteration):
+        pass
+    return info
+
+
+def main() -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--peer", nargs=4, metavar=("OUT", "IN", "SECONDS", "RESULT"), help=argparse.SUPPRESS)
+    ap.add_argument("--preset", default="live")
+    ap.add_argument("--frames", type=int, default=150, help="frames per show (150 = 5 s at 30 fps)")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads (the NDI thread needs the other core)")
+    ap.add_argument("--json", help="write the figures here")
+    args = ap.parse_args()
+    ndi_loopback()
+    if args.peer:
+        peer(args.peer[0], args.peer[1], float(args.peer[2]), args.peer[3])
+        return 0
+
+    import torch
+
+    from livevae.model import save_model
+    from livevae.offline.bench import random_model
+    from livevae.outputs.sinks import OutputSpec
+
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="livevae-bench-rig-"))
+    model = save_model(random_model(args.preset), tmp / "m.safetensors")
+    report: dict[str, Any] = {"machine": cpu_flags(), "preset": args.preset, "frames": args.frames,
+                              "torch_threads": args.threads}  # fmt: skip
+    card = ["testcard:1280x720"]
+    secs = args.frames / 30 + 20
+    report["baseline"] = run_show(model, args.frames, card, [])
+    base = report["baseline"]["cpu_ms_per_frame"]
+    for label, size in (("ndi_720p", (1280, 720)), ("ndi_1080p", (1920, 1080))):
+        name = f"livevae-bench-{label}-{os.getpid()}"
+        proc, result = start_peer(name, "", secs, tmp)
+        r = run_show(model, args.frames, card, [OutputSpec("ndi", name, size)])
+        proc.kill()  # the peer's figures are not needed here, only its connection
+        proc.wait(10)
+        r["extra_cpu_ms_per_frame"] = r["cpu_ms_per_frame"] - base
+        r["ratio_vs_baseline"] = r["cpu_ms_per_frame"] / base
+        report[label] = r
+    # latency: ndi:IN -> show (wet 0) -> ndi:OUT
+    in_name, out_name = f"livevae-bench-in-{os.getpid()}", f"livevae-bench-out-{os.getpid()}"
+    # The peer runs as a thread of the show's process here: with discovery by extra IP (no mDNS in the sandbox)
+    # a finder reached senders of its own process only once another NDI process held the discovery port, so
+    # the feed and the receiver share the show's process (their CPU is not part of any figure above).
+    result = tmp / "peer-latency.json"
+    th = threading.Thread(target=peer, args=(out_name, in_name, args.frames / 30 + 12, str(result)), daemon=True)
+    th.start()
+    time.sleep(1.0)  # the feed is up before the show looks for it
+    r = run_show(model, args.frames, [f"ndi:{in_name}"], [OutputSpec("ndi", out_name, (1280, 720))], wet=0.0)
+    th.join(args.frames / 30 + 40)
+    p = json.loads(result.read_text())
+    sent, got = p["sent_white"], p["got_white"]
+    delays = []
+    for g in got:  # each flash received, against the latest flash sent before it
+        before = [s for s in sent if s <= g]
+        if before:
+            delays.append(g - before[-1])
+    r["flashes_sent"], r["flashes_received"] = len(sent), len(got)
+    if delays:
+        d = np.asarray(delays)
+        r["latency_ms"] = {"p50": float(np.percentile(d, 50) * 1000), "p90": float(np.percentile(d, 90) * 1000)}
+        r["latency_frames"] = {k: v / (1000 / 30) for k, v in r["latency_ms"].items()}
+    r["peer_received_frames"] = p["frames"]
+    report["ndi_in_to_out"] = r
+    report["machine"]["load_avg_1m_after"] = os.getloadavg()[0]
+    text = json.dumps(report, indent=2)
+    print(text)
+    if args.json:
+        Path(args.json).write_text(text + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
