@@ -247,3 +247,24 @@ def test_virtual_camera_output_where_a_loopback_device_exists() -> None:
     finally:
         out.close()
     assert not out.failed and out.sent >= 1
+
+
+def test_a_show_file_sends_to_several_outputs_and_names_its_tempo_lead(tiny_model_file: Path, tmp_path: Path) -> None:
+    from livevae.controllers.tempo import TempoController
+    from livevae.show.schema import ShowError
+    from livevae.show.showfile import build_show
+
+    show = tmp_path / "rig.toml"
+    show.write_text(
+        f'model = "{tiny_model_file}"\n[osc]\nenabled = false\n[output]\nscale_filter = "sharp"\n'
+        '[[output.send]]\nkind = "ndi"\nname = "Stage"\nsize = "1920x1080"\n'
+        '[[output.send]]\nkind = "virtualcam"\n[tempo]\nlead = "midi"\nmidi_port = "listen:127.0.0.1:5999"\n'
+    )
+    cfg, _, controllers = build_show(show)
+    assert cfg.outputs == [OutputSpec("ndi", "Stage", (1920, 1080)), OutputSpec("virtualcam", "livevae", (1280, 720))]
+    assert cfg.scale_filter == "sharp"
+    (tempo,) = [c for c in controllers if isinstance(c, TempoController)]
+    assert tempo.cfg.lead == "midi"
+    show.write_text(f'model = "{tiny_model_file}"\n[[output.send]]\nkind = "ndi"\nsize = "8x8"\n')
+    with pytest.raises(ShowError, match=r"output ndi:livevae size 8x8; expected 16x16"):
+        build_show(show)
