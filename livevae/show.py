@@ -589,7 +589,11 @@ class ShowController:
         from livevae.scenes import capture
 
         scene = capture(name, self.last_z, self.state.snapshot().values())
-        self.scenes.save(scene)
+        try:
+            self.scenes.save(scene)
+        except SceneError as e:
+            say(str(e))
+            return
         self.scenes.current = name
         say(f"scene {name!r} saved" + (f" to {self.scenes.store}" if self.scenes.store else ""))
 

@@ -19,6 +19,8 @@ import numpy as np
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PLAYLIST_SUFFIXES = (".txt", ".m3u", ".m3u8")
 FALLBACKS = ("hold", "black", "testcard")
+MAX_CARD = (3840, 2160)  # a test card bigger than 4K only costs memory: the model sees 256x144
+MAX_SPEC = 4096  # characters of a source spec (PATH_MAX)
 
 
 class SourceError(Exception):
@@ -501,6 +503,8 @@ def open_source(
     """
     if isinstance(spec, int):
         return CameraSource(spec, size, fps)
+    if len(spec) > MAX_SPEC:  # from OSC anyone on the LAN may send one; a path is never this long
+        raise SourceError(f"source spec of {len(spec)} characters ({spec[:40]!r}...); expected at most {MAX_SPEC}")
     s = spec.strip()
     if s.lower().startswith("testcard"):
         card_size = size or (640, 480)
@@ -510,7 +514,11 @@ def open_source(
             try:
                 card_size = parse_size(s.split(":", 1)[1])
             except PreprocessError as e:
-                raise SourceError(f"source {spec!r}: {e}") from None
+                raise SourceError(f"source {spec[:80]!r}: {e}") from None
+            if card_size[0] > MAX_CARD[0] or card_size[1] > MAX_CARD[1]:
+                raise SourceError(
+                    f"source {spec[:80]!r}: {card_size[0]}x{card_size[1]}; expected at most {MAX_CARD[0]}x{MAX_CARD[1]}"
+                )
         return TestCardSource(card_size, fps or 30.0)
     if s.isdigit():
         return CameraSource(int(s), size, fps)
