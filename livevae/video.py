@@ -280,8 +280,12 @@ class VideoWriter:
             # FFmpeg opens the file only at the first packet: create it now so an unwritable path fails here.
             self.tmp.open("wb").close()
             self.container = av.open(str(self.tmp), mode="w")
-        except (OSError, av.error.FFmpegError) as e:
-            raise VideoError(f"{self.path}: cannot write output ({e})") from e
+        except (OSError, av.error.FFmpegError, ValueError) as e:  # ValueError: no container for this suffix
+            with contextlib.suppress(OSError):  # the folder may be a file: then there is no temp file either
+                self.tmp.unlink(missing_ok=True)
+            raise VideoError(
+                f"{self.path}: cannot write output ({e}); expected e.g. out.mp4 in a writable folder"
+            ) from e
         rate = Fraction(fps).limit_denominator(100000)
         try:
             stream: Any = self.container.add_stream(codec, rate=rate)  # a VideoStream; the stubs say a union
