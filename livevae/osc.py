@@ -567,8 +567,8 @@ class OscServer:
         self._ok()
 
     # -- show mappings --
-    def set_mappings(self, mappings: Sequence[Mapping]) -> None:
-        """Replace the show mappings (a hot reload); validates every target first, so a bad set changes nothing."""
+    def check_mappings(self, mappings: Sequence[Mapping]) -> None:
+        """Raise OscError (or ControlError) for the first mapping this server could not serve; changes nothing."""
         for m in mappings:
             if m.target:
                 self.state.check_target(m.target)
@@ -578,6 +578,10 @@ class OscServer:
                 curve(m.curve, 0.0)
             except CurveError as e:
                 raise OscError(f"mapping {m.address}: {e}") from None
+
+    def set_mappings(self, mappings: Sequence[Mapping]) -> None:
+        """Replace the show mappings (a hot reload); validates every target first, so a bad set changes nothing."""
+        self.check_mappings(mappings)
         with self._map_lock:
             for old in self._mappings:
                 with contextlib.suppress(ValueError):  # an address shared by two mappings was unmapped already

@@ -101,3 +101,25 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     except BaseException:
         tmp.unlink(missing_ok=True)
         raise
+
+
+def check_writable_later(
+    path: str | os.PathLike[str], what: str, folder: bool = False, suffixes: Iterable[str] = ()
+) -> Path:
+    """Whether `path` could be written when the time comes, without creating anything (for check-show): the
+    nearest existing ancestor is a writable folder, the path itself is not the wrong kind. Raises OutputError."""
+    p = Path(path).expanduser()
+    allowed = tuple(suffixes)
+    if p.exists() and p.is_dir() != folder:
+        kind = "a folder" if p.is_dir() else "a file"
+        raise OutputError(f"{what}: {p} is {kind}; expected {'a folder' if folder else 'a file path'}")
+    if allowed and not folder and p.suffix.lower() not in allowed:
+        raise OutputError(f"{what}: {p}: suffix {p.suffix or '(none)'!r}; expected one of {', '.join(allowed)}")
+    base = p if folder and p.is_dir() else p.parent
+    while not base.exists():
+        base = base.parent
+    if not base.is_dir():
+        raise OutputError(f"{what}: {p}: {base} is a file; expected a folder there")
+    if not os.access(base, os.W_OK | os.X_OK):
+        raise OutputError(f"{what}: {p}: {base} is not writable; expected a folder livevae may write in")
+    return p
