@@ -41,13 +41,16 @@ DEFAULT_HOST = "127.0.0.1"  # the LAN only when asked for (--osc-host 0.0.0.0)
 DEFAULT_PORT = 9000
 PREFIX = "/livevae"
 MAX_WARNED = 1000  # distinct bad addresses remembered for log-once; garbage must not grow memory without bound
-PATTERN_DEADLINE_S = 0.005  # matching one pattern never takes longer (a last line of defence; it takes ~1 ms)
-MAX_FANOUT = 1024  # handler calls per datagram: /livevae/*/* reaches ~600; a bundle of those must not stall
+# Handler calls per datagram: /livevae/z/* reaches zdim (200 for the presets); /livevae/*/* (~600) or a bundle of
+# wildcards is cut here, so one datagram costs the server thread a few ms at most.
+MAX_FANOUT = 256
 # The server thread's share of the GIL: a token bucket of busy time. A burst (a page of faders) goes through at
 # once; a sustained flood is slowed to BUSY_SHARE of one core, so the frame thread always gets the GIL.
 BUSY_SHARE = 0.05
 BUSY_BURST_S = 0.02
-KEEP_NEWEST = 64  # datagrams kept from what queued during a throttled pause
+KEEP_NEWEST = 16  # datagrams kept from what queued during a throttled pause
+# Actions that open a source or write a file, per second (with a burst of as many): beyond, the latest waits
+HEAVY_ACTIONS = {"source": 4.0, "scene.save": 4.0}
 
 
 class OscError(Exception):
@@ -183,6 +186,7 @@ class OscStats:
     last_arrival: float = 0.0  # time.monotonic() of the last handled message
     dropped: int = 0  # datagrams cut short for reaching more than MAX_FANOUT handlers
     throttled: int = 0  # times the server thread slept to keep its share of the GIL
+    coalesced: int = 0  # source switches and scene saves replaced by a later one before they were posted
     stale: int = 0  # datagrams dropped unread after a throttled pause (older than the newest KEEP_NEWEST)
     by_address: dict[str, int] = field(default_factory=dict)  # bad messages per address (first MAX_WARNED)
 
@@ -212,8 +216,7 @@ class _FastDispatcher(Dispatcher):
         if is_pattern(address_pattern):
             if self._tree is None:
                 self._tree = AddressTree(k for k in self._map if not is_pattern(k))
-            deadline = time.monotonic() + PATTERN_DEADLINE_S
-            hs = [h for a in self._tree.matches(address_pattern, deadline) for h in self._map[a]]
+            hs = [h for a in self._tree.matches(address_pattern) for h in self._map[a]]
             return hs or ([self._default_handler] if self._default_handler else [])
         literal = self._map.get(address_pattern)
         if literal:
@@ -255,6 +258,8 @@ class OscServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._bucket, self._bucket_t = BUSY_BURST_S, time.monotonic()
+        self._pending: dict[str, tuple[str, object]] = {}  # heavy action -> (address, arg), the latest asked for
+        self._heavy = {a: (float(r), time.monotonic()) for a, r in HEAVY_ACTIONS.items()}  # (tokens, when)
         self._mappings: tuple[Mapping, ...] = ()
         self._map_lock = threading.Lock()  # hot reload remaps while the server thread dispatches
         self.dispatcher = _FastDispatcher(strict_timing=False)  # never sleep on a future timetag
@@ -302,9 +307,11 @@ class OscServer:
         sock = self._sock
         assert sock is not None
         while not self._stop.is_set():
+            sock.settimeout(0.05 if self._pending else 0.2)  # a held-back source switch goes out soon
             try:
                 data, addr = sock.recvfrom(65536)
             except TimeoutError:
+                self._flush_heavy()
                 continue
             except OSError:
                 if self._stop.is_set():
@@ -346,9 +353,11 @@ class OscServer:
                 newest.append(got)
         finally:
             sock.settimeout(0.2)
-        for data, addr in newest:
-            self.handle_datagram(data, addr)
         self._throttle(time.perf_counter() - t0)
+        for data, addr in newest:
+            t0 = time.perf_counter()
+            self.handle_datagram(data, addr)
+            self._throttle(time.perf_counter() - t0)
 
     # -- dispatch --
     def handle_datagram(self, data: bytes, client: tuple[str, int] = ("127.0.0.1", 0)) -> None:
@@ -503,6 +512,27 @@ class OscServer:
         return x >= 0.5
 
     def _post(self, address: str, action: str, arg: object) -> None:
+        if action in HEAVY_ACTIONS:  # each opens a source or writes a file: rate-limited, the latest one wins
+            if action in self._pending:
+                self.stats.coalesced += 1
+            self._pending[action] = (address, arg)
+            self._flush_heavy()
+            return
+        self._post_now(address, action, arg)
+
+    def _flush_heavy(self) -> None:
+        """Post each pending heavy action whose bucket holds a token (called per datagram and on idle ticks)."""
+        now = time.monotonic()
+        for action in list(self._pending):
+            rate = HEAVY_ACTIONS[action]
+            tokens = min(rate, self._heavy[action][0] + (now - self._heavy[action][1]) * rate)
+            if tokens >= 1:
+                address, arg = self._pending.pop(action)
+                tokens -= 1
+                self._post_now(address, action, arg)
+            self._heavy[action] = (tokens, now)
+
+    def _post_now(self, address: str, action: str, arg: object) -> None:
         try:
             self.state.post(action, arg, origin=f"osc:{address}")
         except ControlError as e:

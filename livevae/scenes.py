@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -17,6 +18,7 @@ from livevae.control import ControlError, ControlState
 KEPT_ON_RECALL = ("smooth", "slew", "bpm")
 MAX_LIVE_SCENES = 1000  # names saved while playing; a flood of /livevae/scene/save must not grow without bound
 MAX_SCENE_NAME = 64
+WRITE_EVERY_S = 0.25  # the sidecar is rewritten at most this often, however many saves arrive
 
 
 def _free_name(p: Path) -> Path:
@@ -178,6 +180,7 @@ class SceneBank:
         assert store is not None
         while True:
             self._wake.wait()
+            time.sleep(WRITE_EVERY_S)  # saves that arrive meanwhile go into this one write
             self._wake.clear()
             with self._lock:
                 if not self._dirty:

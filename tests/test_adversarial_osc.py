@@ -143,10 +143,13 @@ def test_a_bundle_of_wildcards_is_cut_at_the_fanout_cap() -> None:
     srv.state.set = counting  # type: ignore[method-assign]
     b = OscBundleBuilder(IMMEDIATELY)
     for _ in range(50):
-        b.add_content(build_msg("/livevae/*/*", [0.1]))  # ~400 handlers each
+        b.add_content(build_msg("/livevae/z/*", [0.1]))  # 200 handlers each: 10,000 calls in one datagram
     srv.handle_datagram(b.build().dgram)
-    assert 0 < len(calls) <= MAX_FANOUT
+    assert len(calls) == 200 <= MAX_FANOUT  # the first message, then the rest of the bundle is cut
     assert srv.stats.dropped == 1
+    calls.clear()
+    srv.handle_datagram(build_msg("/livevae/*/*", [0.1]).dgram)  # ~600 handlers: over the cap on its own
+    assert calls == [] and srv.stats.dropped == 2
 
 
 def test_a_flood_keeps_only_the_newest_datagrams() -> None:
@@ -245,3 +248,20 @@ def test_an_unreadable_sidecar_is_kept_not_overwritten(tmp_path: Path) -> None:
     assert done == [store]
     kept = tmp_path / "show.scenes.json.unreadable"
     assert kept.read_text().startswith('{"scenes": [ {"name": "the user')
+
+
+def test_source_switches_and_scene_saves_are_rate_limited_and_the_latest_wins() -> None:
+    from livevae.osc import HEAVY_ACTIONS
+
+    srv = _server()
+    burst = int(HEAVY_ACTIONS["source"])
+    for i in range(100):
+        srv.handle_datagram(build_msg("/livevae/source", [f"testcard:{64 + i}x64"]).dgram)
+        srv.handle_datagram(build_msg("/livevae/scene/save", [f"s{i}"]).dgram)
+    got = srv.state.drain_actions()
+    saves = [a for a in got if a[0] == "scene.save"]
+    assert len(saves) <= burst + 1 and srv.stats.coalesced >= 2 * (100 - burst - 1)
+    threading.Event().wait(1.0 / HEAVY_ACTIONS["source"] + 0.05)
+    srv._flush_heavy()  # the server thread does this on its idle ticks
+    late = srv.state.drain_actions()
+    assert ("source", "testcard:163x64") in late and ("scene.save", "s99") in late  # the last ones asked for
