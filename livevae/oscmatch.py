@@ -91,6 +91,8 @@ def match_segment(toks: tuple[_Tok, ...], name: str) -> bool:
     """Whether a compiled segment matches one name, by simulating the pattern's NFA: every step keeps the set of
     positions the pattern could be at, so the cost is len(name) x len(toks), whatever the pattern holds."""
     n = len(toks)
+    if n == 1 and toks[0].kind == _STAR:  # "*": every name (the common wildcard, and the attack's favourite)
+        return True
     if _min_len(toks) > len(name):
         return False
     # a state is (token index, alternative index, characters of that alternative matched); -1 = "entering"

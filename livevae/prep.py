@@ -166,6 +166,8 @@ def prep(
             "crop": box.as_list(),
             "source_size": [info.width, info.height],
             "has_audio": info.has_audio,
+            "rotation": info.rotation,
+            "video_stream": info.stream,
             "every": every,
             "start": start,
             "end": end,
@@ -180,6 +182,13 @@ def prep(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if info.video_streams > 1:
+        print(f"prep: {film}: {info.video_streams} video streams; used #{info.stream} ({info.width}x{info.height}, "
+              "the largest picture)", file=sys.stderr)  # fmt: skip
+    expected = info.frames // every if info.frames and not (start or end or max_frames) else 0
+    if expected and n < expected * 0.97:
+        print(f"prep: {film}: warning: kept {n} of the {expected} frames its header announces; the file may be "
+              "truncated", file=sys.stderr)  # fmt: skip
     if stats.errors:
         print(
             f"prep: {film}: {stats.errors} corrupt packet(s) skipped; kept {n} good frames "

@@ -231,14 +231,14 @@ class VideoFileSource(Source):
     def open(self) -> None:
         import av
 
-        from livevae.video import VideoError, open_container
+        from livevae.video import VideoError, main_stream, open_container, to_rgb
 
         self.close()
         try:
             c = open_container(self.path)
         except VideoError as e:
             raise SourceError(str(e)) from e
-        v = c.streams.video[0]
+        v = main_stream(c)  # the film, not a thumbnail stream before it
         if v.codec_context.width * v.codec_context.height > 1280 * 720:
             v.thread_type = "AUTO"  # big frames: frame threads keep up with the rate
         else:
@@ -256,7 +256,7 @@ class VideoFileSource(Source):
             for frame in c.decode(v):
                 self._last_local = float(frame.pts * tb) if frame.pts is not None else n * self._frame_dur
                 n += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield to_rgb(frame)  # display rotation applied
             if n == 0:
                 raise SourceError(f"{self.path}: no decodable frames; expected a video")
 
