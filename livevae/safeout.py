@@ -97,6 +97,8 @@ def atomic_file(path: str | os.PathLike[str]) -> Iterator[Path]:
     tmp = Path(name)
     try:
         yield tmp
+        # mkstemp makes the file private (0600); the output gets the old file's mode, or the usual 0644
+        os.chmod(tmp, dest.stat().st_mode & 0o7777 if dest.exists() else 0o644)
         os.replace(tmp, dest)
     except BaseException:
         tmp.unlink(missing_ok=True)

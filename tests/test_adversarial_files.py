@@ -190,3 +190,41 @@ def test_a_checkpoint_on_a_full_disk_is_one_error_and_leaves_no_temp_file(
     names = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert names == ["step-000000001.json", "step-000000001.safetensors"]  # no .tmp filling the disk
     assert ck.load_checkpoint(first)[1]["step"] == 1
+
+
+# --- class: a traceback where one line is due ------------------------------------------------------------------
+
+DEEP_TOML = "x = " + "[" * 3000 + "]" * 3000 + "\n"
+
+
+def test_deeply_nested_recipe_and_set_are_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    recipe = tmp_path / "r.toml"
+    recipe.write_text(DEEP_TOML)
+    argv = ["train", "--data", str(tmp_path), "--out", str(tmp_path / "run"), "--no-progress"]
+    assert main([*argv, "--recipe", str(recipe)]) == 1
+    _one_line(capsys.readouterr().err, "r.toml", "nested too deep")
+    assert main([*argv, "--set", "lr=" + "[" * 3000 + "]" * 3000]) == 1
+    _one_line(capsys.readouterr().err, "--set", "nested too deep")
+
+
+def test_deeply_nested_midi_learn_file_is_one_error(tmp_path: Path) -> None:
+    from livevae.midi import MidiError, load_learned
+
+    p = tmp_path / "show.midi.toml"
+    p.write_text(DEEP_TOML)
+    with pytest.raises(MidiError, match="nested too deep"):
+        load_learned(p)
+
+
+def test_bench_with_an_unwritable_out_fails_before_measuring(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import livevae.bench as bench
+
+    def never(*a: object, **k: object) -> None:
+        raise AssertionError("measured before checking --out")
+
+    monkeypatch.setattr(bench, "run_bench", never)
+    (tmp_path / "a_file").write_text("mine")
+    assert main(["bench", "--out", str(tmp_path / "a_file" / "backends")]) == 1
+    _one_line(capsys.readouterr().err, "--out", "cannot write")

@@ -85,7 +85,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         raise CheckpointError(f"{path}: metadata format={md.get('format')!r}; expected {FORMAT!r}")
     try:
         state = json.loads(md["state"])
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: missing or bad 'state' metadata ({e})") from e
     return tensors, state
 

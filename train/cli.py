@@ -58,6 +58,8 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
             out[k.strip()] = tomllib.loads(f"v = {v}")["v"]
         except tomllib.TOMLDecodeError:
             out[k.strip()] = v  # a bare word is a string
+        except RecursionError:
+            raise ConfigError(f"--set {item[:40]!r}...: nested too deep; expected KEY=VALUE") from None
     return out
 
 
