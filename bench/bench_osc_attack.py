@@ -19,7 +19,6 @@ import json
 import multiprocessing as mp
 import random
 import socket
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -29,11 +28,10 @@ import numpy as np
 import torch
 from pythonosc.osc_bundle_builder import IMMEDIATELY, OscBundleBuilder
 from pythonosc.osc_message_builder import build_msg
+from realtime_show import realtime_show  # bench/ is the script's folder
 
 from livevae.backends import create
 from livevae.live import FrameInfo, LiveLoop, Watcher
-from livevae.model import VAE, preset, save_model
-from livevae.show import ShowController, build_show
 
 ATTACKS = ("null", "wildcards", "garbage", "fanout", "scene-save", "big-source", "source-switch", "valid-flood")
 
@@ -124,20 +122,11 @@ def main() -> int:
     args = ap.parse_args()
     attacks = [a for a in args.attacks.split(",") if a]
     torch.set_num_threads(args.threads)
-    tmp = Path(tempfile.mkdtemp(prefix="osc_attack_"))
-    model = args.model
-    if model is None:
-        torch.manual_seed(0)
-        model = str(save_model(VAE(preset(args.preset)).eval(), tmp / "model.safetensors"))
-    seconds = 3600.0  # ended by a quit action once every attack is measured
-    show = tmp / "bench.toml"
-    show.write_text(
-        f'model = "{model}"\nbackend = "torch"\nhot_reload = false\n[input]\nsources = ["testcard:320x240"]\n'
-        f"source_fps = {args.fps}\n[output]\nheadless = true\nrealtime = true\nseconds = {seconds}\n[osc]\nport = 0\n"
+    # ended by a quit action once every attack is measured
+    cfg, state, ctrl, model = realtime_show(
+        args.model, args.preset, args.fps, 3600.0, "testcard:320x240", "osc_attack_"
     )
-    cfg, state, controllers = build_show(show)
-    ctrl = controllers[0]
-    assert isinstance(ctrl, ShowController) and ctrl.server is not None
+    assert ctrl.server is not None
     stamps = Stamps()
     loop = LiveLoop(cfg, create(cfg.model, "torch"), state, [ctrl, stamps])
     runner = threading.Thread(target=loop.run)

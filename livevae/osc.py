@@ -285,7 +285,8 @@ class OscServer:
                 f"OSC {self.host}:{self.port}: cannot bind ({e.strerror or e}); expected a free UDP port "
                 "(choose another with --osc-port or [osc] port in the show)"
             ) from e
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # ride out bursts while the GIL is busy
+        # room for a page of faders while the GIL is busy, small enough that draining a flood stays short
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
         s.settimeout(0.2)  # so stop() is noticed
         self._sock = s
         self.port = s.getsockname()[1]  # the real port when 0 asked for a free one

@@ -3,7 +3,6 @@ what live would refuse or fail on when used (NaN, deep nesting, missing scenes, 
 
 from __future__ import annotations
 
-import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -12,34 +11,23 @@ import torch
 from pythonosc.osc_message_builder import build_msg
 
 from livevae.show import MAX_DEPTH, ShowController, ShowError, build_show, check_show, load_show
+from tests.test_midi import wait_for
+from tests.test_show import BASE as SHOW_BASE
 
-BASE = """
-model = "{model}"
-[input]
-sources = ["testcard"]
-[osc]
-port = 0
-[controls]
-smooth = 0.25
-[[mapping]]
-address = "/1/fader1"
-target = "pc/0"
-range = [-2.0, 2.0]
-[[mapping]]
+# the shared show of test_show.py, with two more mappings (one recalls a scene) and a second scene
+BASE = (
+    SHOW_BASE
+    + """[[mapping]]
 address = "/1/fader2"
 target = "mix"
 [[mapping]]
 address = "/1/push1"
 action = "scene.recall"
 arg = "a"
-[[lfo]]
-target = "pc/1"
-depth = 0.5
-[scenes.a]
-controls = {{ mix = 0.5 }}
 [scenes.b]
 controls = {{ noise = 0.5 }}
 """
+)
 
 
 @pytest.fixture(scope="module")
@@ -55,15 +43,6 @@ def _show(tmp_path: Path, model: Path, edit: Callable[[str], str] = lambda s: s)
     p = tmp_path / "show.toml"
     p.write_text(edit(BASE.format(model=model)))
     return p
-
-
-def _wait(cond: Callable[[], bool], seconds: float = 5.0) -> bool:
-    end = time.monotonic() + seconds
-    while time.monotonic() < end:
-        if cond():
-            return True
-        time.sleep(0.02)
-    return cond()
 
 
 DEEP = "x = " + "[" * 3000 + "]" * 3000 + "\n"  # past tomllib's recursion limit
@@ -108,10 +87,10 @@ def test_the_watcher_survives_any_save_and_hears_the_next_one(tmp_path: Path, pc
         for bad in (DEEP, "smooth = nan\n", "\x00\xff garbage", NESTED):
             n = ctrl.reload_errors
             p.write_text(bad + BASE.format(model=pca_model))
-            assert _wait(lambda n=n: ctrl.reload_errors > n), bad[:20]  # type: ignore[misc]
+            assert wait_for(lambda n=n: ctrl.reload_errors > n), bad[:20]  # type: ignore[misc]
         assert ctrl._watch is not None and ctrl._watch.is_alive()
         p.write_text(BASE.format(model=pca_model).replace("depth = 0.5", "depth = 0.75"))
-        assert _wait(lambda: state.snapshot().lfos[0].depth == 0.75)
+        assert wait_for(lambda: state.snapshot().lfos[0].depth == 0.75)
         assert ctrl.reloads == 1
     finally:
         ctrl.stop()
@@ -134,7 +113,7 @@ def test_a_reload_that_raises_anything_leaves_the_watcher_running(
     try:
         for k in range(2):
             p.write_text(BASE.format(model=pca_model) + f"# edit {k}\n")
-            assert _wait(lambda k=k: len(calls) > k)  # type: ignore[misc]
+            assert wait_for(lambda k=k: len(calls) > k)  # type: ignore[misc]
         assert ctrl._watch is not None and ctrl._watch.is_alive() and ctrl.reload_errors == 2
     finally:
         ctrl.stop()

@@ -23,7 +23,7 @@ def _halves(w: int, h: int) -> np.ndarray:
     return img
 
 
-def _write(path: Path, streams: list[tuple[int, int]], n: int = 8, rotation: int = 0, audio: bool = False) -> Path:
+def _write(path: Path, streams: list[tuple[int, int]], n: int = 8, rotation: int = 0) -> Path:
     with av.open(str(path), "w") as c:
         vs = []
         for w, h in streams:
@@ -32,9 +32,6 @@ def _write(path: Path, streams: list[tuple[int, int]], n: int = 8, rotation: int
             if rotation:
                 s.set_display_rotation(rotation)
             vs.append(s)
-        a = c.add_stream("aac", rate=44100) if audio else None
-        if a is not None:
-            a.layout = "mono"
         for i in range(n):
             for s in vs:
                 f = av.VideoFrame.from_ndarray(_halves(s.width, s.height), format="rgb24")
@@ -45,28 +42,25 @@ def _write(path: Path, streams: list[tuple[int, int]], n: int = 8, rotation: int
         for s in vs:
             for p in s.encode():
                 c.mux(p)
-        if a is not None:
-            for k in range(0, 44100, 1024):
-                af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-                af.sample_rate, af.pts = 44100, k
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
     return path
+
+
+def _silence(c: av.container.OutputContainer, samples: int) -> None:
+    """Mux `samples` of mono AAC silence into an open output container."""
+    a = c.add_stream("aac", rate=44100)
+    a.layout = "mono"
+    for k in range(0, samples, 1024):
+        af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        af.sample_rate, af.pts = 44100, k
+        for p in a.encode(af):
+            c.mux(p)
+    for p in a.encode():
+        c.mux(p)
 
 
 def _audio_only(path: Path) -> Path:
     with av.open(str(path), "w") as c:
-        a = c.add_stream("aac", rate=44100)
-        a.layout = "mono"
-        for k in range(0, 22050, 1024):
-            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            af.sample_rate, af.pts = 44100, k
-            for p in a.encode(af):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+        _silence(c, 22050)
     return path
 
 
