@@ -17,6 +17,7 @@ import argparse
 import contextlib
 import json
 import multiprocessing as mp
+import os
 import random
 import socket
 import threading
@@ -96,6 +97,14 @@ def window(stamps: list[float], a: float, b: float) -> tuple[float, float]:
     return (len(ts) - 1) / (ts[-1] - ts[0]), float(np.diff(edges).max() * 1000)
 
 
+def loadavg() -> float:
+    """The machine's 1-minute load average: on a shared 2-core machine, other work moves every figure."""
+    try:
+        return float(Path("/proc/loadavg").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def cpu_line() -> str:
     model, flags = "?", ""
     try:
@@ -149,11 +158,12 @@ def main() -> int:
         time.sleep(args.phase)  # "after": quiet again (the next attack's "before" follows)
         t3 = time.monotonic()
         (fb, gb), (fd, gd), (fa, ga) = window(stamps.t, t0, t1), window(stamps.t, t1, t2), window(stamps.t, t2, t3)
+        load = loadavg()
         rows.append({
             "attack": kind, "sent": sent, "fps_before": round(fb, 2), "fps_during": round(fd, 2),
             "fps_after": round(fa, 2), "fps_ratio_during": round(fd / fb, 3) if fb else 0.0,
             "fps_ratio_after": round(fa / fb, 3) if fb else 0.0, "max_gap_ms_during": round(gd, 1),
-            "max_gap_ms_after": round(ga, 1), "max_gap_ms_before": round(gb, 1),
+            "max_gap_ms_after": round(ga, 1), "max_gap_ms_before": round(gb, 1), "loadavg_1min": load,
         })  # fmt: skip
         print(json.dumps(rows[-1]), flush=True)
     state.post("quit")
@@ -161,6 +171,7 @@ def main() -> int:
     st = ctrl.server.stats
     res = {
         "cpu": cpu_line(),
+        "cores": os.cpu_count(),
         "preset": args.preset if args.model is None else Path(model).name,
         "backend": "torch eager",
         "threads": args.threads,
