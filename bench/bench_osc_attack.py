@@ -191,10 +191,15 @@ def main() -> int:
         "goal_met": all(r["fps_ratio_during"] >= 0.9 and r["max_gap_ms_during"] <= 100 for r in rows),
     }
     print(json.dumps({k: v for k, v in res.items() if k != "rows"}, indent=2))
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    write_json(args.json, res)
     return 0
+
+
+def write_json(path: str | None, res: dict[str, Any]) -> None:
+    """The figures as JSON at `path` (nothing when None)."""
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(res, indent=2) + "\n")
 
 
 if __name__ == "__main__":

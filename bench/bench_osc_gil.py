@@ -16,10 +16,9 @@ import json
 import multiprocessing as mp
 import threading
 import time
-from pathlib import Path
 from typing import Any
 
-from bench_osc_attack import ATTACKS, cpu_line, loadavg, sender  # bench/ is the script's folder
+from bench_osc_attack import ATTACKS, cpu_line, loadavg, sender, write_json  # bench/ is the script's folder
 
 from livevae.control import ControlState
 from livevae.osc import OscServer
@@ -68,9 +67,7 @@ def main() -> int:
     for r in rows:
         r["late_max_over_null"] = round(r["late_ms_max"] / base["late_ms_max"], 2) if base else None
     res = {"cpu": cpu_line(), "seconds": args.seconds, "throttled": st.throttled, "stale": st.stale, "rows": rows}
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(res, indent=2) + "\n")
+    write_json(args.json, res)
     return 0
 
 
