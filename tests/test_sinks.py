@@ -199,29 +199,15 @@ def test_a_midi_fader_drives_wet() -> None:
 
 
 # --- platform outputs -----------------------------------------------------------------------------------------
-def test_syphon_serves_frames_on_macos() -> None:
+@pytest.mark.parametrize("kind", ["syphon", "spout"])
+def test_syphon_on_macos_and_spout_on_windows_serve_frames(kind: str) -> None:
+    from livevae.outputs.spout import SpoutOutput, spout_available
     from livevae.outputs.syphon import SyphonOutput, syphon_available
 
-    why = syphon_available()
+    cls, why = (SyphonOutput, syphon_available()) if kind == "syphon" else (SpoutOutput, spout_available())
     if why:
         pytest.skip(why)
-    out = SyphonOutput("livevae-test", (128, 96)).start()
-    try:
-        for _ in range(5):
-            out.write(np.full((96, 128, 3), 90, np.uint8))
-            time.sleep(0.02)
-    finally:
-        out.close()
-    assert not out.failed and out.sent >= 1, out.describe()
-
-
-def test_spout_sends_frames_on_windows() -> None:
-    from livevae.outputs.spout import SpoutOutput, spout_available
-
-    why = spout_available()
-    if why:
-        pytest.skip(why)
-    out = SpoutOutput("livevae-test", (128, 96)).start()
+    out = cls("livevae-test", (128, 96)).start()
     try:
         for _ in range(5):
             out.write(np.full((96, 128, 3), 90, np.uint8))

@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import numpy as np
 
-from livevae.outputs.threaded import RgbaOutput
+from livevae.outputs.threaded import RgbaOutput, unavailable
 
 log = logging.getLogger(__name__)
 
@@ -17,13 +16,7 @@ GL_RGBA = 0x1908  # OpenGL's enum, so PyOpenGL is not needed just for one consta
 
 def spout_available() -> str:
     """ "" when a Spout sender can be made here, else one line saying why (for logs and test skips)."""
-    if sys.platform != "win32":
-        return f"Spout is Windows only (this is {sys.platform}); use NDI here"
-    try:
-        import SpoutGL  # noqa: F401
-    except ImportError as e:
-        return f"SpoutGL is not installed ({e}); pip install 'livevae[spout]'"
-    return ""
+    return unavailable("win32", "Spout", "SpoutGL", "spout")
 
 
 class SpoutOutput(RgbaOutput):

@@ -3,25 +3,18 @@
 from __future__ import annotations
 
 import logging
-import sys
 from typing import Any
 
 import numpy as np
 
-from livevae.outputs.threaded import RgbaOutput
+from livevae.outputs.threaded import RgbaOutput, unavailable
 
 log = logging.getLogger(__name__)
 
 
 def syphon_available() -> str:
     """ "" when a Syphon server can be made here, else one line saying why (for logs and test skips)."""
-    if sys.platform != "darwin":
-        return f"Syphon is macOS only (this is {sys.platform}); use NDI here"
-    try:
-        import syphon  # noqa: F401
-    except ImportError as e:
-        return f"syphon-python is not installed ({e}); pip install 'livevae[syphon]'"
-    return ""
+    return unavailable("darwin", "Syphon", "syphon", "syphon")
 
 
 class SyphonOutput(RgbaOutput):

@@ -16,6 +16,24 @@ from livevae.outputs.scaling import interpolation
 log = logging.getLogger(__name__)
 
 
+def unavailable(platform: str, what: str, module: str, extra: str) -> str:
+    """ "" when `module` imports on `platform` (a sys.platform value), else one line saying why, for logs and
+    test skips: the platform, or the package and the extra that installs it."""
+    import importlib
+    import sys
+
+    if sys.platform != platform:
+        return f"{what} is {ONLY[platform]} only (this is {sys.platform}); use NDI here"
+    try:
+        importlib.import_module(module)
+    except ImportError as e:
+        return f"{module} is not installed ({e}); pip install 'livevae[{extra}]'"
+    return ""
+
+
+ONLY = {"darwin": "macOS", "win32": "Windows", "linux": "Linux"}
+
+
 class NewestFrameOutput(Output):
     """write() only swaps one reference (the frame loop never waits on the device); the output's thread sends
     the newest frame, and a frame replaced before it was sent counts as dropped. A device that raises stops
@@ -86,7 +104,7 @@ class NewestFrameOutput(Output):
                 with self._cond:
                     while self._frame is None and not self._stop:
                         self._cond.wait()
-                    if self._stop:
+                    if self._frame is None:  # stopped, and the last frame offered has gone out
                         return
                     item, self._frame = self._frame, None
                 assert item is not None
