@@ -125,7 +125,7 @@ def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads:
         tb = TorchBackend.from_file(str(model_path), mode=mode, channels_last=True)
         return tb, tb.describe()
     logs: list[str] = []  # NAME+fp32 / NAME+int8 pin a precision (create's split_precision)
-    b = create(model_path, name, batch=1 if batch == 1 else None, cache_dir=cache, logger=logs.append)
+    b = create(model_path, name, batch=1 if batch == 1 else None, cache_dir=cache, threads=threads, logger=logs.append)
     return b, logs[-1].removeprefix("using ")
 
 

@@ -22,7 +22,9 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--show", default=str(DEMO_SHOW), help="the show file to run when livevae.show is available")
     p.add_argument("--model", help=f"use this model instead of the bundled one ({DEMO_MODEL.name})")
     p.add_argument("--backend", default=None, help="inference backend (default: the show's, else auto)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for inference")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU inference threads, every backend (default: the show's, else 2)"
+    )
 
 
 def has_display() -> bool:
@@ -70,12 +72,11 @@ def run(args: argparse.Namespace) -> int:
     if not window:
         # Offline render on the fixed-step clock: bounded, repeatable, finishes in well under a minute on 2 cores.
         cfg = replace(cfg, headless=True, realtime=False, out=args.out, frames=args.frames, seconds=None, record=None)
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads:
+        cfg = replace(cfg, threads=max(1, args.threads))
     from livevae.backends import create
 
-    backend = create(cfg.model, cfg.backend)
+    backend = create(cfg.model, cfg.backend, threads=cfg.threads)
     print(f"livevae demo: {what}, {'window' if window else f'headless -> {cfg.out}'}", flush=True)
     stats = LiveLoop(cfg, backend, state, controllers).run()  # type: ignore[arg-type]
     print(stats.summary())

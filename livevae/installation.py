@@ -372,7 +372,7 @@ class InstallationController:
             from livevae.backends import create
 
             def factory() -> Any:
-                return create(cfg.model, cfg.backend)
+                return create(cfg.model, cfg.backend, threads=cfg.threads)  # the rebuilt backend keeps the setting
 
             loop.backend = GuardedBackend(
                 factory, wd, call_timeout=w.call_timeout, timeout=w.backend_timeout, inner=inner

@@ -790,7 +790,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="inference backend: auto, torch, onnxruntime, tensorrt ..., optionally with a precision, e.g. "
         f"onnxruntime+fp32 (default {d.backend})",
     )
-    g.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for inference, every backend (ONNX Runtime and torch); default: the show's, else 2",
+    )
     g = p.add_argument_group("input")
     g.add_argument("--source", action="append", dest="sources", metavar="SPEC",
                    help="camera index or /dev/videoN, video file, image folder, playlist .txt, or testcard; "
@@ -887,13 +891,9 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
         cfg = apply_flags(LiveConfig(), args)
     if cfg.headless and cfg.out is None and cfg.frames is None and cfg.seconds is None and not cfg.realtime:
         log("headless with no --out, --frames or --seconds: running until Ctrl-C")
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     from livevae.backends import create
 
-    backend = create(cfg.model, cfg.backend)
+    backend = create(cfg.model, cfg.backend, threads=cfg.threads)
     if not args.show:
         try:
             from livevae.control import ControlState

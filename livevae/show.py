@@ -171,6 +171,7 @@ class Show(_Section):
     name: str = ""
     model: str
     backend: str = "auto"
+    threads: int | None = Field(default=None, ge=1, le=256)  # CPU inference threads, every backend; None = 2
     seed: int = 0  # noise and random-walk LFOs repeat for a seed
     hot_reload: bool = True
     input: InputSection = Field(default_factory=lambda: InputSection())
@@ -418,6 +419,7 @@ def live_config(show: Show) -> LiveConfig:
         return LiveConfig(
             model=str(model_path(show)),
             backend=show.backend,
+            threads=show.threads,
             sources=_sources(show),
             source=i.source,
             source_size=_size(i.size, "input.size", show),

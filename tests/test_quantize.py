@@ -11,11 +11,13 @@ import pytest
 import torch
 from torch import nn
 
+import livevae.backends.cpuchoice as cpuchoice
 import livevae.backends.quantize as quantize
 from livevae.backends import EngineError, create
+from livevae.backends.cpuchoice import Choice, read_cpu
 from livevae.backends.onnx_export import INT8_MEAN_TOLERANCE, TOLERANCE, NetSpec, export
 from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
-from livevae.backends.quantize import SubpixelConvTranspose, cpu_has_int8_dot, int8_friendly
+from livevae.backends.quantize import SCHEMES, SubpixelConvTranspose, accurate_schemes, cpu_has_int8_dot, int8_friendly
 from livevae.model import load_model, random_model
 from livevae.preprocess import Preprocessor
 
@@ -72,15 +74,24 @@ def test_cpu_flag_detection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
     for text, want in cases.items():
         info = tmp_path / "cpuinfo"
         info.write_text(text)
-        monkeypatch.setattr(quantize, "CPUINFO", info)
+        monkeypatch.setattr(cpuchoice, "CPUINFO", info)
         assert cpu_has_int8_dot() is want, text
 
 
-@pytest.fixture(scope="module")
-def demo_int8(tmp_path_factory: pytest.TempPathFactory) -> tuple[OnnxRuntimeBackend, OnnxRuntimeBackend]:
+@pytest.fixture(scope="module", params=list(SCHEMES))
+def demo_int8(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> tuple[OnnxRuntimeBackend, OnnxRuntimeBackend]:
+    """Each int8 scheme this machine's kernels run exactly, for real (on VNNI: u8s8 and u8s8-w7; on AVX2 only
+    u8s8-w7, the one an AVX2 machine gets). A scheme that saturates here is skipped, named."""
+    scheme = SCHEMES[request.param]
+    cpu = read_cpu()
+    if scheme not in accurate_schemes(cpu):
+        pytest.skip(f"int8 scheme {scheme.name} saturates on this {cpu.kind} CPU ({scheme.cpus})")
     cache = tmp_path_factory.mktemp("int8-cache")
-    b8 = OnnxRuntimeBackend.from_file(DEMO, precision="int8", cache_dir=cache)
+    b8 = OnnxRuntimeBackend.from_file(DEMO, precision="int8", cache_dir=cache, scheme=scheme.name)
     b32 = OnnxRuntimeBackend.from_file(DEMO, precision="fp32", cache_dir=cache)
+    assert b8.scheme == scheme.name
     return b8, b32
 
 
@@ -133,7 +144,7 @@ def test_dynamic_batch_int8_equals_batch_one(
 ) -> None:
     """reconstruct's dynamic-batch int8 graphs are calibrated like the live batch-1 ones: same film out."""
     b1, _ = demo_int8
-    bn = OnnxRuntimeBackend.from_file(DEMO, precision="int8", batch=None, cache_dir=tmp_path)
+    bn = OnnxRuntimeBackend.from_file(DEMO, precision="int8", batch=None, cache_dir=tmp_path, scheme=b1.scheme)
     frames = np.random.default_rng(0).integers(0, 256, (5, 144, 256, 3), dtype=np.uint8)
     z1, zn = b1.encode(frames), bn.encode(frames)
     assert np.abs(z1 - zn).max() <= 1e-5
@@ -147,30 +158,30 @@ def test_tensorrt_refuses_int8_clearly() -> None:
         TensorRTBackend(str(DEMO), precision="int8")
 
 
-def test_create_defaults_to_int8_only_where_it_pays(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_create_default_is_the_measured_choice(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No precision named: whatever choose_precision measured (int8 or fp32) on this CPU; a named one is kept
+    and nothing is measured. The choice gets the same batch, cache folder and threads as the backend."""
     calls: list[str] = []
+    asked: list[tuple[object, ...]] = []
 
     def fake(model_path: object, provider: str = "cpu", batch: int | None = 1, precision: str = "fp32", **kw: object):
         calls.append(precision)
-        if precision == "int8" and "fail" in calls:
-            raise EngineError("int8 graph differs from PyTorch fp32 by 0.1 on average")
         return SimpleNamespace(name="onnxruntime")
 
     monkeypatch.setattr(OnnxRuntimeBackend, "from_file", classmethod(lambda cls, *a, **kw: fake(*a, **kw)))
-    lines: list[str] = []
-    monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: True)
-    create(DEMO, "onnxruntime", logger=lambda s: None)
+    winner = "int8"
+
+    def choose(model_path: object, batch: int | None, cache_dir: object, threads: int | None, logger: object) -> Choice:
+        asked.append((batch, cache_dir, threads))
+        return Choice(winner, "measured", 1.0, 2.0)
+
+    monkeypatch.setattr(cpuchoice, "choose_precision", choose)
+    create(DEMO, "onnxruntime", cache_dir=tmp_path, threads=3, logger=lambda s: None)
     create(DEMO, "onnxruntime", precision="fp32", logger=lambda s: None)  # an explicit precision is kept
-    assert calls == ["int8", "fp32"]
-    calls.clear()
-    monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: False)
-    create(DEMO, "onnxruntime", logger=lambda s: None)
-    assert calls == ["fp32"]
-    calls[:] = ["fail"]
-    monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: True)
-    create(DEMO, "onnxruntime", logger=lines.append)  # int8 fails its check: fp32, and the log says why
-    assert calls == ["fail", "int8", "fp32"]
-    assert any("int8 unavailable, using fp32" in s and "on average" in s for s in lines), lines
+    assert calls == ["int8", "fp32"] and asked == [(1, tmp_path, 3)]
+    winner = "fp32"
+    create(DEMO, "onnxruntime", batch=None, logger=lambda s: None)
+    assert calls[-1] == "fp32" and asked[-1] == (None, None, None)
 
 
 def test_precision_named_with_the_backend(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -182,7 +193,7 @@ def test_precision_named_with_the_backend(monkeypatch: pytest.MonkeyPatch) -> No
         return SimpleNamespace(name="onnxruntime")
 
     monkeypatch.setattr(OnnxRuntimeBackend, "from_file", classmethod(lambda cls, *a, **kw: fake(*a, **kw)))
-    monkeypatch.setattr(quantize, "cpu_has_int8_dot", lambda: True)
+    monkeypatch.setattr(cpuchoice, "choose_precision", lambda *a, **kw: Choice("int8", "measured", 1.0, 2.0))
     create(DEMO, "onnxruntime+fp32", logger=lambda s: None)
     create(DEMO, "onnxruntime+int8", logger=lambda s: None)
     create(DEMO, "onnxruntime", logger=lambda s: None)
