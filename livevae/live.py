@@ -883,7 +883,9 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
         except ImportError as e:
             raise LiveError(f"{args.show}: show files need livevae.show ({e})") from e
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
-        cfg, state, controllers = build_show(Path(args.show), **osc)
+        from livevae.resources import show_file
+
+        cfg, state, controllers = build_show(show_file(args.show), **osc)
         cfg = apply_flags(cfg, args)
     else:
         if not args.model:

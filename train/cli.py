@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from train.config import TrainConfig, load_recipe
+from .config import TrainConfig, load_recipe
 
 EXAMPLES = """examples:
   livevae prep film.mkv -o data/br --crop auto
@@ -46,7 +46,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _parse_sets(items: list[str]) -> dict[str, Any]:
     import tomllib
 
-    from train.config import ConfigError
+    from .config import ConfigError
 
     out: dict[str, Any] = {}
     for item in items:
@@ -61,9 +61,9 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.checkpoint import load_checkpoint, resolve_resume
-    from train.config import ConfigError
-    from train.loop import train
+    from .checkpoint import load_checkpoint, resolve_resume
+    from .config import ConfigError
+    from .loop import train
 
     info: dict[str, Any] = {}
     resume = resolve_resume(args.resume) if args.resume else None
