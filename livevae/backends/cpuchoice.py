@@ -156,7 +156,10 @@ def choice_path(fields: dict[str, Any], cache_dir: str | os.PathLike[str] | None
 def choice_fields(model_sha256: str, batch: int | None, threads: int, cpu: CpuInfo) -> dict[str, Any]:
     """Everything the choice depends on: the CPU (model + flags), ONNX Runtime's version (its kernels), the
     model, the graphs' batch, the thread count and the int8 recipe. A different machine never reuses it."""
-    import onnxruntime as ort
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # `auto` then moves on to the next backend, saying why
+        raise EngineError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from e
 
     from livevae.backends.quantize import recipe, scheme_for
 
