@@ -194,7 +194,11 @@ def test_named_backends(tiny: tuple[Path, Path]) -> None:
     for name in ("torch", "torch-cpu", "torch-cpu-jit", "onnxruntime"):
         b = create(model_path, name, cache_dir=cache, logger=lambda s: None)
         assert b.decode(b.encode(np.zeros((1, 48, 64, 3), np.uint8))).shape == (1, 48, 64, 3)
-    one = create(model_path, "onnxruntime", cache_dir=cache, threads=1, logger=lambda s: None)
+    before = torch.get_num_threads()
+    try:  # threads reach torch's process-wide pool too: put it back for the rest of the session
+        one = create(model_path, "onnxruntime", cache_dir=cache, threads=1, logger=lambda s: None)
+    finally:
+        torch.set_num_threads(before)
     assert isinstance(one, OnnxRuntimeBackend) and one.threads == 1 and "1 threads" in one.describe()
     with pytest.raises(EngineError, match="backend 'tensorflow': unknown"):
         create(model_path, "tensorflow", logger=lambda s: None)

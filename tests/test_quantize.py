@@ -219,6 +219,7 @@ def test_create_default_is_the_measured_choice(monkeypatch: pytest.MonkeyPatch, 
         return Choice(winner, "measured", 1.0, 2.0)
 
     monkeypatch.setattr(cpuchoice, "choose_precision", choose)
+    monkeypatch.setattr(torch, "set_num_threads", lambda n: None)  # threads=3 must not stay in the test session
     create(DEMO, "onnxruntime", cache_dir=tmp_path, threads=3, logger=lambda s: None)
     create(DEMO, "onnxruntime", precision="fp32", logger=lambda s: None)  # an explicit precision is kept
     assert calls == ["int8", "fp32"] and asked == [(1, tmp_path, 3)]
