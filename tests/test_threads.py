@@ -43,7 +43,10 @@ def calls(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
         seen.append({"backend": backend, **kw})
         return real(model, "torch", logger=kw.get("logger", lambda s: None))
 
+    import livevae.bench
+
     monkeypatch.setattr(backends, "create", spy)
+    monkeypatch.setattr(livevae.bench, "create", spy)  # bench binds create at import
     return seen
 
 
