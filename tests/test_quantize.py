@@ -147,6 +147,10 @@ def test_dynamic_batch_int8_equals_batch_one(
 ) -> None:
     """reconstruct's dynamic-batch int8 graphs are calibrated like the live batch-1 ones: same film out."""
     b1, _ = demo_int8
+    from livevae.backends.quantize import scheme_for
+
+    if b1.scheme != scheme_for(read_cpu()).name:  # calibration does not depend on the scheme: one is enough
+        pytest.skip(f"dynamic batch is checked with this CPU's own scheme, not {b1.scheme}")
     bn = OnnxRuntimeBackend.from_file(DEMO, precision="int8", batch=None, cache_dir=tmp_path, scheme=b1.scheme)
     frames = np.random.default_rng(0).integers(0, 256, (5, 144, 256, 3), dtype=np.uint8)
     z1, zn = b1.encode(frames), bn.encode(frames)
