@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import importlib
 import logging
+import math
 import sys
 import threading
 from collections.abc import Callable, Sequence
@@ -34,6 +35,8 @@ log = logging.getLogger("livevae.show")
 # Controller. Imported only when the section is present, so a missing module never breaks other shows.
 EXTENSIONS: dict[str, str] = {"midi": "livevae.midi", "audio": "livevae.audio", "installation": "livevae.installation"}
 RELOAD_POLL_S = 0.5
+MAX_SHOW_BYTES = 4 << 20  # a show file is a few KB; a hot reload must not read a runaway log into memory
+MAX_DEPTH = 32  # nesting of tables and arrays in a show file
 
 
 class ShowError(Exception):
@@ -257,17 +260,41 @@ def _format_validation(path: Path, e: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def check_values(data: object, where: str) -> None:
+    """Every value of a parsed file is finite and nested at most MAX_DEPTH deep (TOML allows nan and inf; a NaN
+    control or LFO would be taken live and poison every frame). Raises ShowError naming the key."""
+    stack: list[tuple[object, str, int]] = [(data, "", 0)]
+    while stack:
+        v, key, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            shown = key if len(key) <= 60 else key[:60] + "..."
+            raise ShowError(f"{where}: {shown or '(top)'}: nested more than {MAX_DEPTH} deep; expected a flat show")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ShowError(f"{where}: {key}: {v}; expected a finite number")
+        if isinstance(v, dict):
+            stack.extend((x, f"{key}.{k}" if key else str(k), depth + 1) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, f"{key}[{i}]", depth + 1) for i, x in enumerate(v))
+
+
 def load_show(path: str | Path) -> Show:
     """Parse and validate a show file's structure (no model needed). Raises ShowError naming the file and key."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as f:
+            raw = f.read(MAX_SHOW_BYTES + 1)
+        if len(raw) > MAX_SHOW_BYTES:
+            raise ShowError(f"{path}: more than {MAX_SHOW_BYTES >> 20} MB; expected a show file (a few KB of TOML)")
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ShowError(f"{path}: show file not found; expected a .toml show (see shows/demo.toml)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ShowError(f"{path}: cannot read ({e})") from e
     except tomllib.TOMLDecodeError as e:
         raise ShowError(f"{path}: TOML syntax error: {e}") from e
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ShowError(f"{path}: nested too deep to parse; expected at most {MAX_DEPTH} levels") from None
+    check_values(data, str(path))
     if "path" in data:
         raise ShowError(f"{path}: path: unknown key; check the spelling")
     try:
@@ -593,14 +620,22 @@ class ShowController:
         from livevae.scenes import capture
 
         scene = capture(name, self.last_z, self.state.snapshot().values())
-        self.scenes.save(scene)
+        try:
+            self.scenes.save(scene)
+        except SceneError as e:
+            say(str(e))
+            return
         self.scenes.current = name
         say(f"scene {name!r} saved" + (f" to {self.scenes.store}" if self.scenes.store else ""))
 
     def compute_frame_scenes(self, show: Show | None = None) -> None:
         """Encode the film frames of every scene with `frames` (cached by file and span). Slow: call it at build
         time or from the watcher thread, never from the frame loop. Errors name the scene and leave it out."""
-        show = show or self.show
+        for sc in self._frame_scenes(show or self.show):
+            self.scenes.put(sc)
+
+    def _frame_scenes(self, show: Show) -> list[Scene]:
+        out: list[Scene] = []
         for name, sc in show.scenes.items():
             if sc.frames is None:
                 continue
@@ -619,7 +654,8 @@ class ShowController:
                     say(f"{show.path}: scenes.{name}.frames: {e}; scene left out")
                     continue
                 self._frame_anchors[key] = anchor
-            self.scenes.put(Scene(name, anchor, dict(sc.controls), sc.fade, source="frames"))
+            out.append(Scene(name, anchor, dict(sc.controls), sc.fade, source="frames"))
+        return out
 
     def _get_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
         if self._encoder is None:
@@ -645,12 +681,24 @@ class ShowController:
             m = _mtime(self.show.path)
             if m is not None and m != self._mtime:
                 self._mtime = m
-                self.reload()
+                try:
+                    self.reload()
+                except Exception as e:  # whatever a save holds, the watcher stays: the next save must be heard
+                    self._reload_failed(f"{self.show.path}: {type(e).__name__}: {e}")
+
+    def _reload_failed(self, why: str) -> None:
+        self.reload_errors += 1
+        self.last_error = why.splitlines()[0]
+        say(f"reload failed, the show goes on unchanged: {' | '.join(why.splitlines())}")
 
     def reload(self) -> bool:
         """Re-read the show file and apply what can change live (mappings, scenes, LFOs, changed [controls]).
-        A broken file is reported in one line and the running show continues unchanged. Returns success."""
+
+        A transaction: the whole new show is parsed, validated and built first (mappings, scenes, frame anchors,
+        LFOs, control values), then swapped in at once; anything wrong is reported in one line and the running
+        show continues unchanged. Returns success."""
         path = self.show.path
+        old = self.show
         try:
             new = load_show(path)
             check_targets(new, self.state.zdim, self.state.n_pcs)
@@ -658,20 +706,28 @@ class ShowController:
                 raise ShowError(
                     f"{path}: lfo: {len(new.lfo)} LFOs; expected at most {self.state.n_lfos} without a restart"
                 )
-            scenes = show_scenes(new, self.state.zdim)
-        except ShowError as e:
-            self.reload_errors += 1
-            self.last_error = str(e).splitlines()[0]
-            say(f"reload failed, the show goes on unchanged: {' | '.join(str(e).splitlines())}")
+            mappings = new.osc_mappings()
+            if self.server is not None:
+                try:
+                    self.server.check_mappings(mappings)
+                except (OscError, ControlError) as e:
+                    raise ShowError(f"{path}: mapping: {e}") from None
+            scenes = [s for s in show_scenes(new, self.state.zdim) if s.source != "frames"]
+            SceneBank(self.state.zdim).set_show_scenes(scenes)  # the same checks, on a throwaway bank
+            # finite and known (load_show, check_targets); out of range clamps, as at the show's start
+            changed = {k: v for k, v in new.controls.items() if old.controls.get(k) != v}
+            frame_scenes = self._frame_scenes(new)  # slow (encodes film frames), still before anything changes
+        except (ShowError, ControlError, SceneError) as e:
+            self._reload_failed(str(e))
             return False
-        old = self.show
+        # -- the swap: everything above was checked, so these cannot refuse
         if self.server is not None:
-            self.server.set_mappings(new.osc_mappings())
-        self.scenes.set_show_scenes(s for s in scenes if s.source != "frames")
-        self.compute_frame_scenes(new)
+            self.server.set_mappings(mappings)
+        self.scenes.set_show_scenes(scenes)
+        for sc in frame_scenes:
+            self.scenes.put(sc)
         if new.lfo != old.lfo:
             apply_lfos(self.state, new.lfo)
-        changed = {k: v for k, v in new.controls.items() if old.controls.get(k) != v}
         if changed:
             self.state.set_many(changed, origin="show")
         fixed = [k for k in ("model", "backend", "input", "window", "output", "osc", *EXTENSIONS, "seed")
@@ -683,10 +739,24 @@ class ShowController:
         if fixed:
             msg += f"; restart to apply changes to {', '.join(fixed)}"
         say(msg)
+        lost = shrunk(old, new)
+        if lost:
+            say(f"warning: {path.name} lost most of the show ({lost}); if the save was cut short, save it again")
         if self.feedback is not None:
-            self.feedback.set_mappings(new.osc_mappings())
+            self.feedback.set_mappings(mappings)
             self.feedback.send_all()
         return True
+
+
+def shrunk(old: Show, new: Show) -> str:
+    """'12 -> 0 mappings, 5 -> 1 scenes' when a save removed more than half of what a show had (of at least 3
+    items), else ''. A truncated save is still valid TOML: this is how the player hears about it."""
+    counts = [("mappings", len(old.mapping), len(new.mapping)), ("scenes", len(old.scenes), len(new.scenes)),
+              ("LFOs", len(old.lfo), len(new.lfo))]  # fmt: skip
+    before, after = sum(c[1] for c in counts), sum(c[2] for c in counts)
+    if before < 3 or after * 2 >= before:
+        return ""
+    return ", ".join(f"{a} -> {b} {what}" for what, a, b in counts if b < a)
 
 
 def _mtime(path: Path) -> float | None:
@@ -812,7 +882,41 @@ def check_show(path: str | Path, with_model: bool = True) -> Show:
             open_source(spec)
         except SourceError as e:
             raise ShowError(f"{show.path}: input.sources[{i}]: {e}") from None
+    _check_use(show)
     return show
+
+
+def _check_use(show: Show) -> None:
+    """What live accepts at start but fails when used: a mapping that recalls no scene, a scene film that does
+    not decode, an output that cannot be written. Raises ShowError naming the key."""
+    from livevae.safeout import VIDEO_SUFFIXES, OutputError, check_writable_later
+    from livevae.video import VideoError, probe
+
+    p = show.path
+    saved = SceneBank(1, p.with_suffix(".scenes.json")).names() if p.name else []
+    known = sorted({*show.scenes, *saved})
+    for i, m in enumerate(show.mapping):
+        if m.action == "scene.recall" and m.arg not in known:
+            raise ShowError(f"{p}: mapping[{i}].arg: scene {m.arg!r} does not exist; expected one of "
+                            f"{', '.join(known) or '(no scenes)'}")  # fmt: skip
+    for name, sc in show.scenes.items():
+        if sc.frames is not None and not sc.frames.video.startswith("clip:"):
+            try:
+                probe(resolve_path(show, sc.frames.video))
+            except VideoError as e:
+                raise ShowError(f"{p}: scenes.{name}.frames.video: {e}") from None
+    o = show.output
+    outs: list[tuple[str, str | None, bool, tuple[str, ...]]] = [
+        ("output.out", o.out, False, VIDEO_SUFFIXES), ("output.record", o.record, False, VIDEO_SUFFIXES),
+        ("output.stats_json", o.stats_json, False, (".json",)), ("output.record_dir", o.record_dir, True, ()),
+        ("output.screenshot_dir", o.screenshot_dir, True, ()),
+    ]  # fmt: skip
+    for key, v, folder, suffixes in outs:
+        if v is not None:
+            try:
+                check_writable_later(resolve_path(show, v), key, folder=folder, suffixes=suffixes)
+            except OutputError as e:
+                raise ShowError(f"{p}: {e}") from None
 
 
 def run(args: argparse.Namespace) -> int:

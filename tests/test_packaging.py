@@ -32,6 +32,17 @@ def test_every_package_folder_is_in_the_wheel_list() -> None:
     assert not any(p == "train" or p.startswith("train.") for p in st["packages"])
 
 
+def test_training_imports_itself_relatively() -> None:
+    """train/ installs as livevae.train: an absolute `from train.x import` inside it works in the checkout
+    and breaks every wheel install, so none may exist (tools outside the package, bench/, may use them)."""
+    import re
+
+    bad = [f"{p.relative_to(ROOT)}:{i}: {line.strip()}" for p in sorted((ROOT / "train").rglob("*.py"))
+           for i, line in enumerate(p.read_text().splitlines(), 1)
+           if re.match(r"\s*(from train[. ]|import train\b)", line)]  # fmt: skip
+    assert not bad, "use relative imports inside train/: " + "; ".join(bad)
+
+
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("wheel")
