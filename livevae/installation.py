@@ -92,9 +92,10 @@ class ScheduleSection(_Section):
 
 
 class HealthSection(_Section):
-    heartbeat: str | None = "livevae-heartbeat.json"  # relative to the show file; None = no heartbeat
+    # "state:X" = X under the state folder (resources.state_dir()/<show name>); else relative to the show file
+    heartbeat: str | None = "state:heartbeat.json"  # None = no heartbeat
     heartbeat_interval: float = Field(default=5.0, ge=0.5, le=600.0)
-    log_file: str | None = None  # rotating log; relative to the show file
+    log_file: str | None = None  # rotating log; "state:logs/livevae.log" or relative to the show file
     log_max_mb: float = Field(default=10.0, gt=0.0, le=10_000.0)
     log_backups: int = Field(default=5, ge=0, le=1000)
     max_rss_mb: float = Field(default=0.0, ge=0.0)  # > 0: restart (like the nightly restart) when RSS passes this
@@ -272,10 +273,12 @@ class InstallationController:
         show_scenes: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
+        show_name: str = "show",
     ) -> None:
         self.sec = sec
         self.state = state
         self.show_dir = Path(show_dir)
+        self.show_name = show_name  # names its folder under the state dir
         self.clock = clock
         self.wallclock = wallclock
         ap = sec.autopilot
@@ -308,8 +311,9 @@ class InstallationController:
 
     # --- paths -------------------------------------------------------------------------------------------
     def _path(self, p: str) -> Path:
-        q = Path(p).expanduser()
-        return q if q.is_absolute() else self.show_dir / q
+        from livevae.resources import runtime_path
+
+        return runtime_path(p, self.show_dir, self.show_name)
 
     # --- Controller protocol -----------------------------------------------------------------------------
     def configure(self, cfg: LiveConfig) -> LiveConfig:
@@ -372,7 +376,7 @@ class InstallationController:
             from livevae.backends import create
 
             def factory() -> Any:
-                return create(cfg.model, cfg.backend)
+                return create(cfg.model, cfg.backend, threads=cfg.threads)  # the rebuilt backend keeps the setting
 
             loop.backend = GuardedBackend(
                 factory, wd, call_timeout=w.call_timeout, timeout=w.backend_timeout, inner=inner
@@ -616,12 +620,12 @@ def from_show(
     """The installation controller for a show's [installation] table. Raises InstallationError naming the key."""
     sec = parse_section(section)
     if sec.health.log_file:
-        p = Path(sec.health.log_file)
-        if not p.is_absolute():
-            p = show_path.parent / p
+        from livevae.resources import runtime_path
+
+        p = runtime_path(sec.health.log_file, show_path.parent, show_path.stem)
         if p.exists() and p.is_dir():
             raise InstallationError(f"installation.health.log_file {p}: a folder; expected a file path")
     try:
-        return InstallationController(sec, state, show_path.parent, scenes)
+        return InstallationController(sec, state, show_path.parent, scenes, show_name=show_path.stem)
     except (sched.ScheduleError, HealthError) as e:
         raise InstallationError(str(e)) from None

@@ -858,7 +858,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="inference backend: auto, torch, onnxruntime, tensorrt ..., optionally with a precision, e.g. "
         f"onnxruntime+fp32 (default {d.backend})",
     )
-    g.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for inference, every backend (ONNX Runtime and torch); default: the show's, else 2",
+    )
     g = p.add_argument_group("input")
     g.add_argument("--source", action="append", dest="sources", metavar="SPEC",
                    help="camera index or /dev/videoN, video file, image folder, playlist .txt, or testcard; "
@@ -947,7 +951,9 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
         except ImportError as e:
             raise LiveError(f"{args.show}: show files need livevae.show ({e})") from e
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
-        cfg, state, controllers = build_show(Path(args.show), **osc)
+        from livevae.resources import show_file
+
+        cfg, state, controllers = build_show(show_file(args.show), **osc)
         cfg = apply_flags(cfg, args)
     else:
         if not args.model:
@@ -962,13 +968,9 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
             check_output_file(cfg.out, VIDEO_SUFFIXES, what="--out")
         except OutputError as e:
             raise LiveError(str(e)) from None
-    if cfg.threads:
-        import torch
-
-        torch.set_num_threads(cfg.threads)
     from livevae.backends import create
 
-    backend = create(cfg.model, cfg.backend)
+    backend = create(cfg.model, cfg.backend, threads=cfg.threads)
     if not args.show:
         try:
             from livevae.control import ControlState

@@ -174,6 +174,7 @@ class Show(_Section):
     name: str = ""
     model: str
     backend: str = "auto"
+    threads: int | None = Field(default=None, ge=1, le=256)  # CPU inference threads, every backend; None = 2
     seed: int = 0  # noise and random-walk LFOs repeat for a seed
     hot_reload: bool = True
     input: InputSection = Field(default_factory=lambda: InputSection())
@@ -445,6 +446,7 @@ def live_config(show: Show) -> LiveConfig:
         return LiveConfig(
             model=str(model_path(show)),
             backend=show.backend,
+            threads=show.threads,
             sources=_sources(show),
             source=i.source,
             source_size=_size(i.size, "input.size", show),
@@ -533,6 +535,8 @@ class ShowController:
     def start(self, loop: LiveLoop | None = None) -> None:
         """Open the OSC server, the feedback sender and the file watcher (threads; returns at once)."""
         self.loop = loop
+        sh = self.show  # one line saying what plays, so a show that lost its parts is seen at the first start
+        say(f"{sh.path}: {len(sh.scenes)} scenes ({', '.join(sh.scenes) or 'none'}), {len(sh.lfo)} LFOs")
         if self.server is not None:
             try:
                 self.server.start()
