@@ -24,10 +24,10 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from livevae.control.curves import CURVES
 from livevae.control.state import ControlState
+from livevae.controllers.feedback import OscFeedback
 from livevae.controllers.osc import (
     Mapping,
     OscError,
-    OscFeedback,
     OscServer,
     address_map,
     coerce_number,
@@ -243,7 +243,7 @@ def test_feedback_echoes_changes_mapped_values_and_status() -> None:
         assert ("/1/fader3", [pytest.approx(0.5)]) in got
         assert ("/livevae/mix", [0.25]) in got
         status = [a for addr, a in got if addr == "/livevae/status"]
-        assert status and status[-1][1:] == ["testcard", "night", 7] and status[-1][0] == pytest.approx(24.5)
+        assert status and status[-1][1:] == ["testcard", "night", 7, 0, 0.0] and status[-1][0] == pytest.approx(24.5)
         # the fader that made a change is not echoed back to itself (it would jitter)
         SimpleUDPClient("127.0.0.1", srv.port).send_message("/1/fader3", 1.0)
         got = _recv_all(rx, 0.3)

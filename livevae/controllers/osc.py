@@ -11,7 +11,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pythonosc.dispatcher import Dispatcher, Handler
 from pythonosc.osc_message_builder import build_msg
@@ -20,6 +20,9 @@ from pythonosc.osc_packet import OscPacket
 from livevae.control.curves import CurveError, curve, curve_inverse
 from livevae.control.state import ACTIONS, LFO_PARAMS, SCALARS, VECTORS, ControlError, ControlState
 from livevae.errors import LivevaeError
+
+if TYPE_CHECKING:
+    from livevae.controllers.feedback import OscFeedback
 
 log = logging.getLogger("livevae.controllers.osc")
 
@@ -136,7 +139,8 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/smooth", "f", f"EMA on z across frames, tames flicker ({rng('smooth')}); alias /livevae/ema"),
         (f"{PREFIX}/slew", "f", f"default slew time of every control, seconds ({rng('slew')})"),
         (f"{PREFIX}/bpm", "f", f"tempo for synced LFOs ({rng('bpm')})"),
-        (f"{PREFIX}/reset", "", "every control back to its default"),
+        (f"{PREFIX}/reset", "", "the show as it started: its controls, LFOs, smoothing, no scene (the panic button)"),
+        (f"{PREFIX}/zero", "", "every control and LFO to the built-in defaults (all to zero, LFOs off)"),
         (f"{PREFIX}/scene/{{name}}", "[i]", "recall a scene (a press: no argument or >= 0.5)"),
         (f"{PREFIX}/scene/save", "s", "save the current latent and controls as a scene"),
         (f"{PREFIX}/source", "i | s", "switch source: index in the show's list, or a path/URL/camera"),
@@ -151,9 +155,14 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/lfo/{{n}}/target", "s | i", "what the LFO moves: a control such as pc/0, mix, z/12 (i = z/i)"),
         (f"{PREFIX}/lfo/{{n}}/shape", "s | i", "sine, triangle or walk (0, 1, 2)"),
         (f"{PREFIX}/ping", "[i]", "answers /livevae/pong to the sender (to port i when given)"),
-        (f"{PREFIX}/feedback", "", "re-send every mapped value to the feedback target (resync faders)"),
-        ("(out) /livevae/status", "f s s i", "periodically: fps, source, scene, frame index"),
+        (f"{PREFIX}/feedback", "", "re-send every mapped value to every feedback target (resync faders)"),
+        (f"{PREFIX}/hello", "[i]", "feed this controller back from now on, at port i or the port it sent from"),
+        (f"{PREFIX}/bye", "[i]", "stop feeding this controller back"),
+        ("(out) /livevae/status", "f s s i i f", "periodically: fps, source, scene, frame index, recording, audio"),
         ("(out) /livevae/<control>", "f", "feedback: each control's value on change and after a scene recall"),
+        ("(out) /livevae/record", "i", "feedback: 1 while recording, 0 when not (mapped record toggles follow)"),
+        ("(out) /livevae/source, /scene", "s", 'feedback: what plays, the scene last recalled ("" after reset)'),
+        ("(out) <mapped address>", "f [f ...]", "feedback: one message per address; an XY pad gets x and y at once"),
     ]
 
 
@@ -253,9 +262,13 @@ class OscServer:
         port: int = DEFAULT_PORT,
         mappings: Sequence[Mapping] = (),
         feedback: OscFeedback | None = None,
+        reply_to_sender: bool = False,
     ) -> None:
+        """reply_to_sender: every controller that sends a message is fed back at the address it sent from,
+        as if it had said /livevae/hello (for controllers that reply on their sending port, e.g. TouchOSC)."""
         self.state, self.host, self.port = state, host, port
         self.feedback = feedback
+        self.reply_to_sender = reply_to_sender
         self.stats = OscStats()
         self._warned: set[str] = set()
         self._sock: socket.socket | None = None
@@ -329,8 +342,13 @@ class OscServer:
             self.stats.malformed += 1
             self._warn_once("<malformed>", f"OSC: a datagram of {len(data)} bytes is not OSC; ignored")
             return
+        fb = self.feedback
+        if fb is not None and self.reply_to_sender and messages:
+            fb.register(client, resync=False)
         for msg in messages:
             self.stats.messages += 1
+            if fb is not None:
+                fb.moved_by(msg.address, client)
             try:
                 with self._map_lock:
                     handlers = list(self.dispatcher.handlers_for_address(msg.address))
@@ -438,6 +456,9 @@ class OscServer:
         self._map(f"{PREFIX}/screenshot", self._on_trigger)
         self._map(f"{PREFIX}/fullscreen", self._on_trigger)
         self._map(f"{PREFIX}/reset", self._on_reset)
+        self._map(f"{PREFIX}/zero", self._on_reset)
+        self._map(f"{PREFIX}/hello", self._on_hello, needs_reply=True)
+        self._map(f"{PREFIX}/bye", self._on_hello, needs_reply=True)
         self._map(f"{PREFIX}/ping", self._on_ping, needs_reply=True)
         self._map(f"{PREFIX}/feedback", self._on_feedback)
 
@@ -531,8 +552,28 @@ class OscServer:
 
     def _on_reset(self, address: str, *args: Any) -> None:
         if self._pressed(address, args):
-            self.state.reset(origin=f"osc:{address}")
+            if address.endswith("/zero"):
+                self.state.zero(origin=f"osc:{address}")
+            else:
+                self.state.reset(origin=f"osc:{address}")
             self._ok()
+
+    def _on_hello(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        port = client[1]
+        if args:
+            p = coerce_number(args)
+            if p is None or not 0 < p < 65536 or len(args) != 1:
+                self._bad(address, f"arguments {_types(args)}; expected nothing or one reply port (1..65535)")
+                return
+            port = int(p)
+        if self.feedback is None:
+            self._warn_once(address, f"OSC {address}: feedback is off ([osc] enabled = false); ignored")
+            return
+        if address.endswith("/bye"):
+            self.feedback.unregister((client[0], port))
+        else:
+            self.feedback.register((client[0], port))
+        self._ok()
 
     def _on_ping(self, client: tuple[str, int], address: str, *args: Any) -> None:
         port = client[1]
@@ -624,142 +665,6 @@ class OscServer:
 
 def _types(args: Sequence[Any]) -> str:
     return "(" + ", ".join(type(a).__name__ for a in args) + ")" if args else "(none)"
-
-
-# --- feedback --------------------------------------------------------------------------------------------------
-class OscFeedback:
-    """Sends control values to a controller (TouchOSC, Max) so its faders stay in sync, plus a periodic status.
-
-    Changes are coalesced: the ControlState listener only marks targets dirty; a sender thread flushes at most
-    once per `min_interval`, so a flood of input makes at most one message per control per interval, and the
-    frame thread never touches a socket.
-    """
-
-    def __init__(
-        self,
-        state: ControlState,
-        host: str,
-        port: int,
-        status_interval: float = 1.0,
-        min_interval: float = 0.01,
-        echo_builtin: bool = True,
-    ) -> None:
-        self.state, self.target = state, (_resolve(host), port)  # resolve a name once, not per message
-        self.status_interval, self.min_interval, self.echo_builtin = status_interval, min_interval, echo_builtin
-        self.sent = 0
-        self._sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_DGRAM)
-        self._sock.setblocking(False)  # a full buffer drops a message rather than stall anyone
-        self._lock = threading.Lock()
-        self._dirty: dict[str, str] = {}  # target -> origin of its last change
-        self._all = False
-        self._wake = threading.Event()
-        self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._mappings: tuple[Mapping, ...] = ()
-        self._status: tuple[float, str, str, int] = (0.0, "", "", 0)
-        self._warned = False
-
-    def set_mappings(self, mappings: Sequence[Mapping]) -> None:
-        with self._lock:
-            self._mappings = tuple(m for m in mappings if m.target)
-
-    def start(self) -> None:
-        if self._thread is None:
-            self.state.add_listener(self._on_change)
-            self._stop.clear()
-            self._thread = threading.Thread(target=self._run, name="osc-feedback", daemon=True)
-            self._thread.start()
-
-    def stop(self) -> None:
-        self.state.remove_listener(self._on_change)
-        self._stop.set()
-        self._wake.set()
-        if self._thread is not None:
-            self._thread.join(timeout=2)
-            self._thread = None
-        self._sock.close()
-
-    def _on_change(self, target: str, value: float, origin: str) -> None:
-        with self._lock:
-            self._dirty[target] = origin
-        self._wake.set()
-
-    def send_all(self) -> None:
-        """Re-send every mapped control (after a scene recall, or when asked with /livevae/feedback)."""
-        with self._lock:
-            self._all = True
-        self._wake.set()
-
-    def note_status(self, fps: float, source: str, scene: str, index: int) -> None:
-        """Latest status values; called from the frame thread, sent from the feedback thread."""
-        self._status = (float(fps), str(source), str(scene), int(index))
-
-    def send(self, address: str, *args: Any) -> None:
-        try:
-            self._sock.sendto(build_msg(address, list(args)).dgram, self.target)
-            self.sent += 1
-        except OSError as e:  # nobody listening (ICMP refused) or buffer full: the show goes on
-            if not self._warned:
-                self._warned = True
-                log.warning("OSC feedback to %s:%d failed (%s); will keep trying quietly", *self.target, e)
-
-    def _run(self) -> None:
-        next_status = time.monotonic()
-        while not self._stop.is_set():
-            timeout = max(0.0, next_status - time.monotonic()) if self.status_interval > 0 else None
-            self._wake.wait(timeout)
-            if self._stop.is_set():
-                return
-            if self._wake.is_set():
-                self._wake.clear()
-                self.flush()
-                time.sleep(self.min_interval)  # coalesce a burst into the next flush
-            if self.status_interval > 0 and time.monotonic() >= next_status:
-                fps, source, scene, index = self._status
-                self.send(f"{PREFIX}/status", fps, source, scene, index)
-                next_status = time.monotonic() + self.status_interval
-
-    def flush(self) -> None:
-        """Send what changed since the last flush (or everything mapped after send_all)."""
-        with self._lock:
-            dirty, self._dirty = self._dirty, {}
-            everything, self._all = self._all, False
-            mappings = self._mappings
-        snap = self.state.snapshot()
-        if everything:
-            for m in mappings:
-                self._send_mapped(m, snap.get(m.target))
-            if self.echo_builtin:
-                for t in {m.target for m in mappings}:
-                    self.send(f"{PREFIX}/{t}", snap.get(t))
-        for t, origin in dirty.items():
-            try:
-                v = snap.get(t)
-            except ControlError:
-                continue
-            if self.echo_builtin and origin != f"osc:{PREFIX}/{t}":
-                self.send(f"{PREFIX}/{t}", v)
-            if everything:
-                continue
-            for m in mappings:
-                # the fader that made the change already sits there; echoing it back makes it jitter
-                if m.target == t and origin != f"osc:{m.address}":
-                    self._send_mapped(m, v)
-
-    def _send_mapped(self, m: Mapping, v: float) -> None:
-        try:
-            rng = self.state.check_target(m.target)
-        except ControlError:
-            return
-        self.send(m.address, unmap_value(m, v, rng))
-
-
-def _resolve(host: str) -> str:
-    try:
-        return socket.getaddrinfo(host, None, type=socket.SOCK_DGRAM)[0][4][0]  # type: ignore[return-value]
-    except OSError as e:  # not resolvable now (the tablet is not on the network yet): sendto retries the name
-        log.warning("OSC feedback host %r: cannot resolve (%s); will try by name", host, e)
-        return host
 
 
 # --- `livevae osc-map` -----------------------------------------------------------------------------------------

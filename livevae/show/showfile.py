@@ -17,7 +17,8 @@ from livevae.control.curves import CURVES
 from livevae.control.modulate import Modulator, Pca, load_pca
 from livevae.control.scenes import Scene, SceneBank, SceneError, anchor_from_frames
 from livevae.control.state import ACTIONS, LFO_SHAPES, ControlError, ControlState, LfoSettings
-from livevae.controllers.osc import DEFAULT_HOST, DEFAULT_PORT, Mapping, OscError, OscFeedback, OscServer
+from livevae.controllers.feedback import OscFeedback, Status
+from livevae.controllers.osc import DEFAULT_HOST, DEFAULT_PORT, Mapping, OscError, OscServer
 from livevae.errors import LivevaeError
 
 if sys.version_info >= (3, 11):
@@ -98,6 +99,7 @@ class OscSection(_Section):
     host: str = DEFAULT_HOST
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     feedback: str | None = None  # "host:port" of the controller (TouchOSC, Max) to keep in sync
+    reply_to_sender: bool = False  # also feed back every controller that sends, at the port it sent from
     status_interval: float = Field(default=1.0, ge=0)  # seconds between /livevae/status; 0 = never
     echo: bool = True  # also echo /livevae/<control> on change, not only the mapped addresses
 
@@ -455,15 +457,16 @@ def show_scenes(show: Show, zdim: int) -> list[Scene]:
     return out
 
 
+def lfo_settings(lfos: Sequence[LfoSection]) -> list[LfoSettings]:
+    """The show's [[lfo]] sections as LfoSettings, in order."""
+    return [LfoSettings(lf.rate, lf.depth, lf.phase, lf.sync, lf.target, lf.shape) for lf in lfos]
+
+
 def apply_lfos(state: ControlState, lfos: Sequence[LfoSection], origin: str = "show") -> None:
     """LFO n <- the show's n-th [[lfo]]; the rest switched off."""
+    settings = lfo_settings(lfos)
     for n in range(state.n_lfos):
-        if n < len(lfos):
-            lf = lfos[n]
-            s = LfoSettings(lf.rate, lf.depth, lf.phase, lf.sync, lf.target, lf.shape)
-        else:
-            s = LfoSettings()
-        state.set_lfo(n, s, origin=origin)
+        state.set_lfo(n, settings[n] if n < len(settings) else LfoSettings(), origin=origin)
 
 
 # --- the show controller ---------------------------------------------------------------------------------------
@@ -494,14 +497,16 @@ class ShowController:
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
         self._mtime = _mtime(show.path)
+        self.osc_overrides: dict[str, Any] = {}  # the --osc-* flags, applied again on every reload
         self.feedback: OscFeedback | None = None
         self.server: OscServer | None = None
         o = show.osc
         if o.enabled:
-            if o.feedback:
-                host, _, port = o.feedback.rpartition(":")
-                self.feedback = OscFeedback(state, host, int(port), o.status_interval, echo_builtin=o.echo)
-            self.server = OscServer(state, o.host, o.port, show.osc_mappings(), self.feedback)
+            # Always a feedback sender: with no fixed target it feeds whoever says /livevae/hello.
+            host, _, port = (o.feedback or "").rpartition(":")
+            self.feedback = OscFeedback(state, host or None, int(port or 0), o.status_interval, echo_builtin=o.echo)
+            self.server = OscServer(state, o.host, o.port, show.osc_mappings(), self.feedback, o.reply_to_sender)
+        state.add_reset_listener(self._on_reset)
 
     # -- Controller protocol --
     def start(self, loop: LoopHandle | None = None) -> None:
@@ -537,7 +542,17 @@ class ShowController:
 
     def on_frame(self, info: FrameInfo) -> None:
         if self.feedback is not None:
-            self.feedback.note_status(info.fps, info.source, self.scenes.current, info.index)
+            audio = 0.0
+            levels = self.loop.service("audio.levels") if self.loop is not None else None
+            if callable(levels):
+                audio = float(levels().get("rms", 0.0))
+            self.feedback.frame(Status(info.fps, info.source, self.scenes.current, info.index, info.recording, audio))
+
+    def _on_reset(self, origin: str) -> None:
+        """After /livevae/reset or /livevae/zero: the show is in no scene (the tablet's scene label clears)."""
+        self.scenes.current = ""
+        if self.feedback is not None:
+            self.feedback.set_state("scene", "")
 
     def stop(self) -> None:
         self._stop.set()
@@ -587,8 +602,8 @@ class ShowController:
         if scene.fade > 0:
             self.modulator.fade(scene.fade)
         if self.feedback is not None:
+            self.feedback.set_state("scene", name)
             self.feedback.send_all()
-            self.feedback.send("/livevae/scene", name)
 
     def save_scene(self, name: str) -> None:
         if self.last_z is None:
@@ -656,7 +671,7 @@ class ShowController:
         A broken file is reported in one line and the running show continues unchanged. Returns success."""
         path = self.show.path
         try:
-            new = load_show(path)
+            new = with_osc(load_show(path), **self.osc_overrides)
             check_targets(new, self.state.zdim, self.state.n_pcs)
             if len(new.lfo) > self.state.n_lfos:
                 raise ShowError(
@@ -678,6 +693,8 @@ class ShowController:
         changed = {k: v for k, v in new.controls.items() if old.controls.get(k) != v}
         if changed:
             self.state.set_many(changed, origin="show")
+        if changed or new.lfo != old.lfo or set(new.controls) != set(old.controls):
+            self.state.set_start(new.controls, lfo_settings(new.lfo))  # reset now means the file as it is
         fixed = [k for k in ("model", "backend", "input", "window", "output", "osc", *EXTENSIONS, "seed")
                  if getattr(new, k) != getattr(old, k)]  # fmt: skip
         self.show = new
@@ -737,7 +754,9 @@ def build_show(
     except ControlError as e:
         raise ShowError(f"{show.path}: controls: {e}") from None
     apply_lfos(state, show.lfo)
+    state.set_start(show.controls, lfo_settings(show.lfo))  # what /livevae/reset returns to
     ctrl = ShowController(show, state, load_pca(model_path(show)))
+    ctrl.osc_overrides = {"host": osc_host, "port": osc_port, "feedback": osc_feedback}
     ctrl.compute_frame_scenes()
     controllers: list[Controller] = [ctrl]
     for name in EXTENSIONS:
