@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from livevae.errors import LivevaeError
-from livevae.media.source import FALLBACKS
+from livevae.media.capture import FALLBACKS
 from livevae.outputs.window import WindowConfig
 
 

@@ -16,8 +16,9 @@ import numpy as np
 
 from livevae.config import LiveConfig, LiveError
 from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watcher, services_of
+from livevae.media.capture import Backoff, Capture, Fallback, OrderedReader
 from livevae.media.preprocess import Preprocessor
-from livevae.media.source import Backoff, Capture, Fallback, Frame, OrderedReader, Source, open_source
+from livevae.media.source import Frame, Source, open_source
 from livevae.outputs.base import Output
 from livevae.outputs.hud import HudInfo, hud_lines
 from livevae.outputs.recorder import Recorder, Screenshots, stamped_path

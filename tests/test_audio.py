@@ -15,16 +15,9 @@ import pytest
 from pythonosc.osc_packet import OscPacket
 
 from livevae.control.state import ControlState
-from livevae.controllers.audio import (
-    AudioController,
-    AudioError,
-    AudioMapping,
-    FeatureConfig,
-    FeatureExtractor,
-    FileAudio,
-    from_show,
-    map_features,
-)
+from livevae.controllers.audio import AudioController, AudioMapping, from_show, map_features
+from livevae.controllers.audio_features import FeatureConfig, FeatureExtractor
+from livevae.media.audio import AudioError, FileAudio
 from tests.helpers.handle import RecordingHandle
 
 SR = 44100
@@ -270,7 +263,7 @@ def test_show_renders_with_the_films_soundtrack_repeatably(tmp_path: Path, tiny_
 
 def test_player_stays_on_the_show_clock(bbb: Path) -> None:
     """Playback's FIFO and sync logic, pulled the way the PortAudio callback pulls (no sound card needed)."""
-    from livevae.controllers.audio import FilePlayer
+    from livevae.outputs.sound import FilePlayer
 
     p = FilePlayer(bbb, SR, loop=True)
     ref = FileAudio(bbb, SR, loop=True)

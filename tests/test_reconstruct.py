@@ -26,7 +26,7 @@ from livevae.offline.reconstruct import (
     reconstruct,
     shard_path,
 )
-from tests.conftest import pattern_frames, write_video
+from tests.helpers.media import pattern_frames, write_video
 
 
 def _frames(path: Path) -> np.ndarray:

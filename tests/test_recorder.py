@@ -10,7 +10,7 @@ import cv2
 import numpy as np
 
 from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
-from tests.conftest import pattern_frames
+from tests.helpers.media import pattern_frames
 
 
 def test_recorder_writes_every_frame_at_its_rate(tmp_path: Path) -> None:

@@ -23,7 +23,7 @@ from livevae.control.state import ControlState
 from livevae.installation.controller import InstallationController, parse_section
 from livevae.loop import FrameInfo, LiveConfig, LiveLoop, Watcher
 from livevae.media.source import Source
-from tests.conftest import pattern_frames, write_video
+from tests.helpers.media import pattern_frames, write_video
 
 ROOT = Path(__file__).resolve().parents[1]
 

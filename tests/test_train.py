@@ -284,7 +284,14 @@ def test_kill_9_never_corrupts_a_checkpoint(tmp_path: Path) -> None:
     deadline = time.monotonic() + 90
     while time.monotonic() < deadline and len(list(ck.glob("step-*.safetensors"))) < 2:
         time.sleep(0.2)
-    time.sleep(0.37)  # somewhere inside a later step or checkpoint write
+    # Kill inside a later checkpoint write when one is caught in the act (its temporary file exists), else just
+    # after the next checkpoint lands: polled against a deadline, so a slow machine only waits longer.
+    seen = {f.name for f in ck.glob("step-*.safetensors")}
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and proc.poll() is None:
+        if list(ck.glob(".*.tmp")) or {f.name for f in ck.glob("step-*.safetensors")} - seen:
+            break
+        time.sleep(0.002)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     steps = sorted(ck.glob("step-*.safetensors"))

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from livevae.media.video import AudioMux, VideoError, VideoWriter, concat, iter_frames, probe, read_comment
-from tests.conftest import pattern_frames, write_video
+from tests.helpers.media import pattern_frames, write_video
 
 
 def test_probe_and_iter_range(tmp_path: Path) -> None:

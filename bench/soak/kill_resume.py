@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[2]
 def make_dataset(folder: Path) -> Path:
     """A 64-frame 64x48 dataset via `livevae prep` from a synthetic clip."""
     sys.path.insert(0, str(ROOT))
-    from tests.conftest import pattern_frames, write_video
+    from tests.helpers.media import pattern_frames, write_video
 
     clip = write_video(folder / "clip.mp4", pattern_frames(64, 128, 96), fps=25)
     data = folder / "data"

