@@ -272,6 +272,11 @@ class DisplayThread(Output):
     def vsync(self) -> bool:
         return self.window.vsync
 
+    @property
+    def size(self) -> tuple[int, int]:
+        """The window's size now (the display's in fullscreen)."""
+        return self.window.size
+
     def open(self) -> DisplayThread:
         """Start the thread and open the window on it; raises WindowError from there."""
         self._thread = threading.Thread(target=self._run, name="display", daemon=True)
