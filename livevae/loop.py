@@ -8,7 +8,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +16,13 @@ import numpy as np
 from livevae.config import LiveConfig, LiveError
 from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watcher, services_of
 from livevae.media.capture import Backoff, Capture, Fallback, OrderedReader
-from livevae.media.preprocess import Preprocessor
+from livevae.media.preprocess import DevicePreprocessor, Preprocessor
 from livevae.media.source import Frame, Source, VideoFileSource, open_source
 from livevae.outputs.base import Output
 from livevae.outputs.hud import HudInfo, hud_lines
 from livevae.outputs.recorder import Heard, Recorder, Screenshots, stamped_path
 from livevae.outputs.window import DisplayThread, Window
+from livevae.stats import LiveStats, StageTimes
 
 if TYPE_CHECKING:
     from livevae.backends import Backend
@@ -32,87 +32,6 @@ log = logging.getLogger(__name__)
 
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
 __all__ = ["Controller", "FrameInfo", "LiveConfig", "LiveError", "LiveLoop", "LiveStats", "Watcher"]
-
-
-class StageTimes:
-    """Per-stage timings: running count and sum for means, the last `keep` samples for percentiles."""
-
-    def __init__(self, keep: int = 20000) -> None:
-        self.n: dict[str, int] = {}
-        self.total: dict[str, float] = {}
-        self.recent: dict[str, deque[float]] = {}
-        self.keep = keep
-
-    def add(self, stage: str, ms: float) -> None:
-        if stage not in self.n:
-            self.n[stage], self.total[stage], self.recent[stage] = 0, 0.0, deque(maxlen=self.keep)
-        self.n[stage] += 1
-        self.total[stage] += ms
-        self.recent[stage].append(ms)
-
-    def mean_recent(self, stage: str, last: int = 30) -> float:
-        r = self.recent.get(stage)
-        if not r:
-            return 0.0
-        k = min(last, len(r))
-        return sum(r[i] for i in range(len(r) - k, len(r))) / k
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for s in self.n:
-            a = np.asarray(self.recent[s], np.float64)
-            out[s] = {
-                "mean_ms": self.total[s] / self.n[s],
-                "p50_ms": float(np.percentile(a, 50)),
-                "p99_ms": float(np.percentile(a, 99)),
-            }
-        return out
-
-
-@dataclass
-class LiveStats:
-    """What a show did, printed on exit (and written as JSON with --stats-json)."""
-
-    frames: int = 0
-    seconds: float = 0.0  # wall time of the loop
-    fps: float = 0.0  # frames / seconds
-    source_fps: float = 0.0
-    backend: str = ""
-    mode: str = "live"  # live | realtime | offline
-    stages: dict[str, dict[str, float]] = field(default_factory=dict)
-    dropped: int = 0  # stale frames dropped in the source slot
-    display_dropped: int = 0  # decoded frames the display thread had no refresh for (newest shown instead)
-    record_dropped: int = 0  # frames a full recorder queue dropped
-    fallback_frames: int = 0
-    source_failures: int = 0
-    reconnects: int = 0
-    latency_ms: dict[str, float] = field(default_factory=dict)  # capture -> present: p50, p99, mean
-    controller_errors: int = 0
-    outputs: list[str] = field(default_factory=list)  # recordings and renders written
-    screenshots: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        lat = self.latency_ms
-        period = 1000 / self.source_fps if self.source_fps else float("nan")
-        lines = [
-            f"{self.frames} frames in {self.seconds:.2f} s: {self.fps:.1f} fps (source {self.source_fps:.2f} fps, "
-            f"{self.mode}, {self.backend})",
-            "  "
-            + "  ".join(f"{k} {v['mean_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in self.stages.items())
-            + "  ms mean/p99",
-            f"  latency capture->present p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms "
-            f"({lat.get('p99', 0) / period:.2f} frames)",
-            f"  dropped {self.dropped} (source) + {self.record_dropped} (recorder) + {self.display_dropped} (display); "
-            "fallback frames "
-            f"{self.fallback_frames}; source failures {self.source_failures}, reconnects {self.reconnects}",
-        ]
-        if self.controller_errors:
-            lines.append(f"  controller errors {self.controller_errors}")
-        lines += [f"  wrote {p}" for p in self.outputs + self.screenshots]
-        return "\n".join(lines)
 
 
 class LiveLoop:
@@ -707,34 +626,6 @@ class _Handle(LoopHandle):
 
     def service(self, name: str) -> object | None:
         return services_of(self._loop.controllers).get(name)
-
-
-class DevicePreprocessor:
-    """Crop + resize on a torch device: the camera frame is uploaded as uint8 (a quarter of float32) and
-    area-resized there, so a 1080p frame costs the CPU one copy. Same box and filters as Preprocessor."""
-
-    def __init__(self, pre: Preprocessor, device: Any) -> None:
-        self.pre = pre
-        self.device = device
-
-    def __call__(self, frame: np.ndarray) -> Any:
-        """RGB uint8 [H, W, 3] -> float32 [1, 3, h, w] in [-1, 1] on the device (a torch tensor)."""
-        import torch
-        import torch.nn.functional as F
-
-        box = self.pre.box_for(frame.shape[1], frame.shape[0])
-        w, h = self.pre.size
-        crop = np.ascontiguousarray(frame[box.y : box.y + box.h, box.x : box.x + box.w])
-        t = torch.from_numpy(crop).to(self.device, non_blocking=True)  # uint8 [bh, bw, 3]
-        x = t.permute(2, 0, 1)[None].float()  # [1, 3, bh, bw] in [0, 255]
-        if (box.w, box.h) != (w, h):
-            # Area averaging when shrinking (no aliasing), bicubic when enlarging: as crop_resize does.
-            shrink = box.w >= w and box.h >= h
-            x = F.interpolate(
-                x, size=(h, w), mode="area" if shrink else "bicubic", align_corners=None if shrink else False
-            )
-        # Round to whole levels first so a frame gives the model exactly what the CPU path would give it.
-        return x.round_().clamp_(0, 255).div_(127.5).sub_(1.0)
 
 
 def _parse_crop(text: str) -> Any:
