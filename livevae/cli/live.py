@@ -79,6 +79,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1; 0.0.0.0 listens on the LAN)")
     g.add_argument("--osc-port", type=int, help="OSC listen port (default 9000)")
     g.add_argument("--osc-feedback", metavar="HOST:PORT", help="send control feedback and status here")
+    g = p.add_argument_group("MIDI")
+    g.add_argument(
+        "--midi-port",
+        action="append",
+        metavar="NAME",
+        help="MIDI input: a port-name prefix ('*' = every port), tcp:HOST:PORT or listen:HOST:PORT; repeat for "
+        "several. Replaces the show's [midi] inputs; without a [midi] section, MIDI learn binds controls "
+        "(`python -m livevae.controllers.midi` lists the ports)",
+    )
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -122,7 +131,7 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
     controllers: list[Controller] = []
     if args.show:
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
-        cfg, state, controllers = build_show(Path(args.show), **osc)
+        cfg, state, controllers = build_show(Path(args.show), **osc, midi_ports=getattr(args, "midi_port", None))
         cfg = apply_flags(cfg, args)
     else:
         if not args.model:
@@ -139,6 +148,11 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
         state = ControlState(backend.cfg.zdim, pca_count(cfg.model))
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
         controllers = list(default_controllers(cfg, state, **osc))
+        if getattr(args, "midi_port", None):
+            from livevae.controllers.midi import from_show as midi_from_show
+
+            # no show file: MIDI learn writes ./livevae.midi-learn.toml, read back at the next start
+            controllers.append(midi_from_show({"inputs": list(args.midi_port)}, state, Path.cwd() / "livevae.toml"))
     return cfg, backend, state, controllers
 
 
