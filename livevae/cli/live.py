@@ -58,6 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--filter", choices=FILTERS, help=f"scaling filter (default {w.filter})")
     g.add_argument("--no-hud", dest="hud", action="store_const", const=False)
     g.add_argument("--cursor", action="store_const", const=True, help="show the mouse cursor")
+    g.add_argument(
+        "--monitor",
+        action="store_const",
+        const=True,
+        help="a second window with the picture and the HUD for the performer; the output window stays clean",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--headless", action="store_const", const=True, help="no window")
     g.add_argument(
@@ -99,7 +105,7 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-WINDOW_FLAGS = {"display", "size", "fullscreen", "borderless", "vsync", "filter", "hud", "cursor"}
+WINDOW_FLAGS = {"display", "size", "fullscreen", "borderless", "vsync", "filter", "hud", "cursor", "monitor"}
 
 
 def apply_flags(cfg: LiveConfig, args: argparse.Namespace) -> LiveConfig:
