@@ -31,6 +31,7 @@ EXTENSIONS: dict[str, str] = {
     "midi": "livevae.controllers.midi",
     "audio": "livevae.controllers.audio",
     "installation": "livevae.installation.controller",
+    "mirror": "livevae.mirror.controller",
 }
 
 
@@ -178,6 +179,7 @@ class Show(_Section):
     midi: dict[str, Any] | None = None  # validated by livevae.controllers.midi.from_show
     audio: dict[str, Any] | None = None  # validated by livevae.controllers.audio.from_show
     installation: dict[str, Any] | None = None  # validated by livevae.installation.controller.from_show
+    mirror: dict[str, Any] | None = None  # validated by livevae.mirror.controller.from_show
 
     # filled by load_show, not by the file
     path: Path = Field(default=Path("show.toml"), exclude=True)
