@@ -42,7 +42,8 @@ def mirror_blend(z: np.ndarray, target: np.ndarray, amount: float) -> np.ndarray
 def played_on(row0: int, t0: float, t: float, fps: float, n: int, rate: float = 1.0) -> int:
     """The index row the film has reached at show time t, having left row0 at t0 and played at fps * rate
     (wrapping at the end, so a held moment loops the film)."""
-    return int((row0 + int(np.floor(max(t - t0, 0.0) * fps * rate))) % max(n, 1))
+    # + 1e-6: a clock stepping by exactly 1/fps must reach the next frame, not fall short of it by a rounding
+    return int((row0 + int(np.floor(max(t - t0, 0.0) * fps * rate + 1e-6))) % max(n, 1))
 
 
 def compose_film(out: np.ndarray, film: np.ndarray, amount: float, split: bool) -> np.ndarray:
