@@ -289,3 +289,37 @@ def test_index_is_built_from_the_dataset_through_any_encoder(tmp_path: Path) -> 
     idx = build_index(encode, film, "00", (64, 48), batch=2, progress=False)
     assert seen == [2, 2, 1] and idx.n == 5 and idx.zdim == 16
     assert model_sha256(clip) != "00"
+
+
+def test_autopilot_drifts_along_the_films_own_trajectory(demo_film, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from livevae.installation.controller import InstallationController, parse_section
+
+    _, _, idx = demo_film
+    state = ControlState(200)
+    mirror = MirrorController(state, idx)
+    sec = parse_section({"autopilot": {"drift_along": "film", "film_rate": 0.5, "fade_in": 0.0},
+                         "health": {"heartbeat": None}})  # fmt: skip
+    ap = InstallationController(sec, state, tmp_path, clock=lambda: 1000.0)
+    handle = RecordingHandle()
+    handle.offered["mirror"] = mirror
+    ap.start(handle)
+    lat = idx.latents.astype(np.float32)
+    z = np.zeros((1, 200), np.float32)
+    np.testing.assert_allclose(ap.modulate(z, 0.0), lat[:1], atol=1e-6)  # nobody played yet: fully on the path
+    np.testing.assert_allclose(ap.modulate(z, 2.0), lat[25:26], atol=1e-6)  # 2 s at 0.5 x 25 fps: frame 25
+    np.testing.assert_allclose(ap.modulate(z, 2.02), 0.75 * lat[25:26] + 0.25 * lat[26:27], atol=1e-5)  # glides
+    ap.stop()
+    plain = InstallationController(sec, state, tmp_path, clock=lambda: 1000.0)
+    plain.start(RecordingHandle())  # no index: the random walk, said once
+    assert np.any(plain.modulate(z, 5.0)) and plain._film_warned
+    plain.stop()
+
+
+def test_a_model_with_an_index_beside_it_gets_the_mirror_without_a_show(demo_film) -> None:  # type: ignore[no-untyped-def]
+    from livevae.show.showfile import default_controllers
+
+    model, _, _ = demo_film
+    kinds = [type(c).__name__ for c in default_controllers(LiveConfig(model=str(model)), ControlState(200, 16))]
+    assert kinds == ["ShowController", "MirrorController"]
+    kinds = [type(c).__name__ for c in default_controllers(LiveConfig(model=str(DEMO)), ControlState(200, 16))]
+    assert kinds == ["ShowController"]

@@ -154,11 +154,16 @@ class MirrorController(Watcher):
         return compose_film(out, np.asarray(frame), snap.mirror_film, split)
 
     def trajectory(self, t: float, rate: float = 1.0) -> np.ndarray | None:
-        """The film's own latent at show time t, played from its first frame at `rate` x its fps, looping:
-        float32 [zdim]; None without an index. What the installation autopilot drifts along."""
+        """The film's own latent at show time t, played from its first frame at `rate` x its fps, looping, and
+        interpolated between frames (a slow rate glides rather than steps): float32 [zdim]; None without an index.
+        What the installation autopilot drifts along."""
         if self.index is None or self._lat is None:
             return None
-        return self._lat[played_on(0, 0.0, t, self.index.fps, self.index.n, rate)]
+        pos = max(t, 0.0) * self.index.fps * rate
+        a = int(np.floor(pos)) % self.index.n
+        b = (a + 1) % self.index.n
+        u = np.float32(pos - np.floor(pos))
+        return ((np.float32(1.0) - u) * self._lat[a] + u * self._lat[b]).astype(np.float32)
 
     # -- what the HUD, status and other controllers read --
     def hud_lines(self) -> list[str]:
