@@ -8,9 +8,7 @@ import copy
 import json
 import math
 import os
-import queue
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import torch.distributed as dist
 from livevae.errors import LivevaeError
 from livevae.model import VAE, save_model
 from train import metrics
+from train.batches import Loader, augment, to_model_input
 from train.checkpoint import (
     CheckpointError,
     CheckpointFolder,
@@ -38,6 +37,7 @@ from train.checkpoint import (
 from train.config import TrainConfig
 from train.dataset import DatasetError, FrameDataset
 from train.discriminator import Discriminator
+from train.dist import average_, enable_determinism, fast_fp32_matmul, init_distributed
 from train.losses import VAEGANLoss
 
 MODEL_FILE = "model.safetensors"
@@ -57,123 +57,6 @@ class RunResult:
     val: dict[str, float] = field(default_factory=dict)
     model: Path | None = None
     stopped_by: str = ""
-
-
-# --- distributed -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> Dist:
-    """Join the torchrun group when WORLD_SIZE > 1: NCCL on CUDA, gloo on CPU."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
-
-
-def average_(tensors: list[torch.Tensor], d: Dist) -> None:
-    """All-reduce a list of tensors to their mean across ranks, as one flat buffer."""
-    if d.world <= 1 or not tensors:
-        return
-    flat = torch.cat([t.reshape(-1).float() for t in tensors])
-    dist.all_reduce(flat)
-    flat /= d.world
-    i = 0
-    for t in tensors:
-        n = t.numel()
-        t.copy_(flat[i : i + n].view_as(t).to(t.dtype))
-        i += n
-
-
-# --- data ------------------------------------------------------------------------------------------
-
-
-class Loader:
-    """Background thread that reads uint8 batches from the memory-mapped dataset in the epoch's order and
-    pins them (on CUDA), so the next batch is ready when the step ends."""
-
-    def __init__(self, batches: Iterator[tuple[np.ndarray, np.ndarray]], pin: bool, prefetch: int = 2) -> None:
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
-        self._pin = pin
-        self._it = batches
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, name="livevae-loader", daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        try:
-            for idx, frames in self._it:
-                t = torch.from_numpy(frames)  # [B, H, W, 3] uint8
-                if self._pin:
-                    t = t.pin_memory()
-                while not self._stop.is_set():
-                    try:
-                        self._q.put((idx, t), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            self._q.put(None)
-        except BaseException as e:  # handed to the consumer, raised there
-            self._q.put(e)
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._t.join(timeout=5)
-
-
-def to_model_input(frames: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-1, 1] on the device."""
-    x = frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
-def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Device-side augmentation per frame: flip, integer translation (reflect), brightness/contrast."""
-    n = x.shape[0]
-    dev = x.device
-    if cfg.aug_flip:
-        flip = torch.rand(n, generator=gen, device=dev) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    if cfg.aug_translate:
-        t = cfg.aug_translate
-        shifts = torch.randint(-t, t + 1, (n, 2), generator=gen, device=dev)
-        padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")
-        h, w = x.shape[2:]
-        x = torch.stack(
-            [
-                padded[i, :, t + int(s[1]) : t + int(s[1]) + h, t + int(s[0]) : t + int(s[0]) + w]
-                for i, s in enumerate(shifts)
-            ]
-        )
-    if cfg.aug_jitter:
-        j = cfg.aug_jitter
-        b = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j
-        c = 1 + (torch.rand(n, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j
-        x = (x * c + b).clamp(-1, 1)
-    return x
 
 
 # --- images ----------------------------------------------------------------------------------------
@@ -264,7 +147,7 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         if cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
+            enable_determinism()
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         )
@@ -272,8 +155,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            fast_fp32_matmul()
             torch.backends.cudnn.benchmark = not cfg.deterministic
 
         self.mcfg = cfg.model_config()
@@ -677,5 +559,10 @@ def train(
     progress: bool = True,
     info: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Train (or resume) one run; see Trainer."""
-    return Trainer(cfg, data, out, resume=resume, progress=progress, info=info).run()
+    """Train (or resume) one run; see Trainer. Deterministic mode is process-wide in torch: it is switched back
+    off afterwards, so a caller (a test session, a notebook) is left as it was."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return Trainer(cfg, data, out, resume=resume, progress=progress, info=info).run()
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)
