@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -110,7 +111,7 @@ def test_hold_keeps_the_moment_and_plays_the_film_on_at_its_rate(demo_film) -> N
 
 
 def test_film_view_and_split_show_the_films_own_frame_in_the_live_loop(demo_film, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    model, data, idx = demo_film
+    model, data, _ = demo_film
     film = open_film(data)
     clip = write_video(tmp_path / "in.mp4", np.array(film.frames[10:14]), fps=25)
     state = ControlState(200)
@@ -137,13 +138,13 @@ def test_film_view_and_split_show_the_films_own_frame_in_the_live_loop(demo_film
 
 
 def test_a_stale_or_foreign_index_is_refused_with_one_clear_line(demo_film, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    model, data, idx = demo_film
+    model, _, _ = demo_film
     other = save_model(load_model(model), tmp_path / "retrained.safetensors", meta={"step": 9})
     with pytest.raises(MirrorError, match=r"stale.*livevae index"):
         load_index(index_path(model), other)
     bad = tmp_path / "bad.index.safetensors"
     bad.write_bytes(b"not safetensors at all")
-    with pytest.raises(MirrorError, match="bad.index.safetensors: not a readable safetensors file"):
+    with pytest.raises(MirrorError, match=r"bad\.index\.safetensors: not a readable safetensors file"):
         load_index(bad)
     with pytest.raises(MirrorError, match="expected the model's 16"):
         load_index(index_path(model), zdim=16)
@@ -215,7 +216,7 @@ def test_plan_forbids_repeats_and_a_jump_cost_keeps_the_film_playing() -> None:
     cand = np.array([[7, 50], [7, 51], [90, 52], [7, 53]])
     dist = np.array([[1.0, 1.2], [1.0, 1.2], [1.0, 1.2], [1.0, 1.2]])
     nearest, s0 = plan(cand, dist, jump=0.0)
-    assert all(a != b for a, b in zip(nearest[:-1], nearest[1:], strict=True))  # never the same frame twice
+    assert all(a != b for a, b in itertools.pairwise(nearest))  # never the same frame twice
     assert nearest[2] == 90 and sorted(nearest.tolist()).count(7) == 2  # the nearest wherever allowed
     film, s1 = plan(cand, dist, jump=2.0)
     assert film.tolist() == [50, 51, 52, 53] and s1["cuts"] == 0 and s0["cuts"] == 3

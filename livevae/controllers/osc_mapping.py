@@ -103,7 +103,11 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/bpm", "f", f"tempo for synced LFOs ({rng('bpm')})"),
         (f"{PREFIX}/mirror", "f", f"film mirror: blend z toward its nearest training-film latents ({rng('mirror')})"),
         (f"{PREFIX}/mirror/k", "f", f"film mirror: how many nearest film moments are blended ({rng('mirror/k')})"),
-        (f"{PREFIX}/mirror/soft", "f", f"film mirror: softness of the k weights, 0 = nearest only ({rng('mirror/soft')})"),
+        (
+            f"{PREFIX}/mirror/soft",
+            "f",
+            f"film mirror: softness of the k weights, 0 = nearest only ({rng('mirror/soft')})",
+        ),
         (f"{PREFIX}/mirror/snap", "i", "film mirror: 1 jumps to the single nearest film moment"),
         (f"{PREFIX}/mirror/hold", "i", "film mirror: 1 keeps the current moment and plays the film on from it"),
         (f"{PREFIX}/mirror/film", "f", "output: 0 the reconstruction, 1 the film's own matched frame, between: blend"),

@@ -428,7 +428,11 @@ class InstallationController:
         if ap.drift_along == "film" and (path := self._film_trajectory(t)) is not None:
             # Pulled onto the film's own path (the weight fades it in and out), the autopilot's LFOs on top.
             zf = (z + self.weight * (path[None, :] - z)).astype(np.float32)
-            return (zf + self.weight * lfo_offset(ap.lfos, t, zdim, ap.seed)[None, :]).astype(np.float32) if ap.lfos else zf
+            return (
+                (zf + self.weight * lfo_offset(ap.lfos, t, zdim, ap.seed)[None, :]).astype(np.float32)
+                if ap.lfos
+                else zf
+            )
         off = drift(t, zdim, ap.drift, ap.drift_period, ap.seed)
         if ap.lfos:
             off = off + lfo_offset(ap.lfos, t, zdim, ap.seed)

@@ -189,7 +189,7 @@ def save_index(idx: LatentIndex, path: str | os.PathLike[str]) -> Path:
         "dataset": idx.dataset,
         "source": idx.source,
     }
-    tensors = {
+    tensors: dict[str, np.ndarray] = {
         "latents": np.ascontiguousarray(idx.latents, np.float16),
         "frames": np.ascontiguousarray(idx.frames, np.int64),
         "times": np.ascontiguousarray(idx.times, np.float64),
