@@ -324,3 +324,37 @@ def test_a_model_with_an_index_beside_it_gets_the_mirror_without_a_show(demo_fil
     assert kinds == ["ShowController", "MirrorController"]
     kinds = [type(c).__name__ for c in default_controllers(LiveConfig(model=str(DEMO)), ControlState(200, 16))]
     assert kinds == ["ShowController"]
+
+
+def test_osc_status_tells_the_matched_timecode(demo_film) -> None:  # type: ignore[no-untyped-def]
+    import socket
+
+    from pythonosc.osc_message import OscMessage
+
+    from livevae.controllers.osc_feedback import OscFeedback
+    from livevae.handle import FrameInfo
+
+    _, _, idx = demo_film
+    rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    rx.bind(("127.0.0.1", 0))
+    rx.settimeout(5.0)
+    state = ControlState(200)
+    state.set_many({"mirror": 1.0, "mirror/snap": 1.0})
+    fb = OscFeedback(state, "127.0.0.1", rx.getsockname()[1], status_interval=0.05)
+    handle = RecordingHandle()
+    handle.offered["osc.feedback"] = fb
+    mirror = MirrorController(state, idx)
+    mirror.start(handle)
+    fb.start()
+    try:
+        mirror.modulate(idx.latents[30:31].astype(np.float32), 0.0)
+        mirror.on_frame(FrameInfo(index=0, t=0.0, fps=25.0, source="cam", dropped=0, latency_ms=1.0))
+        got: list[object] = []
+        while not got:  # the status and the feedback of the two controls arrive too; the socket timeout bounds it
+            msg = OscMessage(rx.recv(65536))
+            if msg.address == "/livevae/mirror/status":
+                got = list(msg.params)
+    finally:
+        fb.stop()
+        rx.close()
+    assert got[:2] == ["00:00:01:05", 30] and got[2] == pytest.approx(1.2, abs=1e-3) and got[3] == 0

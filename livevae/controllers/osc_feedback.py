@@ -48,6 +48,7 @@ class OscFeedback:
         self._thread: threading.Thread | None = None
         self._mappings: tuple[Mapping, ...] = ()
         self._status: tuple[float, str, str, int] = (0.0, "", "", 0)
+        self._extra: dict[str, tuple[Any, ...]] = {}  # address -> args, sent with every status (the mirror's)
         self._warned = False
 
     def set_mappings(self, mappings: Sequence[Mapping]) -> None:
@@ -85,6 +86,10 @@ class OscFeedback:
         """Latest status values; called from the frame thread, sent from the feedback thread."""
         self._status = (float(fps), str(source), str(scene), int(index))
 
+    def note_extra(self, address: str, *args: Any) -> None:
+        """Another status message (e.g. /livevae/mirror/status), latest args kept, sent with every status."""
+        self._extra = {**self._extra, address: tuple(args)}  # one reference swap: the sender sees old or new
+
     def send(self, address: str, *args: Any) -> None:
         try:
             self._sock.sendto(build_msg(address, list(args)).dgram, self.target)
@@ -108,6 +113,8 @@ class OscFeedback:
             if self.status_interval > 0 and time.monotonic() >= next_status:
                 fps, source, scene, index = self._status
                 self.send(f"{PREFIX}/status", fps, source, scene, index)
+                for address, args in self._extra.items():
+                    self.send(address, *args)
                 next_status = time.monotonic() + self.status_interval
 
     def flush(self) -> None:

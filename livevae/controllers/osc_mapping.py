@@ -129,6 +129,11 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/ping", "[i]", "answers /livevae/pong to the sender (to port i when given)"),
         (f"{PREFIX}/feedback", "", "re-send every mapped value to the feedback target (resync faders)"),
         ("(out) /livevae/status", "f s s i", "periodically: fps, source, scene, frame index"),
+        (
+            "(out) /livevae/mirror/status",
+            "s i f i",
+            "with the status: the film mirror's timecode, frame, seconds, held",
+        ),
         ("(out) /livevae/<control>", "f", "feedback: each control's value on change and after a scene recall"),
     ]
 

@@ -18,7 +18,7 @@ from livevae.mirror.index import Film, LatentIndex, MirrorError, index_path, loa
 from livevae.mirror.search import Searcher
 
 if TYPE_CHECKING:
-    from livevae.handle import LoopHandle
+    from livevae.handle import FrameInfo, LoopHandle
 
 log = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class MirrorController(Watcher):
         self._amount = 0.0  # the mirror amount after its slew
         self._t: float | None = None
         self.error = ""
+        self._feedback: Any = None  # the show's OSC feedback sender, when it has one
+        self._sent: Match | None = None
         if index is not None:
             self.attach(index, film)
 
@@ -84,6 +86,9 @@ class MirrorController(Watcher):
             self.film = film
 
     def start(self, loop: LoopHandle | None) -> None:
+        if loop is not None:
+            fb = loop.service("osc.feedback")
+            self._feedback = fb if callable(getattr(fb, "note_extra", None)) else None
         if self.index is not None or loop is None:
             return
         model = loop.status().model
@@ -164,6 +169,13 @@ class MirrorController(Watcher):
         b = (a + 1) % self.index.n
         u = np.float32(pos - np.floor(pos))
         return ((np.float32(1.0) - u) * self._lat[a] + u * self._lat[b]).astype(np.float32)
+
+    def on_frame(self, info: FrameInfo) -> None:
+        fb = self._feedback
+        m = self.match
+        if fb is not None and m is not None and m is not self._sent:
+            self._sent = m  # the feedback thread sends it with the next status; nothing blocks here
+            fb.note_extra("/livevae/mirror/status", m.timecode, m.frame, m.seconds, int(m.held))
 
     # -- what the HUD, status and other controllers read --
     def hud_lines(self) -> list[str]:
