@@ -32,7 +32,7 @@ from livevae.mirror.index import (
     timecode,
 )
 from livevae.mirror.resequence import Options, candidates, plan, resequence
-from livevae.mirror.search import BLOCK, ExactSearch, Searcher, faiss_available
+from livevae.mirror.search import ExactSearch, Searcher, faiss_available
 from livevae.model import load_model, save_model
 from livevae.offline.prep import prep
 from tests.helpers.handle import RecordingHandle
@@ -180,9 +180,12 @@ def test_the_index_file_is_fp16_and_sized_for_a_film(tmp_path: Path) -> None:
     assert timecode(3661.5, 24) == "01:01:01:12"
 
 
-def test_exact_search_across_blocks_matches_brute_force() -> None:
+def test_exact_search_across_blocks_matches_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:
+    import livevae.mirror.search as search
+
+    monkeypatch.setattr(search, "BLOCK_FLOATS", 5 * 1000)  # 5 queries: blocks of 1000 rows, the last one short
     rng = np.random.default_rng(2)
-    x = rng.standard_normal((BLOCK * 2 + 77, 8)).astype(np.float32)
+    x = rng.standard_normal((2 * 1000 + 77, 8)).astype(np.float32)
     q = rng.standard_normal((5, 8)).astype(np.float32)
     rows, d2 = ExactSearch(x).search(q, 4)
     full = ((q[:, None, :] - x[None]) ** 2).sum(-1)  # [5, N]

@@ -13,7 +13,7 @@ from livevae.mirror.index import MirrorError
 
 log = logging.getLogger(__name__)
 
-BLOCK = 16384  # index rows per matrix product: [B, 16384] float32 distances stay in cache-friendly sizes
+BLOCK_FLOATS = 1 << 22  # distances per matrix product ([B, rows] float32, 16 MB): bounds memory for big batches
 HNSW_MIN_ROWS = 20000  # below this the exact search is already well under a millisecond
 HNSW_M = 32  # graph degree: recall@1 >= 0.99 on film-like latents with ef_search 64 (bench/bench_mirror.py)
 HNSW_EF_SEARCH = 64
@@ -22,8 +22,9 @@ HNSW_EF_SEARCH = 64
 class ExactSearch:
     """k nearest rows of `latents` by squared Euclidean distance, computed exactly.
 
-    ||q - x||^2 = ||q||^2 - 2 q.x + ||x||^2 over blocks of rows, so a query batch never makes an [B, N] matrix
-    larger than [B, BLOCK] at once; the top-k of each block is merged with the running best.
+    ||q - x||^2 = ||q||^2 - 2 q.x + ||x||^2 over blocks of rows, so a query batch never makes a distance matrix
+    of more than BLOCK_FLOATS at once (a live query, batch 1, is one block: one matrix-vector product); the top-k
+    of each block is merged with the running best.
     """
 
     name = "exact"
@@ -47,9 +48,12 @@ class ExactSearch:
         qsq = np.einsum("bd,bd->b", q, q)[:, None]  # [B, 1]
         best_d = np.full((q.shape[0], 0), np.inf, np.float32)
         best_i = np.zeros((q.shape[0], 0), np.int64)
-        for s in range(0, self.n, BLOCK):
-            xb = self.x[s : s + BLOCK]
-            d = qsq - 2.0 * (q @ xb.T) + self.sq[s : s + BLOCK]  # [B, b]
+        block = max(k, BLOCK_FLOATS // q.shape[0])
+        for s in range(0, self.n, block):
+            xb = self.x[s : s + block]
+            d = (xb @ (-2.0 * q).T).T  # [B, b]; rows of x against columns of q: BLAS gemv/gemm over x as stored
+            d += qsq
+            d += self.sq[s : s + block]
             kk = min(k, d.shape[1])
             part = (
                 np.argpartition(d, kk - 1, axis=1)[:, :kk]
