@@ -13,7 +13,7 @@ from livevae.media.preprocess import Preprocessor
 from livevae.media.video import iter_frames
 from livevae.mirror.index import index_path, load_index, open_film
 from livevae.mirror.search import ExactSearch
-from livevae.offline.reconstruct import Layout
+from livevae.offline.layout import Layout
 
 
 def main() -> None:

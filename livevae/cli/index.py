@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import argparse
 
+from livevae.cli.main import ExamplesFormatter
 from livevae.mirror.index import index_model, index_path
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.epilog = "example:\n  livevae index runs/br/model.safetensors data/br\n"
+    p.formatter_class = ExamplesFormatter
     p.add_argument("model", help="model file (.safetensors)")
     p.add_argument("dataset", help="the dataset folder it was trained on (from livevae prep)")
     p.add_argument("-o", "--out", help="index file to write (default: beside the model, <stem>.index.safetensors)")

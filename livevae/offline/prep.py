@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -17,8 +16,8 @@ import numpy as np
 from tqdm import tqdm
 
 from livevae.errors import LivevaeError
-from livevae.media.preprocess import CropBox, PreprocessError, centre_crop, detect_bars, parse_crop, parse_size
-from livevae.media.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, prefetch, probe
+from livevae.media.preprocess import CropBox, centre_crop, detect_bars, parse_crop
+from livevae.media.video import DecodeStats, Scaler, iter_av_frames, iter_frames, prefetch, probe
 
 FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
 META_FILE = "meta.json"
@@ -204,39 +203,3 @@ def _trim(path: Path, n: int, hw: tuple[int, int]) -> None:
         if f.tell() != offset:  # header length changed (can't happen for same-width ints, but be safe)
             raise PrepError(f"{path}: could not rewrite the array header")
         f.truncate(offset + n * hw[0] * hw[1] * 3)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("film", help="any film FFmpeg reads")
-    p.add_argument("-o", "--out", required=True, help="dataset folder to write (frames.npy + meta.json)")
-    p.add_argument("--size", default="256x144", help="model size WIDTHxHEIGHT")
-    p.add_argument("--crop", default="centre", help="'centre', 'auto' (find black bars) or x,y,w,h in source px")
-    p.add_argument("--every", type=int, default=1, help="keep every N-th frame")
-    p.add_argument("--start", type=float, default=None, help="start time in seconds")
-    p.add_argument("--end", type=float, default=None, help="end time in seconds")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        size = parse_size(args.size)
-        meta = prep(
-            args.film,
-            args.out,
-            size=size,
-            crop=args.crop,
-            every=args.every,
-            start=args.start,
-            end=args.end,
-            max_frames=args.max_frames,
-            progress=not args.no_progress,
-        )
-    except (PrepError, VideoError, PreprocessError) as e:
-        print(f"livevae prep: error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {meta['frames']} frames {meta['width']}x{meta['height']} to {args.out} "
-        f"(crop {meta['crop']}, {meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s)"
-    )
-    return 0
