@@ -168,7 +168,7 @@ def test_index_cli_exits_nonzero_and_writes_nothing_for_a_dataset_of_another_siz
     assert not index_path(model).exists() and not list(tmp_path.glob(".*partial"))
 
 
-def test_the_index_file_is_fp16_and_sized_for_a_film(tmp_path: Path) -> None:
+def test_the_index_file_is_fp16_and_sized_for_a_film(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # 170,000 x 200 fp16 = 68 MB: the figure for a two-hour film; here 1,700 rows, a hundredth.
     rng = np.random.default_rng(1)
     idx = LatentIndex(rng.standard_normal((1700, 200)).astype(np.float16), np.arange(1700), np.arange(1700) / 24.0,
@@ -178,6 +178,11 @@ def test_the_index_file_is_fp16_and_sized_for_a_film(tmp_path: Path) -> None:
     back = load_index(p)
     assert np.array_equal(back.latents, idx.latents) and back.fps == 24.0 and back.dataset == "/data/br"
     assert timecode(3661.5, 24) == "01:01:01:12"
+    import livevae.mirror.index as index_module
+
+    monkeypatch.setattr(index_module, "MAX_ROWS", 1000)  # refused from its header, before its tensors are read
+    with pytest.raises(MirrorError, match=r"latents of shape \[1700, 200\]; expected .*N <= 1000"):
+        load_index(p)
 
 
 def test_exact_search_across_blocks_matches_brute_force(monkeypatch: pytest.MonkeyPatch) -> None:

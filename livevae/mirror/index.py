@@ -22,6 +22,7 @@ log = logging.getLogger(__name__)
 FORMAT = "livevae-index"
 VERSION = 1
 SUFFIX = ".index.safetensors"  # runs/br/model.safetensors -> runs/br/model.index.safetensors
+MAX_ROWS = 5_000_000  # a 58-hour film at 24 fps; a bigger "index" is refused before it is read into memory
 TIMES_FILE = "times.npy"  # written by prep beside frames.npy: each row's time in the source, seconds
 
 
@@ -224,6 +225,11 @@ def load_index(
                 raise MirrorError(
                     f"{path}: format {md.get('format')!r} with tensors {sorted(keys)}; "
                     f"expected {FORMAT!r} with latents, frames, times"
+                )
+            shape = f.get_slice("latents").get_shape()
+            if len(shape) != 2 or shape[0] > MAX_ROWS or shape[1] > 4096:
+                raise MirrorError(
+                    f"{path}: latents of shape {list(shape)}; expected [N, zdim] with N <= {MAX_ROWS} and zdim <= 4096"
                 )
             lat, rows, times = f.get_tensor("latents"), f.get_tensor("frames"), f.get_tensor("times")
     except MirrorError:
