@@ -167,10 +167,8 @@ def resequence(opts: Options) -> dict[str, Any]:
             audio.close()
         writer.abort()
         raise
-    summary.update(
-        {"fps": float(info.fps), "has_audio": float(info.has_audio and opts.audio != "none"), "size": float(size[0])}
-    )
-    return {"out": str(out), "rows": path, "timecodes": [idx.timecode(int(r)) for r in path[:1]], **summary}
+    summary.update({"fps": float(info.fps), "has_audio": float(info.has_audio and opts.audio != "none")})
+    return {"out": str(out), "rows": path, "first_timecode": idx.timecode(int(path[0])), **summary}
 
 
 def check_out(out: str | os.PathLike[str]) -> None:
