@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import sys
 import tempfile
 from dataclasses import asdict
 from pathlib import Path
@@ -48,21 +49,29 @@ def run(args: argparse.Namespace) -> int:
     presets = [s for s in args.presets.split(",") if s]
     backends = [s for s in args.backends.split(",") if s]
     batches = [int(s) for s in args.batch.split(",") if s]
+    from livevae.safeout import OutputError, atomic_file, check_output_file
+
+    out = Path(args.out)
+    try:  # before minutes of measuring: an unwritable --out fails now
+        check_output_file(out.with_suffix(".md"), (".md",), what="--out")
+    except OutputError as e:
+        print(f"livevae bench: error: {e}", file=sys.stderr)
+        return 1
     with tempfile.TemporaryDirectory(prefix="livevae-bench-") as tmp:
         cache = Path(args.cache_dir or tmp)
         cache.mkdir(parents=True, exist_ok=True)
         report = run_bench(presets, backends, batches, args.seconds, args.rounds, args.threads, cache)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     md = to_markdown(report)
-    out.with_suffix(".md").write_text(md)
+    with atomic_file(out.with_suffix(".md")) as tmp_md:
+        tmp_md.write_text(md)
     data = {
         "machine": report.machine,
         "settings": report.settings,
         "skipped": report.skipped,
         "rows": [asdict(r) for r in report.rows],
     }
-    out.with_suffix(".json").write_text(json.dumps(data, indent=1))
+    with atomic_file(out.with_suffix(".json")) as tmp_json:
+        tmp_json.write_text(json.dumps(data, indent=1))
     print(md)
     print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
     return 0

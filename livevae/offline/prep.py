@@ -18,9 +18,11 @@ from tqdm import tqdm
 from livevae.errors import LivevaeError
 from livevae.media.preprocess import CropBox, centre_crop, detect_bars, parse_crop
 from livevae.media.video import DecodeStats, Scaler, iter_av_frames, iter_frames, prefetch, probe
+from livevae.safeout import OutputError, check_dataset_out, replace_dir
 
 FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
 META_FILE = "meta.json"
+DATASET_FILES = (FRAMES_FILE, META_FILE, "times.npy")  # everything prep writes into a dataset folder
 
 
 class PrepError(LivevaeError):
@@ -98,9 +100,15 @@ def prep(
     Frames go to a temporary folder renamed into place at the end, so a crash never leaves a dataset
     that looks whole; a re-run simply starts again (and removes the stale temporary folder).
     """
-    film, out = Path(film), Path(out)
+    film = Path(film)
     if every < 1:
         raise PrepError(f"--every {every}: expected a positive integer")
+    try:  # before decoding anything: a folder of the user's is never replaced, an unwritable one fails now
+        out = check_dataset_out(out, "livevae-frames", DATASET_FILES)
+    except OutputError as e:
+        raise PrepError(str(e)) from None
+    if out == film.resolve() or out in film.resolve().parents:
+        raise PrepError(f"output {out}: holds the film {film}; expected a folder of its own")
     info = probe(film)
     box = resolve_crop(film, crop, size, start, end)
     w, h = size
@@ -158,6 +166,8 @@ def prep(
             "crop": box.as_list(),
             "source_size": [info.width, info.height],
             "has_audio": info.has_audio,
+            "rotation": info.rotation,
+            "video_stream": info.stream,
             "every": every,
             "start": start,
             "end": end,
@@ -168,12 +178,17 @@ def prep(
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         np.save(tmp / "times.npy", np.asarray(times, np.float64))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if info.video_streams > 1:
+        print(f"prep: {film}: {info.video_streams} video streams; used #{info.stream} ({info.width}x{info.height}, "
+              "the largest picture)", file=sys.stderr)  # fmt: skip
+    expected = info.frames // every if info.frames and not (start or end or max_frames) else 0
+    if expected and n < expected * 0.97:
+        print(f"prep: {film}: warning: kept {n} of the {expected} frames its header announces; the file may be "
+              "truncated", file=sys.stderr)  # fmt: skip
     if stats.errors:
         print(
             f"prep: {film}: {stats.errors} corrupt packet(s) skipped; kept {n} good frames "

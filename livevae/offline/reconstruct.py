@@ -258,8 +258,12 @@ def reconstruct(opts: Options) -> dict[str, Any]:
 def _check_writable(out: Path) -> None:
     """Fail before loading models (which may mean an ONNX export or an engine build) when the output
     cannot be written: create the folder and a probe file where VideoWriter will put its temp file."""
-    if out.is_dir():
-        raise VideoError(f"{out}: is a directory; expected an output file path like out.mp4")
+    from livevae.safeout import VIDEO_SUFFIXES, OutputError, check_output_file
+
+    try:
+        check_output_file(out, VIDEO_SUFFIXES, what="-o")
+    except OutputError as e:
+        raise VideoError(str(e)) from None
     probe_file = out.with_name(f".{out.stem}.partial{out.suffix or '.mp4'}")
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
@@ -272,7 +276,7 @@ def _check_writable(out: Path) -> None:
 
 
 def _crop_box(film: str, crop: str, size: tuple[int, int], start: float | None, end: float | None) -> CropBox:
-    from livevae.offline.prep import resolve_crop  # the same crop rules as prep, so models see what they trained on
+    from livevae.offline.prep import resolve_crop
 
     return resolve_crop(Path(film), crop, size, start, end)
 
