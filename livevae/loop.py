@@ -18,10 +18,10 @@ from livevae.config import LiveConfig, LiveError
 from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watcher, services_of
 from livevae.media.capture import Backoff, Capture, Fallback, OrderedReader
 from livevae.media.preprocess import DevicePreprocessor, Preprocessor
-from livevae.media.source import Frame, Source, open_source
+from livevae.media.source import Frame, Source, VideoFileSource, open_source
 from livevae.outputs.base import Output
 from livevae.outputs.hud import HudInfo, hud_lines
-from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
+from livevae.outputs.recorder import Heard, Recorder, Screenshots, stamped_path
 from livevae.outputs.window import DisplayThread, Window
 from livevae.stats import LiveStats, StageTimes
 
@@ -31,6 +31,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# actions that need a part of the show that is not there, and how to get it
+_MIDI_HINT = 'MIDI is off: add a [midi] section (inputs = ["*"]) to the show, or start with --midi-port NAME'
+DEAD_ENDS = {
+    "midi.learn": _MIDI_HINT,
+    "midi.unlearn": _MIDI_HINT,
+    "scene.recall": "scenes need a show file with [scenes.NAME] (or /livevae/scene/save NAME first)",
+    "scene.save": "scenes need the show controller: play a show file, or --model with OSC on",
+}
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
 __all__ = ["Controller", "FrameInfo", "LiveConfig", "LiveError", "LiveLoop", "LiveStats", "Watcher"]
 
@@ -235,13 +243,34 @@ class LiveLoop:
             return
         p = Path(path) if path else stamped_path(self.cfg.record_dir, "livevae", ".mp4")
         # Offline renders wait for the writer (every frame kept); live, a slow disk drops frames instead.
-        self.recorder = Recorder(p, self.fps, self.cfg.record_size, block=self.offline).start()
+        self.recorder = self._recorder(p)
         log.info(f"recording {p} at {self.fps:.3f} fps")
+
+    def record_size(self) -> tuple[int, int]:
+        """What recordings are scaled (letterboxed) to: --record-size, else the window's size, else 1280x720."""
+        if self.cfg.record_size is not None:
+            return self.cfg.record_size
+        if self.window is not None:
+            try:
+                w, h = self.window.size
+                return (w + w % 2, h + h % 2)
+            except Exception:  # the display thread has not opened yet: its configured size
+                return self.cfg.window.size
+        return (1280, 720)
+
+    def _recorder(self, path: Path) -> Recorder:
+        # Offline renders are stepped (frame i at i / fps) and wait for the writer (every frame kept); live, frames
+        # are stamped when shown (wall clock) and a slow disk drops frames instead of stalling the show.
+        clock = "frames" if self.offline else "wall"
+        return Recorder(
+            path, self.fps, self.record_size(), block=self.offline, clock=clock, audio=self.cfg.record_audio
+        ).start()
 
     def stop_recording(self) -> None:
         rec, self.recorder = self.recorder, None
         if rec is None:
             return
+        rec.end()  # the file ends at this frame, however long the encoder takes to finish it
         self.stats.record_dropped += rec.dropped
 
         # Finishing the file flushes the encoder: done on a thread so the show does not stall on the disk.
@@ -298,7 +327,8 @@ class LiveLoop:
                         return
                 except Exception as e:  # a controller's bug must not end the show; it is reported
                     self._controller_failed(c, "handle_action", e)
-            log.warning(f"action {action!r} ({arg!r}): nothing handles it")
+            hint = DEAD_ENDS.get(action, "")
+            log.warning(f"action {action!r} ({arg!r}): nothing handles it" + (f"; {hint}" if hint else ""))
 
     def _is_frozen(self) -> bool:
         if self.state is not None and "freeze" in self.state.targets():
@@ -338,7 +368,7 @@ class LiveLoop:
             kind = DisplayThread if self.cfg.window.threaded else Window
             self.window = kind(self.cfg.window).open()
         if self.cfg.out:
-            self.render = Recorder(self.cfg.out, self.fps, self.cfg.record_size, block=self.offline).start()
+            self.render = self._recorder(Path(self.cfg.out))
         if self.cfg.record:
             self.start_recording(self.cfg.record)
         if self.cfg.virtualcam:
@@ -502,7 +532,7 @@ class LiveLoop:
             ms["modulate"] = (t3 - t2) * 1000
             ms["decode"] = (t4 - t3) * 1000
             self.last_output = out
-            self._present(out, ms, captured)
+            self._present(out, ms, captured, self._heard(frame))
             now = time.monotonic()
             ms["output"] = (perf() - t4) * 1000
             lat = (now - captured) * 1000
@@ -577,10 +607,21 @@ class LiveLoop:
             return 0.0
         return (len(r) - 1) / (r[-1] - r[0])
 
-    def _present(self, out: np.ndarray, ms: dict[str, float], captured: float | None = None) -> None:
-        for o in (self.render, self.recorder, self.vcam):
-            if o is not None:
-                o.write(out, captured)
+    def _heard(self, frame: Frame | None) -> Heard | None:
+        """Where the sound of this frame comes from: its film and position (None: silence)."""
+        if frame is None or frame.fallback:
+            return None
+        src = getattr(self.input, "source", None)
+        return (src.path, frame.pts) if isinstance(src, VideoFileSource) else None
+
+    def _present(
+        self, out: np.ndarray, ms: dict[str, float], captured: float | None = None, heard: Heard | None = None
+    ) -> None:
+        for rec in (self.render, self.recorder):
+            if rec is not None:
+                rec.write(out, captured, heard)
+        if self.vcam is not None:
+            self.vcam.write(out, captured)
         if self.window is not None:  # the window alone draws the HUD over the picture
             self.window.present(out, hud_lines(self.hud_info(ms)) if self.window.show_hud else None, captured)
 

@@ -71,11 +71,34 @@ def test_keys_become_actions() -> None:
         w.close()
 
 
-def test_bad_display_index_is_named() -> None:
-    with pytest.raises(WindowError, match="display 7: no such display"):
-        Window(WindowConfig(display=7)).open()
+def test_a_missing_display_falls_back_to_the_primary_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        w = Window(WindowConfig(display=1, size=(320, 180))).open()  # the projector is not plugged in
+    try:
+        assert w.display == 0 and w.size == (320, 180)
+        assert "display 1: not connected (found 1: 0..0); showing on display 0 instead" in caplog.text
+        w.present(np.zeros((48, 64, 3), np.uint8))
+    finally:
+        w.close()
     with pytest.raises(WindowError, match="filter 'blurry'"):
         WindowConfig(filter="blurry")
+
+
+def test_installation_mode_moves_to_the_projector_when_it_appears(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = Window(WindowConfig(display=1, size=(320, 180), follow_display=True)).open()
+    try:
+        assert w.display == 0 and not w.check_display()
+        real = pygame.display.get_num_displays
+        # the dummy driver has one display: a second one "appears" for the check, then opens as display 0's twin
+        monkeypatch.setattr(pygame.display, "get_num_displays", lambda: 2)
+        w._next_display_check = 0.0
+        monkeypatch.setattr(pygame.display, "get_desktop_sizes", lambda: [(640, 480), (640, 480)])
+        opened: list[int] = []
+        monkeypatch.setattr(w, "_reopen", lambda: opened.append(w.display))
+        assert w.check_display() and w.display == 1 and opened == [1]
+        monkeypatch.setattr(pygame.display, "get_num_displays", real)
+    finally:
+        w.close()
 
 
 def test_hud_lines_name_what_a_performer_needs() -> None:
@@ -151,3 +174,20 @@ def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path, 
     assert Keys.grabbed is not None and Keys.grabbed.shape == (180, 320, 3) and Keys.grabbed.std() > 1
     assert len(stats.screenshots) == 1 and Path(stats.screenshots[0]).is_file()
     assert len(stats.outputs) == 1 and Path(stats.outputs[0]).parent == tmp_path / "rec"
+
+
+def test_monitor_window_gets_the_hud_and_the_output_stays_clean() -> None:
+    w = Window(WindowConfig(size=(320, 180), vsync=False, monitor=True, monitor_size=(320, 180))).open()
+    try:
+        assert w.monitor is not None and not w.monitor.failed
+        frame = np.full((144, 256, 3), 40, np.uint8)
+        w.present(frame, ["29.5/30 fps", "REC 00:03"])
+        out = w.grab()
+        mon = pygame.surfarray.array3d(w.monitor.last).transpose(1, 0, 2)
+        assert out.shape == mon.shape == (180, 320, 3)
+        assert out.max() <= 41  # the audience's picture: no HUD text anywhere
+        assert mon[8:40, 8:120].max() > 200  # the performer's copy: white HUD text at the top left
+        w.toggle_fullscreen()  # reopening the output reopens the monitor
+        assert w.monitor is not None and not w.monitor.failed
+    finally:
+        w.close()

@@ -7,13 +7,14 @@ import sys
 
 from livevae.media.preprocess import PreprocessError, parse_size
 from livevae.media.video import VideoError
+from livevae.model import preset_sizes
 from livevae.offline.prep import PrepError, prep
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("film", help="any film FFmpeg reads")
     p.add_argument("-o", "--out", required=True, help="dataset folder to write (frames.npy + meta.json)")
-    p.add_argument("--size", default="256x144", help="model size WIDTHxHEIGHT")
+    p.add_argument("--size", default="256x144", help=f"model size WIDTHxHEIGHT, the preset's: {preset_sizes()}")
     p.add_argument("--crop", default="centre", help="'centre', 'auto' (find black bars) or x,y,w,h in source px")
     p.add_argument("--every", type=int, default=1, help="keep every N-th frame")
     p.add_argument("--start", type=float, default=None, help="start time in seconds")

@@ -205,6 +205,10 @@ class ControlState:
         self._snap: ControlSnapshot | None = None
         self._actions: deque[tuple[str, object]] = deque(maxlen=MAX_ACTIONS)
         self._listeners: list[Callable[[str, float, str], None]] = []
+        self._reset_listeners: list[Callable[[str], None]] = []
+        # the show as it started (set_start): numeric values that differ from the defaults, and the LFOs
+        self._start_values: dict[str, float] = {}
+        self._start_lfos: tuple[LfoSettings, ...] = tuple(self._lfos)
         self.last_input_time: float = 0.0
         self.last_origin: str = ""
 
@@ -306,18 +310,72 @@ class ControlState:
                 self._slews.pop(t, None)
             self._bump("")
 
-    def reset(self, origin: str = "") -> None:
-        """Every control back to its default (the anchor and slews are kept); listeners hear each control that
-        moved, so OSC/MIDI feedback puts the faders back too."""
-        moved = self.snapshot().values()  # the non-default ones; a write racing in between notifies on its own
+    def set_start(self, values: Mapping[str, float] | None = None, lfos: Sequence[LfoSettings] | None = None) -> None:
+        """Remember the show as it started, for reset(): values (default: every control now) and LFOs (default:
+        the LFOs now). A show file's [controls] and [[lfo]]; a hot reload that changes them moves it too."""
+        if values is None:
+            values = self.snapshot().values()
+        resolved = {}
+        for t, v in values.items():
+            lo, hi = self.check_target(t)
+            resolved[canonical(t)] = float(min(max(_finite(t, v), lo), hi))
         with self._lock:
-            self._scalars = {k: d for k, (_, _, d) in SCALARS.items()}
-            self._offset[:] = 0
-            self._gain[:] = 1
-            self._pc[:] = 0
-            self._lfos = [LfoSettings() for _ in range(self.n_lfos)]
+            self._start_values = resolved
+            if lfos is not None:
+                self._start_lfos = tuple(lfos) + tuple(LfoSettings() for _ in range(self.n_lfos - len(lfos)))
+            else:
+                self._start_lfos = tuple(self._lfos)
+
+    def start_values(self) -> dict[str, float]:
+        """Every numeric control's value in the show as it started (the defaults where the show sets none)."""
+        with self._lock:
+            start = dict(self._start_values)
+            lfos = self._start_lfos
+        out = {t: start.get(t, default_value(t)) for t in self.targets() if not t.startswith("lfo/")}
+        for n, lfo in enumerate(lfos[: self.n_lfos]):
+            for p in LFO_PARAMS:
+                out[f"lfo/{n}/{p}"] = float(getattr(lfo, p))
+        return out
+
+    def reset(self, origin: str = "") -> None:
+        """The panic button: the show as it started (set_start) — its controls, smoothing and LFOs — with no
+        scene's anchor. Slews are kept. Listeners hear each control that moved (OSC/MIDI feedback puts the faders
+        back), reset listeners hear the reset itself (the scene label goes)."""
+        with self._lock:
+            start, lfos = dict(self._start_values), self._start_lfos
+        self._restore(start, lfos, origin)
+
+    def zero(self, origin: str = "") -> None:
+        """Every control to its built-in default and every LFO off ("all to zero"); slews are kept."""
+        self._restore({}, tuple(LfoSettings() for _ in range(self.n_lfos)), origin)
+
+    def add_reset_listener(self, cb: Callable[[str], None]) -> None:
+        """cb(origin) after every reset() or zero(), in the caller's thread."""
+        with self._lock:
+            self._reset_listeners.append(cb)
+
+    def _restore(self, values: Mapping[str, float], lfos: Sequence[LfoSettings], origin: str) -> None:
+        before = self.snapshot()
+        with self._lock:
+            self._scalars = {k: values.get(k, d) for k, (_, _, d) in SCALARS.items()}
+            for prefix, arr in (("z", self._offset), ("gain", self._gain), ("pc", self._pc)):
+                arr[:] = VECTORS[prefix][2]
+                for i in range(len(arr)):
+                    if f"{prefix}/{i}" in values:
+                        arr[i] = values[f"{prefix}/{i}"]
+            self._lfos = list(lfos[: self.n_lfos])
+            self._anchor = None
             self._bump(origin)
-        self._notify([(k, default_value(k)) for k in moved], origin)
+            listeners = list(self._reset_listeners)
+        after = self.snapshot()
+        # a write racing in between notifies on its own
+        moved = [(t, after.get(t)) for t in self.targets() if before.get(t) != after.get(t)]
+        self._notify(moved, origin)
+        for cb in listeners:
+            try:
+                cb(origin)
+            except Exception as e:  # a broken listener must not break the panic button
+                log.warning("reset listener %r failed: %s", cb, e)
 
     def post(self, action: str, arg: object = None, origin: str = "") -> None:
         """Queue a one-shot action for the frame loop: "scene.recall" name, "scene.save" name, "source" int|str,

@@ -229,6 +229,10 @@ class AudioController:
             self.dev = None
         self._close_file()
 
+    def services(self) -> dict[str, object]:
+        """ "audio.levels": the last feature frame (rms, low, mid, high, ... in 0..1), for /livevae/status."""
+        return {"audio.levels": lambda: dict(self.stats.last)}
+
     def modulate(self, z: Any, t: float) -> Any:
         return z
 

@@ -160,13 +160,17 @@ class OscServer:
         port: int = DEFAULT_PORT,
         mappings: Sequence[Mapping] = (),
         feedback: OscFeedback | None = None,
+        reply_to_sender: bool = False,
         busy_share: float = BUSY_SHARE,
     ) -> None:
-        """busy_share: the most of one core the server thread may use under a sustained flood (1.0: no limit, for
+        """reply_to_sender: every controller that sends a message is fed back at the address it sent from,
+        as if it had said /livevae/hello (for controllers that reply on their sending port, e.g. TouchOSC).
+        busy_share: the most of one core the server thread may use under a sustained flood (1.0: no limit, for
         fuzzing the parser itself)."""
         self.state, self.host, self.port = state, host, port
         self.busy_share = busy_share
         self.feedback = feedback
+        self.reply_to_sender = reply_to_sender
         self.stats = OscStats()
         self._warned: set[str] = set()
         self._sock: socket.socket | None = None
@@ -286,9 +290,14 @@ class OscServer:
             self.stats.malformed += 1
             self._warn_once("<malformed>", f"OSC: a datagram of {len(data)} bytes is not OSC; ignored")
             return
+        fb = self.feedback
+        if fb is not None and self.reply_to_sender and messages:
+            fb.register(client, resync=False)
         calls = 0
         for msg in messages:
             self.stats.messages += 1
+            if fb is not None:
+                fb.moved_by(msg.address, client)
             try:
                 with self._map_lock:
                     handlers = list(self.dispatcher.handlers_for_address(msg.address))
@@ -407,6 +416,9 @@ class OscServer:
         self._map(f"{PREFIX}/screenshot", self._on_trigger)
         self._map(f"{PREFIX}/fullscreen", self._on_trigger)
         self._map(f"{PREFIX}/reset", self._on_reset)
+        self._map(f"{PREFIX}/zero", self._on_reset)
+        self._map(f"{PREFIX}/hello", self._on_hello, needs_reply=True)
+        self._map(f"{PREFIX}/bye", self._on_hello, needs_reply=True)
         self._map(f"{PREFIX}/ping", self._on_ping, needs_reply=True)
         self._map(f"{PREFIX}/feedback", self._on_feedback)
 
@@ -521,8 +533,28 @@ class OscServer:
 
     def _on_reset(self, address: str, *args: Any) -> None:
         if self._pressed(address, args):
-            self.state.reset(origin=f"osc:{address}")
+            if address.endswith("/zero"):
+                self.state.zero(origin=f"osc:{address}")
+            else:
+                self.state.reset(origin=f"osc:{address}")
             self._ok()
+
+    def _on_hello(self, client: tuple[str, int], address: str, *args: Any) -> None:
+        port = client[1]
+        if args:
+            p = coerce_number(args)
+            if p is None or not 0 < p < 65536 or len(args) != 1:
+                self._bad(address, f"arguments {_types(args)}; expected nothing or one reply port (1..65535)")
+                return
+            port = int(p)
+        if self.feedback is None:
+            self._warn_once(address, f"OSC {address}: feedback is off ([osc] enabled = false); ignored")
+            return
+        if address.endswith("/bye"):
+            self.feedback.unregister((client[0], port))
+        else:
+            self.feedback.register((client[0], port))
+        self._ok()
 
     def _on_ping(self, client: tuple[str, int], address: str, *args: Any) -> None:
         port = client[1]

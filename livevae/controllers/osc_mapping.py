@@ -112,7 +112,8 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/mirror/hold", "i", "film mirror: 1 keeps the current moment and plays the film on from it"),
         (f"{PREFIX}/mirror/film", "f", "output: 0 the reconstruction, 1 the film's own matched frame, between: blend"),
         (f"{PREFIX}/mirror/split", "i", "output: 1 shows reconstruction | film frame side by side"),
-        (f"{PREFIX}/reset", "", "every control back to its default"),
+        (f"{PREFIX}/reset", "", "the show as it started: its controls, LFOs, smoothing, no scene (the panic button)"),
+        (f"{PREFIX}/zero", "", "every control and LFO to the built-in defaults (all to zero, LFOs off)"),
         (f"{PREFIX}/scene/{{name}}", "[i]", "recall a scene (a press: no argument or >= 0.5)"),
         (f"{PREFIX}/scene/save", "s", "save the current latent and controls as a scene"),
         (f"{PREFIX}/source", "i | s", "switch source: index in the show's list, or a path/URL/camera"),
@@ -127,14 +128,19 @@ def address_map(zdim: int, n_pcs: int, n_lfos: int) -> list[tuple[str, str, str]
         (f"{PREFIX}/lfo/{{n}}/target", "s | i", "what the LFO moves: a control such as pc/0, mix, z/12 (i = z/i)"),
         (f"{PREFIX}/lfo/{{n}}/shape", "s | i", "sine, triangle or walk (0, 1, 2)"),
         (f"{PREFIX}/ping", "[i]", "answers /livevae/pong to the sender (to port i when given)"),
-        (f"{PREFIX}/feedback", "", "re-send every mapped value to the feedback target (resync faders)"),
-        ("(out) /livevae/status", "f s s i", "periodically: fps, source, scene, frame index"),
+        (f"{PREFIX}/feedback", "", "re-send every mapped value to every feedback target (resync faders)"),
+        (f"{PREFIX}/hello", "[i]", "feed this controller back from now on, at port i or the port it sent from"),
+        (f"{PREFIX}/bye", "[i]", "stop feeding this controller back"),
+        ("(out) /livevae/status", "f s s i i f", "periodically: fps, source, scene, frame index, recording, audio"),
         (
             "(out) /livevae/mirror/status",
             "s i f i",
             "with the status: the film mirror's timecode, frame, seconds, held",
         ),
         ("(out) /livevae/<control>", "f", "feedback: each control's value on change and after a scene recall"),
+        ("(out) /livevae/record", "i", "feedback: 1 while recording, 0 when not (mapped record toggles follow)"),
+        ("(out) /livevae/source, /scene", "s", 'feedback: what plays, the scene last recalled ("" after reset)'),
+        ("(out) <mapped address>", "f [f ...]", "feedback: one message per address; an XY pad gets x and y at once"),
     ]
 
 

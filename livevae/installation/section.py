@@ -156,5 +156,6 @@ def apply_display(cfg: LiveConfig, sec: InstallationSection) -> LiveConfig:
 
     if not sec.enabled:
         return cfg
-    win = replace(cfg.window, display=sec.display, fullscreen=sec.fullscreen, cursor=sec.cursor, hud=sec.hud)
+    win = replace(cfg.window, display=sec.display, fullscreen=sec.fullscreen, cursor=sec.cursor, hud=sec.hud,
+                  follow_display=True)  # fmt: skip  # the projector may come up after the show
     return replace(cfg, window=win, loop=True)

@@ -381,9 +381,11 @@ class VideoWriter:
         self.stream.options = opts
         self.frames = 0
         self._closed = False
+        self._durations: dict[int, int] = {}  # pts -> duration in time_base of frames still in the encoder
 
-    def write(self, rgb: np.ndarray, t: float | None = None) -> None:
-        """Append one RGB uint8 [H, W, 3] frame, at time t seconds when given (else right after the last)."""
+    def write(self, rgb: np.ndarray, t: float | None = None, duration: float | None = None) -> None:
+        """Append one RGB uint8 [H, W, 3] frame, at time t seconds when given (else right after the last), lasting
+        `duration` seconds when given (a live recording's last frame: until the stop), else one frame period."""
         if rgb.shape[1] != self.stream.width or rgb.shape[0] != self.stream.height:
             rgb = np.pad(
                 rgb,
@@ -400,9 +402,11 @@ class VideoWriter:
         self._last_pts = pts
         frame.pts = pts
         frame.time_base = self.time_base
-        frame.duration = self._frame_ticks  # the last frame keeps its length, so durations match the source
+        # the last frame keeps its length, so durations match the source
+        frame.duration = self._frame_ticks if duration is None else max(1, round(duration / self.time_base))
+        self._durations[pts] = int(frame.duration)
         for pkt in self.stream.encode(frame):
-            self.container.mux(pkt)
+            self._mux(pkt)
         self.frames += 1
 
     def close(self) -> Path:
@@ -412,11 +416,22 @@ class VideoWriter:
         if self.frames == 0:
             self.container.start_encoding()  # no packets: still write a valid (empty) file, header and all
         for pkt in self.stream.encode():
-            self.container.mux(pkt)
+            self._mux(pkt)
         self.container.close()
         os.replace(self.tmp, self.path)
         self._closed = True
         return self.path
+
+    def _mux(self, pkt: Any) -> None:
+        # x264 stamps each packet one frame period long; a frame given its own duration keeps it (the MP4's
+        # length is the last packet's end)
+        d = self._durations.pop(pkt.pts, None) if pkt.pts is not None else None
+        if d is not None and d != self._frame_ticks:
+            pkt.duration = d
+        if len(self._durations) > 256:  # packets that came out without a pts: forget the oldest
+            for k in sorted(self._durations)[:-256]:
+                del self._durations[k]
+        self.container.mux(pkt)
 
     def abort(self) -> None:
         if self._closed:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -14,9 +15,9 @@ from livevae.control.modulate import Modulator, Pca
 from livevae.control.scenes import Scene, SceneBank, SceneError, anchor_from_frames
 from livevae.control.state import ControlError, ControlState
 from livevae.controllers.osc import OscServer
-from livevae.controllers.osc_feedback import OscFeedback
+from livevae.controllers.osc_feedback import OscFeedback, Status
 from livevae.controllers.osc_mapping import OscError
-from livevae.show.resolve import apply_lfos, check_targets, model_path, resolve_source, show_scenes
+from livevae.show.resolve import apply_lfos, check_targets, lfo_settings, model_path, resolve_source, show_scenes
 from livevae.show.schema import EXTENSIONS, Show, ShowError, load_show
 
 if TYPE_CHECKING:
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("livevae.show.showfile")  # one logger for show files: users see "livevae show: ..."
 
 RELOAD_POLL_S = 0.5
+HUD_WIDTH = 72  # characters per HUD line (pygame's default font at 22 px: about 560 px)
 
 
 # --- the show controller ---------------------------------------------------------------------------------------
@@ -55,14 +57,16 @@ class ShowController:
         self._stop = threading.Event()
         self._watch: threading.Thread | None = None
         self._mtime = _mtime(show.path)
+        self.osc_override: Callable[[Show], Show] | None = None  # the --osc-* flags, applied again on a reload
         self.feedback: OscFeedback | None = None
         self.server: OscServer | None = None
         o = show.osc
         if o.enabled:
-            if o.feedback:
-                host, _, port = o.feedback.rpartition(":")
-                self.feedback = OscFeedback(state, host, int(port), o.status_interval, echo_builtin=o.echo)
-            self.server = OscServer(state, o.host, o.port, show.osc_mappings(), self.feedback)
+            # Always a feedback sender: with no fixed target it feeds whoever says /livevae/hello.
+            host, _, port = (o.feedback or "").rpartition(":")
+            self.feedback = OscFeedback(state, host or None, int(port or 0), o.status_interval, echo_builtin=o.echo)
+            self.server = OscServer(state, o.host, o.port, show.osc_mappings(), self.feedback, o.reply_to_sender)
+        state.add_reset_listener(self._on_reset)
 
     # -- Controller protocol --
     def start(self, loop: LoopHandle | None = None) -> None:
@@ -100,7 +104,17 @@ class ShowController:
 
     def on_frame(self, info: FrameInfo) -> None:
         if self.feedback is not None:
-            self.feedback.note_status(info.fps, info.source, self.scenes.current, info.index)
+            audio = 0.0
+            levels = self.loop.service("audio.levels") if self.loop is not None else None
+            if callable(levels):
+                audio = float(levels().get("rms", 0.0))
+            self.feedback.frame(Status(info.fps, info.source, self.scenes.current, info.index, info.recording, audio))
+
+    def _on_reset(self, origin: str) -> None:
+        """After /livevae/reset or /livevae/zero: the show is in no scene (the tablet's scene label clears)."""
+        self.scenes.current = ""
+        if self.feedback is not None:
+            self.feedback.set_state("scene", "")
 
     def stop(self) -> None:
         self._stop.set()
@@ -135,7 +149,14 @@ class ShowController:
             bad = st.malformed + st.unknown + st.bad_args
             lines.append(f"osc {st.handled} msgs" + (f", {bad} bad" if bad else ""))
         if self.last_error:
-            lines.append(f"show: {self.last_error[:60]}")
+            # the whole error, wrapped: a cut one hides the key or the value that is wrong
+            lines += textwrap.wrap(
+                f"show: {self.last_error}",
+                HUD_WIDTH,
+                subsequent_indent="  ",
+                break_long_words=False,  # a path stays whole
+                break_on_hyphens=False,
+            )
         return lines
 
     # -- scenes --
@@ -152,8 +173,8 @@ class ShowController:
         if scene.fade > 0:
             self.modulator.fade(scene.fade)
         if self.feedback is not None:
+            self.feedback.set_state("scene", name)
             self.feedback.send_all()
-            self.feedback.send("/livevae/scene", name)
 
     def save_scene(self, name: str) -> None:
         if self.last_z is None:
@@ -243,6 +264,8 @@ class ShowController:
         old = self.show
         try:
             new = load_show(path)
+            if self.osc_override is not None:
+                new = self.osc_override(new)
             check_targets(new, self.state.zdim, self.state.n_pcs)
             if len(new.lfo) > self.state.n_lfos:
                 raise ShowError(
@@ -272,6 +295,8 @@ class ShowController:
             apply_lfos(self.state, new.lfo)
         if changed:
             self.state.set_many(changed, origin="show")
+        if changed or new.lfo != old.lfo or set(new.controls) != set(old.controls):
+            self.state.set_start(new.controls, lfo_settings(new.lfo))  # reset now means the file as it is
         fixed = [k for k in ("model", "backend", "input", "window", "output", "osc", *EXTENSIONS, "seed")
                  if getattr(new, k) != getattr(old, k)]  # fmt: skip
         self.show = new

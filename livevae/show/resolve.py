@@ -158,6 +158,8 @@ def live_config(show: Show) -> LiveConfig:
             hud=w.hud,
             cursor=w.cursor,
             title=w.title or show.name or "livevae",
+            monitor=w.monitor,
+            monitor_size=_size(w.monitor_size, "window.monitor_size", show) or (640, 360),
         )
         return LiveConfig(
             model=str(model_path(show)),
@@ -199,12 +201,13 @@ def show_scenes(show: Show, zdim: int) -> list[Scene]:
     return out
 
 
+def lfo_settings(lfos: Sequence[LfoSection]) -> list[LfoSettings]:
+    """The show's [[lfo]] sections as LfoSettings, in order."""
+    return [LfoSettings(lf.rate, lf.depth, lf.phase, lf.sync, lf.target, lf.shape) for lf in lfos]
+
+
 def apply_lfos(state: ControlState, lfos: Sequence[LfoSection], origin: str = "show") -> None:
     """LFO n <- the show's n-th [[lfo]]; the rest switched off."""
+    settings = lfo_settings(lfos)
     for n in range(state.n_lfos):
-        if n < len(lfos):
-            lf = lfos[n]
-            s = LfoSettings(lf.rate, lf.depth, lf.phase, lf.sync, lf.target, lf.shape)
-        else:
-            s = LfoSettings()
-        state.set_lfo(n, s, origin=origin)
+        state.set_lfo(n, settings[n] if n < len(settings) else LfoSettings(), origin=origin)

@@ -71,6 +71,8 @@ class WindowSection(_Section):
     hud: bool = True
     cursor: bool = False
     title: str = "livevae"
+    monitor: bool = False  # a second window with the HUD for the performer; the output window stays clean
+    monitor_size: Size = "640x360"
 
 
 class OutputSection(_Section):
@@ -93,6 +95,7 @@ class OscSection(_Section):
     host: str = DEFAULT_HOST
     port: int = Field(default=DEFAULT_PORT, ge=0, le=65535)
     feedback: str | None = None  # "host:port" of the controller (TouchOSC, Max) to keep in sync
+    reply_to_sender: bool = False  # also feed back every controller that sends, at the port it sent from
     status_interval: float = Field(default=1.0, ge=0)  # seconds between /livevae/status; 0 = never
     echo: bool = True  # also echo /livevae/<control> on change, not only the mapped addresses
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -16,7 +17,15 @@ from livevae.errors import LivevaeError
 from livevae.mirror.controller import MirrorController
 from livevae.mirror.index import index_path
 from livevae.show.controller import ShowController
-from livevae.show.resolve import apply_lfos, check_targets, live_config, model_path, model_sizes, resolve_path
+from livevae.show.resolve import (
+    apply_lfos,
+    check_targets,
+    lfo_settings,
+    live_config,
+    model_path,
+    model_sizes,
+    resolve_path,
+)
 from livevae.show.schema import EXTENSIONS, OscSection, Show, ShowError, format_validation, load_show
 
 if TYPE_CHECKING:
@@ -41,6 +50,7 @@ def build_show(
     osc_port: int | None = None,
     osc_host: str | None = None,
     osc_feedback: str | None = None,
+    midi_ports: Sequence[str] | None = None,
 ) -> tuple[LiveConfig, ControlState, list[Controller]]:
     """Load, validate and build a show: (LiveConfig, ControlState with the show's starting values, controllers).
 
@@ -48,6 +58,8 @@ def build_show(
     free port). Raises ShowError naming the file and key.
     """
     show = with_osc(load_show(path), osc_host, osc_port, osc_feedback)
+    if midi_ports:  # --midi-port: these inputs, the show's [midi] mappings (if any) and MIDI learn
+        show = show.model_copy(update={"midi": {**(show.midi or {}), "inputs": list(midi_ports)}})
     zdim, n_pcs = model_sizes(show)
     check_targets(show, zdim, n_pcs)
     cfg = live_config(show)
@@ -57,7 +69,9 @@ def build_show(
     except ControlError as e:
         raise ShowError(f"{show.path}: controls: {e}") from None
     apply_lfos(state, show.lfo)
+    state.set_start(show.controls, lfo_settings(show.lfo))  # what /livevae/reset returns to
     ctrl = ShowController(show, state, load_pca(model_path(show)))
+    ctrl.osc_override = lambda s: with_osc(s, osc_host, osc_port, osc_feedback)  # the flags, on every reload
     ctrl.compute_frame_scenes()
     controllers: list[Controller] = [ctrl]
     for name in EXTENSIONS:
