@@ -33,6 +33,7 @@ EXTENSIONS: dict[str, str] = {
     "audio": "livevae.controllers.audio",
     "installation": "livevae.installation.controller",
     "tempo": "livevae.controllers.tempo",
+    "mirror": "livevae.mirror.controller",
 }
 
 
@@ -196,6 +197,7 @@ class Show(_Section):
     audio: dict[str, Any] | None = None  # validated by livevae.controllers.audio.from_show
     installation: dict[str, Any] | None = None  # validated by livevae.installation.controller.from_show
     tempo: dict[str, Any] | None = None  # validated by livevae.controllers.tempo.from_show
+    mirror: dict[str, Any] | None = None  # validated by livevae.mirror.controller.from_show
 
     # filled by load_show, not by the file
     path: Path = Field(default=Path("show.toml"), exclude=True)
