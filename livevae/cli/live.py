@@ -79,6 +79,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1; 0.0.0.0 listens on the LAN)")
     g.add_argument("--osc-port", type=int, help="OSC listen port (default 9000)")
     g.add_argument("--osc-feedback", metavar="HOST:PORT", help="send control feedback and status here")
+    g = p.add_argument_group("remote (OSCQuery and the browser control surface; docs/remote.md)")
+    g.add_argument("--remote", action="store_const", const=True, help="serve them (default on 127.0.0.1:8080)")
+    g.add_argument("--remote-host", help="listen address (0.0.0.0 = the LAN, with a PIN printed at start)")
+    g.add_argument("--remote-port", type=int, help="HTTP/WebSocket port (default 8080; 0 = any free port)")
+    g.add_argument("--remote-pin", help="the PIN pages must give (default on the LAN: a random one)")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -139,7 +144,21 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
         state = ControlState(backend.cfg.zdim, pca_count(cfg.model))
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
         controllers = list(default_controllers(cfg, state, **osc))
-    return cfg, backend, state, controllers
+    assert state is not None
+    return cfg, backend, state, with_remote(args, state, controllers)
+
+
+def with_remote(args: argparse.Namespace, state: ControlState, controllers: list[Controller]) -> list[Controller]:
+    """The controllers with a RemoteServer made from the --remote* flags (over the show's [remote], if any)."""
+    flags = {"host": args.remote_host, "port": args.remote_port, "pin": args.remote_pin}
+    if not args.remote and all(v is None for v in flags.values()):
+        return controllers
+    from livevae.controllers.remote import RemoteServer, remote_section
+
+    old = next((c for c in controllers if isinstance(c, RemoteServer)), None)
+    base = old.cfg.model_dump() if old is not None else {}
+    cfg = remote_section({**base, **{k: v for k, v in flags.items() if v is not None}}, "--remote-* flags")
+    return [c for c in controllers if c is not old] + [RemoteServer(state, cfg)]
 
 
 def run(args: argparse.Namespace) -> int:

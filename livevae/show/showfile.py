@@ -38,6 +38,7 @@ EXTENSIONS: dict[str, str] = {
     "midi": "livevae.controllers.midi",
     "audio": "livevae.controllers.audio",
     "installation": "livevae.installation.controller",
+    "remote": "livevae.controllers.remote",
 }
 RELOAD_POLL_S = 0.5
 
@@ -187,6 +188,7 @@ class Show(_Section):
     midi: dict[str, Any] | None = None  # validated by livevae.controllers.midi.from_show
     audio: dict[str, Any] | None = None  # validated by livevae.controllers.audio.from_show
     installation: dict[str, Any] | None = None  # validated by livevae.installation.controller.from_show
+    remote: dict[str, Any] | None = None  # validated by livevae.controllers.remote.from_show
 
     # filled by load_show, not by the file
     path: Path = Field(default=Path("show.toml"), exclude=True)
