@@ -13,7 +13,7 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.9'
 sys:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  missing=""; \
-	  for p in libportaudio2 libgl1 libglib2.0-0 xvfb xauth liblo-tools chromium chromium-driver; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  for p in libportaudio2 libgl1 libglib2.0-0 xvfb xauth x11-utils liblo-tools chromium chromium-driver; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then echo "installing system packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	else echo "note: not root or no apt-get; make sure libportaudio2, libgl1 and libglib2.0-0 are installed"; fi

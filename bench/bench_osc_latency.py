@@ -29,7 +29,8 @@ from pythonosc.udp_client import SimpleUDPClient
 from livevae.backends import create
 from livevae.loop import FrameInfo, LiveLoop, Watcher
 from livevae.model import VAE, preset, save_model
-from livevae.show.showfile import ShowController, build_show
+from livevae.show.controller import ShowController
+from livevae.show.showfile import build_show
 
 
 class Probe(Watcher):

@@ -40,7 +40,8 @@ class LiveConfig:
     seconds: float | None = None  # or after this many seconds of show time
     record: str | None = None  # start recording to this MP4 at launch
     record_dir: str = "recordings"  # where the record action/key puts new recordings
-    record_size: tuple[int, int] | None = None  # recordings scaled to this (w, h); None = the model's size
+    record_size: tuple[int, int] | None = None  # recordings letterboxed to this (w, h); None = window's, or 1280x720
+    record_audio: bool = True  # recordings and renders carry the sound of what was shown (the films' soundtracks)
     screenshot_dir: str = "screenshots"
     virtualcam: bool = False  # also send to a virtual camera (pyvirtualcam), skipped when unavailable
     virtualcam_size: tuple[int, int] = (1280, 720)

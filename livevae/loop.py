@@ -8,7 +8,6 @@ import math
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -17,12 +16,13 @@ import numpy as np
 from livevae.config import LiveConfig, LiveError
 from livevae.handle import Controller, FrameInfo, LoopHandle, LoopStatus, Watcher, services_of
 from livevae.media.capture import Backoff, Capture, Fallback, OrderedReader
-from livevae.media.preprocess import Preprocessor
-from livevae.media.source import Frame, Source, open_source
+from livevae.media.preprocess import DevicePreprocessor, Preprocessor
+from livevae.media.source import Frame, Source, VideoFileSource, open_source
 from livevae.outputs.base import Output
 from livevae.outputs.hud import HudInfo, hud_lines
-from livevae.outputs.recorder import Recorder, Screenshots, stamped_path
+from livevae.outputs.recorder import Heard, Recorder, Screenshots, stamped_path
 from livevae.outputs.window import DisplayThread, Window
+from livevae.stats import LiveStats, StageTimes
 
 if TYPE_CHECKING:
     from livevae.backends import Backend
@@ -32,87 +32,6 @@ log = logging.getLogger(__name__)
 
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
 __all__ = ["Controller", "FrameInfo", "LiveConfig", "LiveError", "LiveLoop", "LiveStats", "Watcher"]
-
-
-class StageTimes:
-    """Per-stage timings: running count and sum for means, the last `keep` samples for percentiles."""
-
-    def __init__(self, keep: int = 20000) -> None:
-        self.n: dict[str, int] = {}
-        self.total: dict[str, float] = {}
-        self.recent: dict[str, deque[float]] = {}
-        self.keep = keep
-
-    def add(self, stage: str, ms: float) -> None:
-        if stage not in self.n:
-            self.n[stage], self.total[stage], self.recent[stage] = 0, 0.0, deque(maxlen=self.keep)
-        self.n[stage] += 1
-        self.total[stage] += ms
-        self.recent[stage].append(ms)
-
-    def mean_recent(self, stage: str, last: int = 30) -> float:
-        r = self.recent.get(stage)
-        if not r:
-            return 0.0
-        k = min(last, len(r))
-        return sum(r[i] for i in range(len(r) - k, len(r))) / k
-
-    def summary(self) -> dict[str, dict[str, float]]:
-        out = {}
-        for s in self.n:
-            a = np.asarray(self.recent[s], np.float64)
-            out[s] = {
-                "mean_ms": self.total[s] / self.n[s],
-                "p50_ms": float(np.percentile(a, 50)),
-                "p99_ms": float(np.percentile(a, 99)),
-            }
-        return out
-
-
-@dataclass
-class LiveStats:
-    """What a show did, printed on exit (and written as JSON with --stats-json)."""
-
-    frames: int = 0
-    seconds: float = 0.0  # wall time of the loop
-    fps: float = 0.0  # frames / seconds
-    source_fps: float = 0.0
-    backend: str = ""
-    mode: str = "live"  # live | realtime | offline
-    stages: dict[str, dict[str, float]] = field(default_factory=dict)
-    dropped: int = 0  # stale frames dropped in the source slot
-    display_dropped: int = 0  # decoded frames the display thread had no refresh for (newest shown instead)
-    record_dropped: int = 0  # frames a full recorder queue dropped
-    fallback_frames: int = 0
-    source_failures: int = 0
-    reconnects: int = 0
-    latency_ms: dict[str, float] = field(default_factory=dict)  # capture -> present: p50, p99, mean
-    controller_errors: int = 0
-    outputs: list[str] = field(default_factory=list)  # recordings and renders written
-    screenshots: list[str] = field(default_factory=list)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-    def summary(self) -> str:
-        lat = self.latency_ms
-        period = 1000 / self.source_fps if self.source_fps else float("nan")
-        lines = [
-            f"{self.frames} frames in {self.seconds:.2f} s: {self.fps:.1f} fps (source {self.source_fps:.2f} fps, "
-            f"{self.mode}, {self.backend})",
-            "  "
-            + "  ".join(f"{k} {v['mean_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in self.stages.items())
-            + "  ms mean/p99",
-            f"  latency capture->present p50 {lat.get('p50', 0):.1f} ms, p99 {lat.get('p99', 0):.1f} ms "
-            f"({lat.get('p99', 0) / period:.2f} frames)",
-            f"  dropped {self.dropped} (source) + {self.record_dropped} (recorder) + {self.display_dropped} (display); "
-            "fallback frames "
-            f"{self.fallback_frames}; source failures {self.source_failures}, reconnects {self.reconnects}",
-        ]
-        if self.controller_errors:
-            lines.append(f"  controller errors {self.controller_errors}")
-        lines += [f"  wrote {p}" for p in self.outputs + self.screenshots]
-        return "\n".join(lines)
 
 
 class LiveLoop:
@@ -253,13 +172,34 @@ class LiveLoop:
             return
         p = Path(path) if path else stamped_path(self.cfg.record_dir, "livevae", ".mp4")
         # Offline renders wait for the writer (every frame kept); live, a slow disk drops frames instead.
-        self.recorder = Recorder(p, self.fps, self.cfg.record_size, block=self.offline).start()
+        self.recorder = self._recorder(p)
         log.info(f"recording {p} at {self.fps:.3f} fps")
+
+    def record_size(self) -> tuple[int, int]:
+        """What recordings are scaled (letterboxed) to: --record-size, else the window's size, else 1280x720."""
+        if self.cfg.record_size is not None:
+            return self.cfg.record_size
+        if self.window is not None:
+            try:
+                w, h = self.window.size
+                return (w + w % 2, h + h % 2)
+            except Exception:  # the display thread has not opened yet: its configured size
+                return self.cfg.window.size
+        return (1280, 720)
+
+    def _recorder(self, path: Path) -> Recorder:
+        # Offline renders are stepped (frame i at i / fps) and wait for the writer (every frame kept); live, frames
+        # are stamped when shown (wall clock) and a slow disk drops frames instead of stalling the show.
+        clock = "frames" if self.offline else "wall"
+        return Recorder(
+            path, self.fps, self.record_size(), block=self.offline, clock=clock, audio=self.cfg.record_audio
+        ).start()
 
     def stop_recording(self) -> None:
         rec, self.recorder = self.recorder, None
         if rec is None:
             return
+        rec.end()  # the file ends at this frame, however long the encoder takes to finish it
         self.stats.record_dropped += rec.dropped
         # Finishing the file flushes the encoder: done on a thread so the show does not stall on the disk.
         import threading
@@ -357,7 +297,7 @@ class LiveLoop:
             kind = DisplayThread if self.cfg.window.threaded else Window
             self.window = kind(self.cfg.window).open()
         if self.cfg.out:
-            self.render = Recorder(self.cfg.out, self.fps, self.cfg.record_size, block=self.offline).start()
+            self.render = self._recorder(Path(self.cfg.out))
         if self.cfg.record:
             self.start_recording(self.cfg.record)
         if self.cfg.virtualcam:
@@ -514,7 +454,7 @@ class LiveLoop:
             ms["modulate"] = (t3 - t2) * 1000
             ms["decode"] = (t4 - t3) * 1000
             self.last_output = out
-            self._present(out, ms, captured)
+            self._present(out, ms, captured, self._heard(frame))
             now = time.monotonic()
             ms["output"] = (perf() - t4) * 1000
             lat = (now - captured) * 1000
@@ -577,10 +517,21 @@ class LiveLoop:
             return 0.0
         return (len(r) - 1) / (r[-1] - r[0])
 
-    def _present(self, out: np.ndarray, ms: dict[str, float], captured: float | None = None) -> None:
-        for o in (self.render, self.recorder, self.vcam):
-            if o is not None:
-                o.write(out, captured)
+    def _heard(self, frame: Frame | None) -> Heard | None:
+        """Where the sound of this frame comes from: its film and position (None: silence)."""
+        if frame is None or frame.fallback:
+            return None
+        src = getattr(self.input, "source", None)
+        return (src.path, frame.pts) if isinstance(src, VideoFileSource) else None
+
+    def _present(
+        self, out: np.ndarray, ms: dict[str, float], captured: float | None = None, heard: Heard | None = None
+    ) -> None:
+        for rec in (self.render, self.recorder):
+            if rec is not None:
+                rec.write(out, captured, heard)
+        if self.vcam is not None:
+            self.vcam.write(out, captured)
         if self.window is not None:  # the window alone draws the HUD over the picture
             self.window.present(out, hud_lines(self.hud_info(ms)) if self.window.show_hud else None, captured)
 
@@ -675,34 +626,6 @@ class _Handle(LoopHandle):
 
     def service(self, name: str) -> object | None:
         return services_of(self._loop.controllers).get(name)
-
-
-class DevicePreprocessor:
-    """Crop + resize on a torch device: the camera frame is uploaded as uint8 (a quarter of float32) and
-    area-resized there, so a 1080p frame costs the CPU one copy. Same box and filters as Preprocessor."""
-
-    def __init__(self, pre: Preprocessor, device: Any) -> None:
-        self.pre = pre
-        self.device = device
-
-    def __call__(self, frame: np.ndarray) -> Any:
-        """RGB uint8 [H, W, 3] -> float32 [1, 3, h, w] in [-1, 1] on the device (a torch tensor)."""
-        import torch
-        import torch.nn.functional as F
-
-        box = self.pre.box_for(frame.shape[1], frame.shape[0])
-        w, h = self.pre.size
-        crop = np.ascontiguousarray(frame[box.y : box.y + box.h, box.x : box.x + box.w])
-        t = torch.from_numpy(crop).to(self.device, non_blocking=True)  # uint8 [bh, bw, 3]
-        x = t.permute(2, 0, 1)[None].float()  # [1, 3, bh, bw] in [0, 255]
-        if (box.w, box.h) != (w, h):
-            # Area averaging when shrinking (no aliasing), bicubic when enlarging: as crop_resize does.
-            shrink = box.w >= w and box.h >= h
-            x = F.interpolate(
-                x, size=(h, w), mode="area" if shrink else "bicubic", align_corners=None if shrink else False
-            )
-        # Round to whole levels first so a frame gives the model exactly what the CPU path would give it.
-        return x.round_().clamp_(0, 255).div_(127.5).sub_(1.0)
 
 
 def _parse_crop(text: str) -> Any:

@@ -9,7 +9,8 @@ import pytest
 
 from livevae.control.curves import CURVES, CurveError, curve, curve_inverse, scale, unscale
 from livevae.control.state import ControlState
-from livevae.controllers.osc import Mapping, OscError, OscServer
+from livevae.controllers.osc import OscServer
+from livevae.controllers.osc_mapping import Mapping, OscError
 
 
 @pytest.mark.parametrize("name", [c for c in CURVES if c != "toggle"])

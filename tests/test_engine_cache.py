@@ -72,7 +72,7 @@ def test_spec_profiles_static_and_dynamic() -> None:
     cfg = preset("live")
     assert NetSpec("encoder", 1).profile(cfg) == {"frames": ((1, 3, 144, 256),) * 3}
     lo, opt, hi = NetSpec("decoder", None, max_batch=32).profile(cfg)["z"]
-    assert (lo, opt, hi) == ((1, 200), (8, 200), (32, 200))
+    assert (lo, opt, hi) == ((1, 200), (32, 200), (32, 200))  # opt = the full chunks reconstruct sends
     precisions = ("fp32", "fp16", "int8")
     names = {NetSpec(n, b, p).name for n in ("encoder", "decoder") for b in (1, None) for p in precisions}
     assert len(names) == 12 and "encoder-b1-fp32" in names and "decoder-bN-fp16" in names and "decoder-b1-int8" in names

@@ -21,8 +21,9 @@ from pythonosc.osc_message_builder import build_msg
 from pythonosc.udp_client import SimpleUDPClient
 
 from livevae.control.state import ControlState, LfoSettings
-from livevae.controllers.feedback import OscFeedback, Status, group_mappings, mapped_args
-from livevae.controllers.osc import Mapping, OscServer
+from livevae.controllers.osc import OscServer
+from livevae.controllers.osc_feedback import OscFeedback, Status, group_mappings, mapped_args
+from livevae.controllers.osc_mapping import Mapping
 from livevae.handle import FrameInfo
 
 

@@ -66,8 +66,9 @@ def test_osc_flood_of_random_and_mutated_datagrams() -> None:
 
 
 def test_osc_binds_localhost_by_default() -> None:
-    from livevae.controllers.osc import DEFAULT_HOST, OscServer
-    from livevae.show.showfile import OscSection
+    from livevae.controllers.osc import OscServer
+    from livevae.controllers.osc_mapping import DEFAULT_HOST
+    from livevae.show.schema import OscSection
 
     assert DEFAULT_HOST == "127.0.0.1" and OscSection().host == "127.0.0.1"
     srv = OscServer(ControlState(16), port=0)
@@ -196,7 +197,8 @@ def _mutate(text: str, rng: random.Random) -> str:
 @given(seed=st.integers(0, 2**32 - 1))
 def test_fuzzed_show_files_give_show_errors(tmp_path_factory: pytest.TempPathFactory, seed: int) -> None:
     """build_show on a mutated show: a valid show, or ShowError with the file named; never another exception."""
-    from livevae.show.showfile import ShowError, build_show
+    from livevae.show.schema import ShowError
+    from livevae.show.showfile import build_show
 
     folder = _show_folder(tmp_path_factory)
     text = _mutate(VALID_SHOW.format(model=folder / "tiny.safetensors"), random.Random(seed))

@@ -338,8 +338,7 @@ def test_device_preprocessing_matches_the_cpu_path(backend) -> None:  # type: ig
     # The GPU path for torch-cuda backends; torch runs the same code on the CPU here (no GPU on CI).
     import torch
 
-    from livevae.loop import DevicePreprocessor
-    from livevae.media.preprocess import Preprocessor
+    from livevae.media.preprocess import DevicePreprocessor, Preprocessor
 
     for w, h in ((640, 480), (50, 30)):  # shrink (area) and enlarge (bicubic)
         frame = pattern_frames(1, w, h)[0]

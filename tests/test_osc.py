@@ -24,11 +24,11 @@ from pythonosc.udp_client import SimpleUDPClient
 
 from livevae.control.curves import CURVES
 from livevae.control.state import ControlState
-from livevae.controllers.feedback import OscFeedback
-from livevae.controllers.osc import (
+from livevae.controllers.osc import OscServer
+from livevae.controllers.osc_feedback import OscFeedback
+from livevae.controllers.osc_mapping import (
     Mapping,
     OscError,
-    OscServer,
     address_map,
     coerce_number,
     format_address_map,

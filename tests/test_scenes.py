@@ -105,7 +105,8 @@ def test_anchor_from_frames_is_the_mean_latent(make_video: Callable[..., Path], 
 def test_show_controller_scene_actions_and_frame_scenes(
     tmp_path: Path, tiny_model_file: Path, make_video: Callable[..., Path]
 ) -> None:
-    from livevae.show.showfile import ShowController, build_show
+    from livevae.show.controller import ShowController
+    from livevae.show.showfile import build_show
 
     make_video("film.mp4", n=10, fps=10)
     show = tmp_path / "s.toml"

@@ -12,16 +12,10 @@ import pytest
 import torch
 from pythonosc.osc_message_builder import build_msg
 
-from livevae.show.showfile import (
-    EXTENSIONS,
-    ShowController,
-    ShowError,
-    build_show,
-    check_show,
-    check_targets,
-    default_controllers,
-    load_show,
-)
+from livevae.show.controller import ShowController
+from livevae.show.resolve import check_targets
+from livevae.show.schema import EXTENSIONS, ShowError, load_show
+from livevae.show.showfile import build_show, check_show, default_controllers
 
 SHOWS = Path(__file__).resolve().parent.parent / "shows"
 

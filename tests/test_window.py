@@ -71,11 +71,34 @@ def test_keys_become_actions() -> None:
         w.close()
 
 
-def test_bad_display_index_is_named() -> None:
-    with pytest.raises(WindowError, match="display 7: no such display"):
-        Window(WindowConfig(display=7)).open()
+def test_a_missing_display_falls_back_to_the_primary_with_a_warning(caplog: pytest.LogCaptureFixture) -> None:
+    with caplog.at_level("WARNING"):
+        w = Window(WindowConfig(display=1, size=(320, 180))).open()  # the projector is not plugged in
+    try:
+        assert w.display == 0 and w.size == (320, 180)
+        assert "display 1: not connected (found 1: 0..0); showing on display 0 instead" in caplog.text
+        w.present(np.zeros((48, 64, 3), np.uint8))
+    finally:
+        w.close()
     with pytest.raises(WindowError, match="filter 'blurry'"):
         WindowConfig(filter="blurry")
+
+
+def test_installation_mode_moves_to_the_projector_when_it_appears(monkeypatch: pytest.MonkeyPatch) -> None:
+    w = Window(WindowConfig(display=1, size=(320, 180), follow_display=True)).open()
+    try:
+        assert w.display == 0 and not w.check_display()
+        real = pygame.display.get_num_displays
+        # the dummy driver has one display: a second one "appears" for the check, then opens as display 0's twin
+        monkeypatch.setattr(pygame.display, "get_num_displays", lambda: 2)
+        w._next_display_check = 0.0
+        monkeypatch.setattr(pygame.display, "get_desktop_sizes", lambda: [(640, 480), (640, 480)])
+        opened: list[int] = []
+        monkeypatch.setattr(w, "_reopen", lambda: opened.append(w.display))
+        assert w.check_display() and w.display == 1 and opened == [1]
+        monkeypatch.setattr(pygame.display, "get_num_displays", real)
+    finally:
+        w.close()
 
 
 def test_hud_lines_name_what_a_performer_needs() -> None:

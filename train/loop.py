@@ -74,13 +74,59 @@ class Dist:
 
 
 def init_distributed(device: torch.device) -> Dist:
-    """Join the torchrun group when WORLD_SIZE > 1: NCCL on CUDA, gloo on CPU."""
+    """Join the torchrun group when WORLD_SIZE > 1: NCCL on CUDA, gloo on CPU.
+
+    NCCL gets this rank's device (cuda:LOCAL_RANK) as device_id, so the communicator is created eagerly on
+    the right GPU instead of lazily at the first collective, where NCCL may guess the device and hang.
+    """
     world = int(os.environ.get("WORLD_SIZE", "1"))
     if world <= 1:
         return Dist()
+    local = int(os.environ.get("LOCAL_RANK", "0"))
     if not dist.is_initialized():
-        dist.init_process_group("nccl" if device.type == "cuda" else "gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), int(os.environ.get("LOCAL_RANK", "0")))
+        if device.type == "cuda":
+            dist.init_process_group("nccl", device_id=torch.device("cuda", local))
+        else:
+            dist.init_process_group("gloo")
+    return Dist(dist.get_rank(), dist.get_world_size(), local)
+
+
+DETERMINISTIC_CUBLAS = ":4096:8"  # the workspace setting cuBLAS needs for reproducible matmuls
+
+
+def enable_determinism() -> None:
+    """torch.use_deterministic_algorithms(True), with the cuBLAS workspace it needs on CUDA.
+
+    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when PyTorch first creates a handle; without it the first CUDA
+    matmul under deterministic mode raises. Set it here, before the trainer touches CUDA.
+    """
+    if not os.environ.get("CUBLAS_WORKSPACE_CONFIG"):
+        if torch.cuda.is_initialized():
+            print(
+                "livevae train: CUDA started before deterministic mode; set CUBLAS_WORKSPACE_CONFIG="
+                f"{DETERMINISTIC_CUBLAS} before starting for bit-exact cuBLAS",
+                file=sys.stderr,
+            )
+        os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS
+    torch.use_deterministic_algorithms(True)
+
+
+def fast_fp32_matmul() -> None:
+    """Allow TF32 for fp32 matmuls and convolutions on CUDA through the one API torch has.
+
+    torch >= 2.9 has `fp32_precision`; once any code in the process uses it, the legacy allow_tf32 flags
+    read back as "mixed" and raise (RuntimeError "...mix of the legacy and new APIs..."), so the legacy
+    setters are only used on a torch that lacks the new API. cuDNN's conv and rnn stay equal, or the
+    cuDNN-wide flag is mixed too.
+    """
+    matmul = torch.backends.cuda.matmul
+    if hasattr(matmul, "fp32_precision"):
+        matmul.fp32_precision = "tf32"
+        torch.backends.cudnn.conv.fp32_precision = "tf32"  # type: ignore[attr-defined]
+        torch.backends.cudnn.rnn.fp32_precision = "tf32"  # type: ignore[attr-defined]
+    else:
+        matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
 
 
 def average_(tensors: list[torch.Tensor], d: Dist) -> None:
@@ -154,20 +200,23 @@ def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Te
     """Device-side augmentation per frame: flip, integer translation (reflect), brightness/contrast."""
     n = x.shape[0]
     dev = x.device
+    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
     if cfg.aug_flip:
         flip = torch.rand(n, generator=gen, device=dev) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if cfg.aug_translate:
         t = cfg.aug_translate
-        shifts = torch.randint(-t, t + 1, (n, 2), generator=gen, device=dev)
-        padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")
+        shifts = torch.randint(-t, t + 1, (n, 2), generator=gen, device=dev)  # [N, (dx, dy)]
+        padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")  # [N, 3, H + 2t, W + 2t]
         h, w = x.shape[2:]
-        x = torch.stack(
-            [
-                padded[i, :, t + int(s[1]) : t + int(s[1]) + h, t + int(s[0]) : t + int(s[0]) + w]
-                for i, s in enumerate(shifts)
-            ]
-        )
+        # One gather on the device: reading the shifts to the host (int(...)) would sync 2·N times a step.
+        rows = (t + shifts[:, 1, None] + torch.arange(h, device=dev))[:, None, :, None]  # [N, 1, H, 1]
+        cols = (t + shifts[:, 0, None] + torch.arange(w, device=dev))[:, None, None, :]  # [N, 1, 1, W]
+        batch = torch.arange(n, device=dev)[:, None, None, None]
+        chans = torch.arange(x.shape[1], device=dev)[None, :, None, None]
+        x = padded[batch, chans, rows, cols]  # [N, 3, H, W]
+        if channels_last:
+            x = x.contiguous(memory_format=torch.channels_last)
     if cfg.aug_jitter:
         j = cfg.aug_jitter
         b = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j
@@ -264,7 +313,7 @@ class Trainer:
         if cfg.threads > 0:
             torch.set_num_threads(cfg.threads)
         if cfg.deterministic:
-            torch.use_deterministic_algorithms(True)
+            enable_determinism()
         self.device = torch.device(
             ("cuda" if torch.cuda.is_available() else "cpu") if cfg.device == "auto" else cfg.device
         )
@@ -272,8 +321,7 @@ class Trainer:
         if self.device.type == "cuda":
             self.device = torch.device("cuda", self.dist.local_rank)
             torch.cuda.set_device(self.device)
-            torch.backends.cuda.matmul.allow_tf32 = True
-            torch.backends.cudnn.allow_tf32 = True
+            fast_fp32_matmul()
             torch.backends.cudnn.benchmark = not cfg.deterministic
 
         self.mcfg = cfg.model_config()
@@ -658,5 +706,10 @@ def train(
     progress: bool = True,
     info: dict[str, Any] | None = None,
 ) -> RunResult:
-    """Train (or resume) one run; see Trainer."""
-    return Trainer(cfg, data, out, resume=resume, progress=progress, info=info).run()
+    """Train (or resume) one run; see Trainer. Deterministic mode is process-wide in torch: it is switched back
+    off afterwards, so a caller (a test session, a notebook) is left as it was."""
+    was_deterministic = torch.are_deterministic_algorithms_enabled()
+    try:
+        return Trainer(cfg, data, out, resume=resume, progress=progress, info=info).run()
+    finally:
+        torch.use_deterministic_algorithms(was_deterministic)

@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -124,12 +125,23 @@ class VAEGANLoss:
             if not (self.train_dis or self.train_dec_gan):
                 self.train_dis = self.train_dec_gan = True
 
-    def compile(self) -> None:
-        """torch.compile the three networks' forwards (the modules keep their state-dict names)."""
-        self.vae.encoder.forward = torch.compile(self.vae.encoder.forward)  # type: ignore[method-assign]
-        self.vae.decoder.forward = torch.compile(self.vae.decoder.forward)  # type: ignore[method-assign]
+    def compile(self, backend: str = "inductor") -> None:
+        """torch.compile the three networks' forwards (the modules keep their state-dict names).
+
+        Every gradient here is an autograd.grad(..., retain_graph=True) through the compiled graphs, which
+        AOTAutograd's donated buffers forbid (torch >= 2.6 raises on CUDA: pytorch#130580, #139669), so
+        they are switched off for this process. dynamic=False: the discriminator sees batches of N (real)
+        and 2N (fakes) every step; with automatic dynamic shapes the second size would recompile it into
+        one slower symbolic-shape graph, where two static graphs are what a GPU runs fastest.
+        """
+        import torch._functorch.config
+
+        torch._functorch.config.donated_buffer = False
+        opts: dict[str, Any] = {"backend": backend, "dynamic": False}
+        self.vae.encoder.forward = torch.compile(self.vae.encoder.forward, **opts)  # type: ignore[method-assign]
+        self.vae.decoder.forward = torch.compile(self.vae.decoder.forward, **opts)  # type: ignore[method-assign]
         if self.dis is not None:
-            self.dis.forward = torch.compile(self.dis.forward)  # type: ignore[method-assign]
+            self.dis.forward = torch.compile(self.dis.forward, **opts)  # type: ignore[method-assign]
 
     def forward(self, x: torch.Tensor, generator: torch.Generator | None = None) -> Forward:
         """Encode, sample z, decode; decode prior samples; run the discriminator on real and fake frames.

@@ -213,7 +213,7 @@ def run_soak(
         # Shorter rings here measure what matters: growth that would never stop.
         from collections import deque
 
-        from livevae.loop import StageTimes
+        from livevae.stats import StageTimes
 
         loop.times = StageTimes(keep=RING)
         loop.latency = deque(maxlen=RING)

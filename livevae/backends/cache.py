@@ -2,17 +2,68 @@
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
-from collections.abc import Mapping
+import tempfile
+import time
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; writes stay atomic (unique temp names), builds may duplicate
+    fcntl = None  # type: ignore[assignment]
 
 from livevae.backends import EngineError
 
 # Bump when the exported graphs or the engine build recipe change, so old cache entries are not reused.
 CACHE_FORMAT = 1
+# How long a process waits for another one holding a cache lock: an engine build takes minutes at most.
+LOCK_TIMEOUT_S = 30 * 60.0
+
+
+@contextlib.contextmanager
+def file_lock(path: Path, *, shared: bool = False, timeout: float = LOCK_TIMEOUT_S) -> Iterator[None]:
+    """An advisory flock on `path` (created if missing), so torchrun ranks sharing a cache take turns.
+
+    flock belongs to the open file, so two threads or two processes exclude each other alike. Raises
+    EngineError naming the lock when it is not free within `timeout` seconds. Without fcntl (Windows), or
+    where the lock file cannot be created (a read-only cache), it does not lock.
+    """
+    fd = -1
+    if fcntl is not None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError:
+            fd = -1
+    if fd < 0:
+        yield
+        return
+    try:
+        mode = (fcntl.LOCK_SH if shared else fcntl.LOCK_EX) | fcntl.LOCK_NB
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                fcntl.flock(fd, mode)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise EngineError(
+                        f"{path}: held by another process for over {timeout:.0f} s; expected its engine build to "
+                        "finish by then (a crashed build leaves no lock: is a livevae process still running?)"
+                    ) from None
+                time.sleep(0.05)
+        yield
+    finally:
+        os.close(fd)  # closing the file releases the lock
+
+
+def lock_path(artifact: Path) -> Path:
+    return artifact.with_name(artifact.name + ".lock")
 
 
 def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
@@ -83,16 +134,30 @@ def sidecar_path(artifact: Path) -> Path:
     return artifact.with_name(artifact.name + ".json")
 
 
+def _replace_atomically(dst: Path, data: bytes) -> None:
+    # A temp name of this writer's own: with a fixed one, two ranks' writes collide and one os.replace fails.
+    fd, tmp = tempfile.mkstemp(dir=dst.parent, prefix=f".{dst.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.replace(tmp, dst)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+
+
 def write_verified(artifact: Path, data: bytes, fields: Mapping[str, Any]) -> Path:
-    """Write `data` to `artifact` and a sidecar JSON recording its sha256 and the key fields, atomically."""
+    """Write `data` to `artifact` and a sidecar JSON recording its sha256 and the key fields, atomically.
+
+    The pair is written under the artifact's lock, so concurrent writers (torchrun ranks) never leave one
+    writer's file beside another's sidecar, and readers (read_verified) never see a half-written pair.
+    """
     artifact.parent.mkdir(parents=True, exist_ok=True)
-    tmp = artifact.with_name(artifact.name + ".tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, artifact)
     side = {"sha256": hashlib.sha256(data).hexdigest(), "fields": dict(fields), "cache_format": CACHE_FORMAT}
-    stmp = artifact.with_name(artifact.name + ".json.tmp")
-    stmp.write_text(json.dumps(side, indent=1, sort_keys=True))
-    os.replace(stmp, sidecar_path(artifact))
+    with file_lock(lock_path(artifact)):
+        _replace_atomically(artifact, data)
+        _replace_atomically(sidecar_path(artifact), json.dumps(side, indent=1, sort_keys=True).encode())
     return artifact
 
 
@@ -103,6 +168,13 @@ def read_verified(artifact: Path, fields: Mapping[str, Any]) -> bytes:
     fields, or the file's sha256 differs from the recorded one (a hand-copied or corrupt engine:
     deserialising an engine is not safe against arbitrary bytes, so we refuse before TensorRT sees it).
     """
+    if not artifact.is_file():
+        raise EngineError(f"{artifact}: cached file not found")
+    with file_lock(lock_path(artifact), shared=True):
+        return _read_verified(artifact, fields)
+
+
+def _read_verified(artifact: Path, fields: Mapping[str, Any]) -> bytes:
     side_path = sidecar_path(artifact)
     if not artifact.is_file():
         raise EngineError(f"{artifact}: cached file not found")

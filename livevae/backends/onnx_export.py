@@ -106,7 +106,9 @@ class NetSpec:
         if self.batch is not None:
             s = self.input_shape(cfg, self.batch)
             return {self.input_name: (s, s, s)}
-        opt = max(1, self.max_batch // 4)
+        # opt = max: offline runs send full chunks of max_batch (only the last is shorter), and TensorRT
+        # tunes its kernels for the opt shape.
+        opt = self.max_batch
         return {
             self.input_name: (
                 self.input_shape(cfg, 1),

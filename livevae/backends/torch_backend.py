@@ -34,17 +34,25 @@ class _CudaGraph:
     Removes the per-kernel launch cost, which dominates at batch 1 for nets this small.
     """
 
-    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor, warmup: int = 3) -> None:
+    def __init__(
+        self, fn: Callable[[torch.Tensor], torch.Tensor], example: torch.Tensor, warmup: int = 3, name: str = "net"
+    ) -> None:
         self.inp = example.clone()
-        side = torch.cuda.Stream()
-        side.wait_stream(torch.cuda.current_stream())
-        with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
-            for _ in range(warmup):
-                fn(self.inp)
-        torch.cuda.current_stream().wait_stream(side)
-        self.graph = torch.cuda.CUDAGraph()
-        with torch.cuda.graph(self.graph):
-            self.out = fn(self.inp)
+        try:
+            side = torch.cuda.Stream()
+            side.wait_stream(torch.cuda.current_stream())
+            with torch.cuda.stream(side):  # warm-up off the default stream, as capture requires
+                for _ in range(warmup):
+                    fn(self.inp)
+            torch.cuda.current_stream().wait_stream(side)
+            graph = torch.cuda.CUDAGraph()
+            with torch.cuda.graph(graph):
+                out = fn(self.inp)
+        except Exception as e:  # RuntimeError from cudaStreamCapture*: an EngineError, so `auto` can fall back
+            raise EngineError(
+                f"torch-cuda {name}: CUDA graph capture failed ({type(e).__name__}: {e}); expected a capturable net"
+            ) from e
+        self.graph, self.out = graph, out  # only a graph that captured whole is kept for replay
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
         self.inp.copy_(x)
@@ -58,7 +66,8 @@ class TorchBackend:
     device 'cpu': mode 'eager' is the reference; mode 'jit' traces, freezes and runs
     torch.jit.optimize_for_inference (oneDNN conv fusion), optionally channels_last.
     device 'cuda': precision fp32/fp16/bf16, channels_last, and (batch 1 by default) CUDA graphs
-    captured after a warm-up. The CUDA path is written but untested here (no GPU on the dev machine).
+    captured after a warm-up at creation. CPU tests cover the capture's failure path with torch.cuda's calls
+    replaced; bench/gpu_check.py runs the rest on a GPU.
     """
 
     def __init__(
@@ -101,6 +110,19 @@ class TorchBackend:
             self.name = "torch-cpu" if mode == "eager" else "torch-cpu-jit"
         else:
             self.name = "torch-cuda"
+        if self.cuda_graph:
+            self._capture()
+
+    @torch.inference_mode()
+    def _capture(self) -> None:
+        """Capture both graphs now, on zeros: a capture failure is an EngineError at creation, where `auto`
+        falls back, not at the first frame of a show; and the first frame does not wait for a capture."""
+        assert self.batch is not None
+        cfg = self.cfg
+        x = self._prep(torch.zeros(self.batch, 3, cfg.height, cfg.width, device=self.device))
+        z = torch.zeros(self.batch, cfg.zdim, device=self.device, dtype=self.dtype)
+        self._graphs["encode"] = _CudaGraph(self._enc, x, name="encoder")
+        self._graphs["decode"] = _CudaGraph(self._dec, z, name="decoder")
 
     @classmethod
     def from_file(cls, path: str, device: str = "cpu", **kw: object) -> TorchBackend:
@@ -156,7 +178,7 @@ class TorchBackend:
         if self.cuda_graph and len(x) == self.batch:
             g = self._graphs.get(key)
             if g is None:
-                g = self._graphs[key] = _CudaGraph(fn, x)
+                g = self._graphs[key] = _CudaGraph(fn, x, name=key)
             return g(x)
         return fn(x)
 

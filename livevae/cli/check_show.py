@@ -5,7 +5,8 @@ from __future__ import annotations
 import argparse
 import logging
 
-from livevae.show.showfile import ShowError, check_show
+from livevae.show.schema import ShowError
+from livevae.show.showfile import check_show
 
 log = logging.getLogger(__name__)
 

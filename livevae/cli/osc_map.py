@@ -7,8 +7,9 @@ import logging
 from collections.abc import Sequence
 
 from livevae.control.state import ControlState
-from livevae.controllers.osc import Mapping, address_map, format_address_map
-from livevae.show.showfile import ShowError, load_show, model_sizes
+from livevae.controllers.osc_mapping import Mapping, address_map, format_address_map
+from livevae.show.resolve import model_sizes
+from livevae.show.schema import ShowError, load_show
 
 log = logging.getLogger(__name__)
 

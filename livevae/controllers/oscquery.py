@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from typing import Any
 
 from livevae.control.state import LFO_SHAPES, ControlError, ControlSnapshot, ControlState, canonical
-from livevae.controllers.osc import PREFIX, unmap_value
-from livevae.controllers.osc import Mapping as OscMapping
+from livevae.controllers.osc_mapping import PREFIX, unmap_value
+from livevae.controllers.osc_mapping import Mapping as OscMapping
 
 # The proposal's optional attributes and WebSocket features this server implements (HOST_INFO's EXTENSIONS).
 EXTENSIONS: dict[str, bool] = {

@@ -24,7 +24,7 @@ from pythonosc.osc_message_builder import build_msg
 
 from livevae.control.state import ControlError, ControlState
 from livevae.controllers import oscquery
-from livevae.controllers.osc import PREFIX
+from livevae.controllers.osc_mapping import PREFIX
 from livevae.errors import LivevaeError
 from livevae.handle import FrameInfo, LoopHandle
 

@@ -168,7 +168,8 @@ def apply_display(cfg: LiveConfig, sec: InstallationSection) -> LiveConfig:
 
     if not sec.enabled:
         return cfg
-    win = replace(cfg.window, display=sec.display, fullscreen=sec.fullscreen, cursor=sec.cursor, hud=sec.hud)
+    win = replace(cfg.window, display=sec.display, fullscreen=sec.fullscreen, cursor=sec.cursor, hud=sec.hud,
+                  follow_display=True)  # fmt: skip
     return replace(cfg, window=win, loop=True)
 
 

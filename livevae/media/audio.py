@@ -25,16 +25,18 @@ class AudioError(LivevaeError):
 
 # --- sources -----------------------------------------------------------------------------------------------------
 class FileAudio:
-    """An audio track (an audio file, or a video's soundtrack) decoded with PyAV to mono float32 at `rate`, read
-    by position: window(t, n) is the n samples ending at t seconds. Decodes forward as t advances and seeks when it
-    jumps (a loop, a cue), keeping only a few seconds in memory, so a feature film costs no more than a clip."""
+    """An audio track (an audio file, or a video's soundtrack) decoded with PyAV to float32 at `rate` (mono, or
+    stereo with channels=2), read by position: window(t, n) is the n samples ending at t seconds. Decodes forward
+    as t advances and seeks when it jumps (a loop, a cue), keeping only a few seconds in memory, so a feature film
+    costs no more than a clip."""
 
     KEEP = 4.0  # seconds of decoded audio kept behind the read position
 
-    def __init__(self, path: str | Path, rate: int = 44100, loop: bool = True) -> None:
+    def __init__(self, path: str | Path, rate: int = 44100, loop: bool = True, channels: int = 1) -> None:
         import av
 
         self.path, self.rate, self.loop = Path(path), int(rate), loop
+        self.channels = 2 if channels == 2 else 1
         try:
             self._c = av.open(str(self.path))
         except Exception as e:  # FileNotFoundError, av.error.InvalidDataError
@@ -50,7 +52,7 @@ class FileAudio:
         else:
             self.duration = 0.0
         self.period = self.duration  # loop length; a video source loops at its frame count / fps instead
-        self._buf = np.zeros(0, np.float32)
+        self._buf = np.zeros((0, self.channels), np.float32)  # [samples, channels]
         self._start = 0  # sample index of _buf[0]
         self._iter: Any = None
         self._resampler: Any = None
@@ -66,14 +68,15 @@ class FileAudio:
         tb = self._s.time_base
         self._c.seek(int(sec / tb) if tb else int(sec * 1_000_000), stream=self._s, any_frame=False, backward=True)
         self._iter = self._c.decode(self._s)
-        self._resampler = av.AudioResampler(format="flt", layout="mono", rate=self.rate)
-        self._buf = np.zeros(0, np.float32)
+        layout = "stereo" if self.channels == 2 else "mono"
+        self._resampler = av.AudioResampler(format="flt", layout=layout, rate=self.rate)
+        self._buf = np.zeros((0, self.channels), np.float32)
         self._start = -1  # set by the first decoded frame
         self._eof = False
 
     def _decode_until(self, end: int) -> None:
         chunks = [self._buf]
-        have = self._start + self._buf.size
+        have = self._start + self._buf.shape[0]
         while have < end and not self._eof:
             try:
                 frame = next(self._iter)
@@ -88,33 +91,32 @@ class FileAudio:
                 self._start = max(0, round(t0 * self.rate))
                 have = self._start
             for out in self._resampler.resample(frame):
-                a = out.to_ndarray().reshape(-1).astype(np.float32)  # [samples] mono
+                a = out.to_ndarray().reshape(-1, self.channels).astype(np.float32)  # [samples, channels], packed
                 chunks.append(a)
-                have += a.size
+                have += a.shape[0]
         self._buf = np.concatenate(chunks) if len(chunks) > 1 else self._buf
         keep = int(self.KEEP * self.rate)
-        cut = max(0, self._buf.size - max(keep, end - self._start + keep))
+        cut = max(0, self._buf.shape[0] - max(keep, end - self._start + keep))
         if cut:
             self._buf = self._buf[cut:]
             self._start += cut
 
     def window(self, t: float, n: int) -> np.ndarray:
-        """float32 [n] mono samples ending at t seconds (wrapped into the track when looping; silence past the end
-        or before the start)."""
+        """float32 [n] (mono) or [n, 2] (stereo) samples ending at t seconds (wrapped into the track when looping;
+        silence past the end or before the start)."""
         if self.loop and self.period > 0:
             t = t % self.period
         end = round(t * self.rate)
         begin = end - n
-        if self._iter is None or begin < self._start or end > self._start + self._buf.size + 2 * self.rate:
+        if self._iter is None or begin < self._start or end > self._start + self._buf.shape[0] + 2 * self.rate:
             self._seek(max(0, begin - self.rate // 10))
         self._decode_until(end)
-        if self._start < 0:
-            return np.zeros(n, np.float32)
-        out = np.zeros(n, np.float32)
-        lo, hi = max(begin, self._start), min(end, self._start + self._buf.size)
-        if hi > lo:
-            out[lo - begin : hi - begin] = self._buf[lo - self._start : hi - self._start]
-        return out
+        out = np.zeros((n, self.channels), np.float32)
+        if self._start >= 0:
+            lo, hi = max(begin, self._start), min(end, self._start + self._buf.shape[0])
+            if hi > lo:
+                out[lo - begin : hi - begin] = self._buf[lo - self._start : hi - self._start]
+        return out[:, 0] if self.channels == 1 else out
 
 
 class Ring:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
@@ -148,3 +149,31 @@ def to_uint8(x: torch.Tensor) -> np.ndarray:
     """float [N, 3, H, W] in [-1, 1] -> uint8 [N, H, W, 3] (rounded, clamped)."""
     y = ((x.detach().float().clamp(-1, 1) + 1.0) * 127.5).round_().to(torch.uint8)
     return y.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+
+
+class DevicePreprocessor:
+    """Crop + resize on a torch device: the camera frame is uploaded as uint8 (a quarter of float32) and
+    area-resized there, so a 1080p frame costs the CPU one copy. Same box and filters as Preprocessor."""
+
+    def __init__(self, pre: Preprocessor, device: Any) -> None:
+        self.pre = pre
+        self.device = device
+
+    def __call__(self, frame: np.ndarray) -> Any:
+        """RGB uint8 [H, W, 3] -> float32 [1, 3, h, w] in [-1, 1] on the device (a torch tensor)."""
+        import torch
+        import torch.nn.functional as F
+
+        box = self.pre.box_for(frame.shape[1], frame.shape[0])
+        w, h = self.pre.size
+        crop = np.ascontiguousarray(frame[box.y : box.y + box.h, box.x : box.x + box.w])
+        t = torch.from_numpy(crop).to(self.device, non_blocking=True)  # uint8 [bh, bw, 3]
+        x = t.permute(2, 0, 1)[None].float()  # [1, 3, bh, bw] in [0, 255]
+        if (box.w, box.h) != (w, h):
+            # Area averaging when shrinking (no aliasing), bicubic when enlarging: as crop_resize does.
+            shrink = box.w >= w and box.h >= h
+            x = F.interpolate(
+                x, size=(h, w), mode="area" if shrink else "bicubic", align_corners=None if shrink else False
+            )
+        # Round to whole levels first so a frame gives the model exactly what the CPU path would give it.
+        return x.round_().clamp_(0, 255).div_(127.5).sub_(1.0)

@@ -169,10 +169,23 @@ def protocol_runner(backend: Any) -> Runner:
     return run
 
 
+def amp_plan(weights: Any, precision: str) -> tuple[bool, Any]:
+    """(autocast on?, compute dtype) for a model whose weights are `weights`, asked for `precision`.
+
+    "auto" means the backend's own precision, which its weights already carry (a pinned torch-cuda+fp32
+    stays fp32); fp32 weights asked for fp16/bf16 autocast; half weights run as they are.
+    """
+    import torch
+
+    want = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(precision, weights)
+    return weights == torch.float32 and want != torch.float32, want
+
+
 class TorchCudaRunner:
     """The CUDA path for a PyTorch backend: pinned host buffers, non-blocking copies on a side stream,
     the backend's fp16/bf16 weights (or autocast over fp32 ones), uint8 conversion on the GPU, so only
-    bytes cross the bus both ways and the CPU waits once per batch. Untested here: no GPU on the dev machine."""
+    bytes cross the bus both ways and the CPU waits once per batch. CPU tests run it with torch.cuda's
+    stream calls replaced (tests/test_reconstruct_cuda.py); bench/gpu_check.py runs it on a GPU."""
 
     def __init__(self, model: Any, device: Any, precision: str = "auto", channels_last: bool = False) -> None:
         import torch
@@ -181,10 +194,7 @@ class TorchCudaRunner:
         self.model = model.eval()
         self.device = torch.device(device)
         self.weights = next(model.parameters()).dtype  # the backend may have cast the model to fp16/bf16
-        want = {"fp16": torch.float16, "bf16": torch.bfloat16, "fp32": torch.float32}.get(precision, torch.float16)
-        # fp32 weights + a half precision request: autocast; half weights: feed half inputs directly.
-        self.autocast = self.weights == torch.float32 and want != torch.float32
-        self.amp_dtype = want
+        self.autocast, self.amp_dtype = amp_plan(self.weights, precision)
         self.memory_format = torch.channels_last if channels_last else torch.contiguous_format
         self.stream = torch.cuda.Stream(self.device)
         self._in: Any = None
@@ -202,11 +212,14 @@ class TorchCudaRunner:
         self._buffers(tuple(frames.shape))
         host_in = self._in[:n]
         host_in.numpy()[...] = frames  # pageable -> pinned, so the upload below can be asynchronous
+        # The side stream must wait for the default one, where the backend queued its weight conversions
+        # (and any earlier work on these weights); streams do not order against each other by themselves.
+        self.stream.wait_stream(torch.cuda.current_stream(self.device))
         with torch.inference_mode(), torch.cuda.stream(self.stream):
             x = host_in.to(self.device, non_blocking=True)  # [N, H, W, 3] uint8
             x = x.permute(0, 3, 1, 2).to(self.weights).div_(127.5).sub_(1.0)  # [N, 3, H, W] in [-1, 1]
             x = x.contiguous(memory_format=self.memory_format)
-            with torch.autocast("cuda", dtype=self.amp_dtype, enabled=self.autocast):
+            with torch.autocast(self.device.type, dtype=self.amp_dtype, enabled=self.autocast):
                 mu, _ = self.model.encode(x)  # z = mean [N, zdim]
                 y = self.model.decode(mu)  # [N, 3, H, W] in [-1, 1]
             y = (y.float().clamp_(-1, 1).add_(1.0).mul_(127.5)).round_().to(torch.uint8).permute(0, 2, 3, 1)

@@ -40,15 +40,36 @@ def stamped_path(folder: str | Path, prefix: str, suffix: str) -> Path:
     return p
 
 
-_STOP = object()
+CLOCKS = ("frames", "wall")
+# A frame's sound: (the soundtrack it came from, or None for silence; its position there in seconds)
+Heard = tuple[Path | None, float]
+
+
+def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """RGB uint8 [h, w, 3] scaled into (W, H) with its aspect kept and black bars: uint8 [H, W, 3]."""
+    from livevae.outputs.window import fit_rect
+
+    w, h = size
+    if (rgb.shape[1], rgb.shape[0]) == (w, h):
+        return rgb
+    x, y, fw, fh = fit_rect(rgb.shape[1], rgb.shape[0], w, h)
+    out = np.zeros((h, w, 3), np.uint8)
+    out[y : y + fh, x : x + fw] = cv2.resize(rgb, (fw, fh), interpolation=cv2.INTER_LINEAR)
+    return out
 
 
 class Recorder(Output):
-    """Writes frames to an H.264 MP4 at the source's frame rate from its own thread.
+    """Writes frames to an H.264 MP4 from its own thread, with the sound of what was shown (AAC) when asked.
 
-    write() hands a frame to a bounded queue. Live (block=False) a full queue drops the frame and counts
-    it, so a slow disk never stalls the show; offline renders (block=True) wait, so N frames in give
-    N frames out. A failure (full disk, unwritable path) prints one message; the show goes on.
+    clock "frames" (offline renders): frame i lasts 1 / fps, so N frames make N / fps seconds. clock "wall" (live
+    recordings): each frame is stamped with the moment it was handed over, i.e. when it was shown, in a variable
+    frame rate file, and the last frame lasts until stop(): a show running below the source rate still makes a
+    file exactly as long as the time recorded, in step with anything recorded beside it.
+
+    write() hands a frame to a bounded queue. Live (block=False) a full queue drops the frame and counts it, so a
+    slow disk never stalls the show (in wall time the previous frame then stays on longer); offline renders
+    (block=True) wait, so N frames in give N frames out. A failure (full disk, unwritable path) prints one message;
+    the show goes on.
     """
 
     def __init__(
@@ -59,12 +80,18 @@ class Recorder(Output):
         queue_size: int = 64,
         block: bool = False,
         crf: int = 18,
+        clock: str = "frames",
+        audio: bool = False,
     ) -> None:
+        if clock not in CLOCKS:
+            raise RecordError(f"{path}: recording clock {clock!r}; expected one of {', '.join(CLOCKS)}")
         self.path = Path(path)
         self.fps = Fraction(fps).limit_denominator(100000) if not isinstance(fps, Fraction) else fps
-        self.size = size  # output (w, h); None = the frames' own size
+        self.size = size  # output (w, h), the picture letterboxed into it; None = the frames' own size
         self.block = block
         self.crf = crf
+        self.clock = clock
+        self.audio = audio
         self._q: queue.Queue[object] = queue.Queue(maxsize=queue_size)
         self._thread: threading.Thread | None = None
         self.frames = 0  # written
@@ -72,10 +99,15 @@ class Recorder(Output):
         self.failed = False
         self.error = ""
         self.started = time.monotonic()
+        self._t0: float | None = None  # wall clock: monotonic time of the first frame
+        self._end: float | None = None  # wall clock: monotonic time the recording was ended (end())
+        self._last_t = 0.0
 
     @property
     def seconds(self) -> float:
         """Length of the recording so far, in its own time."""
+        if self.clock == "wall":
+            return 0.0 if self._t0 is None else time.monotonic() - self._t0
         return self.frames / float(self.fps)
 
     def start(self) -> Recorder:
@@ -83,20 +115,24 @@ class Recorder(Output):
         self._thread.start()
         return self
 
-    def write(self, rgb: np.ndarray, captured: float | None = None) -> bool:
-        """Queue RGB uint8 [H, W, 3]; False when dropped (queue full) or the recording has failed."""
-        if self.failed:
+    def write(self, rgb: np.ndarray, captured: float | None = None, heard: Heard | None = None) -> bool:
+        """Queue RGB uint8 [H, W, 3] (and where its sound comes from); False when dropped or failed."""
+        if self.failed or self._end is not None:
             return False
+        now = time.monotonic()
+        if self._t0 is None:
+            self._t0 = now
+        item = (rgb, now - self._t0, heard)
         if self.block:
             while not self.failed:
                 try:
-                    self._q.put(rgb, timeout=0.1)
+                    self._q.put(item, timeout=0.1)
                     return True
                 except queue.Full:
                     continue
             return False
         try:
-            self._q.put_nowait(rgb)
+            self._q.put_nowait(item)
             return True
         except queue.Full:
             self.dropped += 1
@@ -104,43 +140,85 @@ class Recorder(Output):
 
     def _run(self) -> None:
         from livevae.media.video import VideoWriter
+        from livevae.outputs.heard import HeardAudio
 
         writer: VideoWriter | None = None
+        sound: HeardAudio | None = None
+        wall = self.clock == "wall"
+        last: np.ndarray | None = None
+        t = 0.0
+        end: float | None = None
         try:
             while True:
                 item = self._q.get()
-                if item is _STOP:
+                if isinstance(item, _Stop):
+                    end = item.at
                     break
-                assert isinstance(item, np.ndarray)
-                img = item
-                if self.size is not None and (img.shape[1], img.shape[0]) != self.size:
-                    img = cv2.resize(img, self.size, interpolation=cv2.INTER_LINEAR)
+                assert isinstance(item, tuple)
+                img, stamp, heard = item
+                if self.size is not None:
+                    img = letterbox(img, self.size)
                 if writer is None:
-                    writer = VideoWriter(self.path, self.fps, (img.shape[1], img.shape[0]), crf=self.crf)
-                writer.write(img)
+                    # wall clock: millisecond timestamps; frames: one tick per frame, as before
+                    tb = Fraction(1, 1000) if wall else None
+                    # no B-frames in wall time: without reordering every frame keeps its own time and duration
+                    opts = {"bf": "0"} if wall else None
+                    writer = VideoWriter(
+                        self.path, self.fps, (img.shape[1], img.shape[0]), crf=self.crf, time_base=tb, options=opts
+                    )
+                    if self.audio:
+                        sound = HeardAudio(writer.container)
+                t = stamp if wall else self.frames / float(self.fps)
+                if sound is not None:
+                    sound.add(t, *(heard if heard is not None else (None, 0.0)))
+                writer.write(img, t if wall else None)
+                last = img
                 self.frames += 1
             if writer is not None:
+                length = self.frames / float(self.fps)
+                if wall and end is not None and last is not None:
+                    # the last frame stays on until stop(): a copy of it ends exactly there
+                    tail = end - 1.0 / float(self.fps)
+                    if tail > t + 0.0015:
+                        writer.write(last, tail)
+                    length = max(end, t + 1.0 / float(self.fps))
+                elif wall:
+                    length = t + 1.0 / float(self.fps)
+                if sound is not None:
+                    sound.finish(length)
                 writer.close()
         except Exception as e:  # full disk, bad path, encoder error: one message, then the show goes on
             self.failed = True
             self.error = f"{self.path}: recording failed ({e.__class__.__name__}: {e}); the show goes on"
             log.warning(self.error)
+            if sound is not None:
+                sound.close()
             if writer is not None:
                 writer.abort()
             while True:  # keep draining so a blocked writer() returns and stop() finds its sentinel
-                if self._q.get() is _STOP:
+                if isinstance(self._q.get(), _Stop):
                     break
 
     def close(self) -> None:
         self.stop()
 
+    def end(self) -> None:
+        """The recording ends now (in wall time the file lasts until this moment); stop() may finish it later,
+        from another thread, without the file growing by the time that takes."""
+        if self._end is None:
+            self._end = time.monotonic()
+
     def stop(self, timeout: float = 30.0) -> Path | None:
-        """Finish the file; returns its path, or None when the recording failed or got no frames."""
+        """Finish the file (in wall time it ends now, or at end()); returns its path, or None when it failed or
+        got no frames."""
         if self._thread is None:
             return None
+        self.end()
+        assert self._end is not None
+        stop = _Stop(self._end - self._t0 if self._t0 is not None else 0.0)
         while True:
             try:
-                self._q.put(_STOP, timeout=0.1)
+                self._q.put(stop, timeout=0.1)
                 break
             except queue.Full:
                 if not self._thread.is_alive():
@@ -150,6 +228,13 @@ class Recorder(Output):
         if self.failed or self.frames == 0:
             return None
         return self.path
+
+
+class _Stop:
+    """The end of a recording, at `at` seconds of its wall clock."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at
 
 
 class Screenshots:

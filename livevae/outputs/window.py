@@ -51,6 +51,9 @@ class WindowConfig:
     hud: bool = True
     cursor: bool = False  # hidden by default: nobody wants a pointer on the projection
     title: str = "livevae"
+    # Installation mode: a display that is missing at start (the projector boots later) is watched for, and the
+    # window moves onto it when it appears.
+    follow_display: bool = False
     # Present on a display thread so the vsync wait overlaps inference; off on macOS, where SDL windows
     # must live on the main thread.
     threaded: bool = sys.platform != "darwin"
@@ -94,12 +97,16 @@ class Window(Output):
         self.fullscreen = cfg.fullscreen
         self.show_hud = cfg.hud
         self.vsync = False
+        self.display = cfg.display  # where the window is: cfg.display, or 0 while that one is missing
         self._screen: object | None = None
         self._font: object | None = None
         self._last_size: tuple[int, int] | None = None
+        self._next_display_check = 0.0
 
     def open(self) -> Window:
-        """Open the window; raises WindowError naming the display when SDL cannot."""
+        """Open the window; raises WindowError when SDL cannot. A display that is not connected is not an error:
+        the window opens on the primary display with a warning (an installation that boots before its projector
+        must still play), and with follow_display moves to it when it appears."""
         os.environ.setdefault("PYGAME_HIDE_SUPPORT_PROMPT", "1")
         import pygame
 
@@ -109,21 +116,58 @@ class Window(Output):
         except pygame.error as e:
             raise WindowError(f"cannot start the display ({e}); set DISPLAY, or use --headless") from e
         n = pygame.display.get_num_displays()
-        if not 0 <= self.cfg.display < n:
-            raise WindowError(f"display {self.cfg.display}: no such display; expected 0..{n - 1}")
-        pygame.display.set_caption(self.cfg.title)
+        self.display = self.cfg.display
+        if not 0 <= self.display < n:
+            then = f"; moving to display {self.cfg.display} when it appears" if self.cfg.follow_display else ""
+            log.warning(
+                f"display {self.cfg.display}: not connected (found {n}: 0..{n - 1}); showing on display 0 instead"
+                + then
+            )
+            self.display = 0
         self._set_mode()
-        pygame.mouse.set_visible(self.cfg.cursor)
         self._font = pygame.font.Font(None, 22)  # pygame's bundled font: nothing to install
         return self
+
+    def _reopen(self) -> None:
+        """A fresh window: SDL places a new window centred on its display, so one the display's size lands at the
+        display's origin. Changing the mode of a live window keeps its old position, which without a window
+        manager (kiosk boxes) left a fullscreen picture offset and running off the screen."""
+        import pygame
+
+        pygame.display.quit()
+        pygame.display.init()
+        self._set_mode()
+
+    def check_display(self) -> bool:
+        """With follow_display: move onto cfg.display once it is connected (polled every 2 s from poll());
+        True when the window moved."""
+        if not self.cfg.follow_display or self.display == self.cfg.display:
+            return False
+        now = time.monotonic()
+        if now < self._next_display_check:
+            return False
+        self._next_display_check = now + 2.0
+        import pygame
+
+        if self.cfg.display >= pygame.display.get_num_displays():
+            return False
+        log.info(f"display {self.cfg.display} connected: moving the window onto it")
+        self.display = self.cfg.display
+        self._reopen()
+        self._last_size = None
+        return True
 
     def _set_mode(self) -> None:
         import pygame
 
+        pygame.display.set_caption(self.cfg.title)
         flags = 0
         if self.fullscreen:
-            flags |= pygame.FULLSCREEN
-            size = pygame.display.get_desktop_sizes()[self.cfg.display]
+            # Borderless, the display's own size, at its origin (a fresh window, see _reopen): the same picture
+            # with and without a window manager; exclusive fullscreen is left to SDL's mode switching, which a
+            # kiosk box without a window manager does not do reliably.
+            flags |= pygame.NOFRAME
+            size = pygame.display.get_desktop_sizes()[self.display]
         else:
             size = self.cfg.size
             flags |= pygame.NOFRAME if self.cfg.borderless else pygame.RESIZABLE
@@ -134,19 +178,19 @@ class Window(Output):
             try:
                 with warnings.catch_warnings(record=True) as caught:
                     warnings.simplefilter("always")
-                    self._screen = pygame.display.set_mode(
-                        size, flags | pygame.SCALED, display=self.cfg.display, vsync=1
-                    )
+                    self._screen = pygame.display.set_mode(size, flags | pygame.SCALED, display=self.display, vsync=1)
                 self.vsync = True
                 for w in caught:  # e.g. "no fast renderer available": SDL fell back to software
                     log.warning(f"{w.message}")
+                pygame.mouse.set_visible(self.cfg.cursor)
                 return
             except pygame.error as e:
                 log.warning(f"vsync unavailable ({e}); running without it")
         try:
-            self._screen = pygame.display.set_mode(size, flags, display=self.cfg.display)
+            self._screen = pygame.display.set_mode(size, flags, display=self.display)
         except pygame.error as e:
-            raise WindowError(f"display {self.cfg.display}: cannot open a {size[0]}x{size[1]} window ({e})") from e
+            raise WindowError(f"display {self.display}: cannot open a {size[0]}x{size[1]} window ({e})") from e
+        pygame.mouse.set_visible(self.cfg.cursor)
 
     @property
     def size(self) -> tuple[int, int]:
@@ -157,7 +201,7 @@ class Window(Output):
 
     def toggle_fullscreen(self) -> None:
         self.fullscreen = not self.fullscreen
-        self._set_mode()
+        self._reopen()
         self._last_size = None
 
     def write(self, rgb: np.ndarray, captured: float | None = None) -> bool:
@@ -205,6 +249,7 @@ class Window(Output):
         import pygame
 
         actions: list[tuple[str, object]] = []
+        self.check_display()
         for ev in pygame.event.get():
             if ev.type == pygame.QUIT:
                 actions.append(("quit", None))
@@ -271,6 +316,11 @@ class DisplayThread(Output):
     @property
     def vsync(self) -> bool:
         return self.window.vsync
+
+    @property
+    def size(self) -> tuple[int, int]:
+        """The window's size now (the display's in fullscreen)."""
+        return self.window.size
 
     def open(self) -> DisplayThread:
         """Start the thread and open the window on it; raises WindowError from there."""

@@ -26,6 +26,7 @@ def write_video(
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w") as c:
         s = c.add_stream(codec, rate=fps)
+        assert isinstance(s, av.VideoStream)
         s.width, s.height = w, h
         s.pix_fmt = "yuv420p"
         if pts is not None:
@@ -34,6 +35,7 @@ def write_video(
         a = None
         if audio_seconds:
             a = c.add_stream("aac", rate=44100)
+            assert isinstance(a, av.AudioStream)
             a.layout = "mono"
         for i, f in enumerate(frames):
             vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")

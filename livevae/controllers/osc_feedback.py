@@ -14,9 +14,9 @@ from typing import Any
 from pythonosc.osc_message_builder import build_msg
 
 from livevae.control.state import ControlError, ControlSnapshot, ControlState
-from livevae.controllers.osc import PREFIX, Mapping, unmap_value
+from livevae.controllers.osc_mapping import PREFIX, Mapping, unmap_value
 
-log = logging.getLogger("livevae.controllers.feedback")
+log = logging.getLogger("livevae.controllers.osc")  # one logger for OSC: users see "livevae osc: ..."
 
 MAX_CLIENTS = 16  # registered controllers kept; the one heard from longest ago goes first
 FRAME_WAIT_S = 0.25  # while frames arrive faster than this, feedback flushes on frame boundaries
