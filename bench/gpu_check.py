@@ -373,7 +373,7 @@ class Check:
     def torch_cuda_runner_256(self) -> dict[str, Any]:
         need_cuda()
         from livevae.backends.torch_backend import TorchBackend
-        from livevae.offline.reconstruct import TorchCudaRunner
+        from livevae.offline.runners import TorchCudaRunner
 
         frames = np.concatenate([self.frames] * (256 // len(self.frames) + 1))[:256]
         _, out_ref = self.cpu_reference(frames[:32])

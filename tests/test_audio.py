@@ -6,7 +6,6 @@ import logging
 import socket
 import time
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import av
@@ -17,6 +16,7 @@ from pythonosc.osc_packet import OscPacket
 from livevae.control.state import ControlState
 from livevae.controllers.audio import AudioController, AudioMapping, from_show, map_features
 from livevae.controllers.audio_features import FeatureConfig, FeatureExtractor
+from livevae.handle import FrameInfo
 from livevae.media.audio import AudioError, FileAudio
 from tests.helpers.handle import RecordingHandle
 
@@ -156,7 +156,7 @@ def test_controller_from_show_file_maps_and_sends_osc(bbb: Path, tmp_path: Path)
     try:
         seen = set()
         for i in range(1, 60):  # the frame loop calls on_frame after each frame; the audio thread does the work
-            ctl.on_frame(SimpleNamespace(index=i, t=i / FPS, fps=FPS, source=str(bbb)))  # type: ignore[arg-type]
+            ctl.on_frame(FrameInfo(index=i, t=i / FPS, fps=FPS, source=str(bbb), dropped=0, latency_ms=0.0))
             time.sleep(0.004)
             seen.add(round(st.get("pc/0"), 3))
         deadline = time.monotonic() + 3
@@ -206,7 +206,7 @@ def test_no_audio_device_warns_once_and_goes_on(caplog: pytest.LogCaptureFixture
         ctl._next_device_try = 0.0
         assert ctl.step(0.08, FPS) is None  # retried, still nothing
         ctl.start(None)
-        ctl.on_frame(SimpleNamespace(index=1, t=0.12, fps=FPS, source="cam"))  # type: ignore[arg-type]
+        ctl.on_frame(FrameInfo(index=1, t=0.12, fps=FPS, source="cam", dropped=0, latency_ms=0.0))
         time.sleep(0.05)
         ctl.stop()
     warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]

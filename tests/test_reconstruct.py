@@ -15,17 +15,10 @@ from livevae.cli.main import main
 from livevae.media.preprocess import centre_crop
 from livevae.media.video import iter_frames, read_comment
 from livevae.model import VAE, ModelError, preset, save_model
+from livevae.offline.layout import Layout
 from livevae.offline.prep import iter_scaled
-from livevae.offline.reconstruct import (
-    Layout,
-    Options,
-    ReconstructError,
-    parse_shard,
-    parse_time,
-    protocol_runner,
-    reconstruct,
-    shard_path,
-)
+from livevae.offline.reconstruct import Options, ReconstructError, parse_shard, parse_time, reconstruct, shard_path
+from livevae.offline.runners import protocol_runner
 from tests.helpers.media import pattern_frames, write_video
 
 

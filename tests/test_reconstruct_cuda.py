@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from livevae.offline.reconstruct import TorchCudaRunner, protocol_runner
+from livevae.offline.runners import TorchCudaRunner, protocol_runner
 
 
 class _Stream:

@@ -283,3 +283,14 @@ def test_check_show_without_model_still_checks_extension_sections(
     assert main(["check-show", str(bad), "--no-model"]) == 1
     err = capsys.readouterr().err
     assert "[installation]" in err and "no_such_key" in err
+
+
+def test_a_broken_section_module_is_a_bug_not_a_missing_feature(
+    tmp_path: Path, pca_model: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """An ImportError in livevae's own MIDI module used to become "this build has no livevae.midi" and read
+    like an optional feature; it is a bug, and keeps its traceback."""
+    monkeypatch.setitem(EXTENSIONS, "midi", "livevae_broken_ext_that_does_not_import")
+    p = _write(tmp_path, BASE.format(model=pca_model) + '[midi]\nport = "nanoKONTROL2"\n')
+    with pytest.raises(ModuleNotFoundError, match="livevae_broken_ext_that_does_not_import"):
+        build_show(p)

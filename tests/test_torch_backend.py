@@ -63,7 +63,7 @@ def test_two_frames_in_a_row_through_cuda_graphs_are_each_their_own(tiny_model_f
     import numpy as np
 
     from livevae.backends.torch_backend import TorchBackend
-    from livevae.offline.reconstruct import TorchCudaRunner, protocol_runner
+    from livevae.offline.runners import TorchCudaRunner, protocol_runner
 
     cpu = TorchBackend.from_file(str(tiny_model_file))
     gpu = TorchBackend.from_file(str(tiny_model_file), device="cuda", precision="fp32", batch=1)

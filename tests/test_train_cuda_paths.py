@@ -12,7 +12,9 @@ from torch.overrides import TorchFunctionMode
 
 from tests.test_train import make_dataset, tiny_cfg
 from train import loop
-from train.loop import augment, init_distributed, train
+from train.batches import augment
+from train.dist import init_distributed
+from train.loop import train
 
 
 def _old_translate(x: torch.Tensor, t: int, shifts: torch.Tensor) -> torch.Tensor:
@@ -66,7 +68,7 @@ def restore_determinism(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 def test_determinism_sets_the_cublas_workspace_first(restore_determinism: None) -> None:
     import os
 
-    from train.loop import enable_determinism
+    from train.dist import enable_determinism
 
     enable_determinism()
     assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
@@ -103,7 +105,7 @@ def test_nccl_is_initialised_with_this_ranks_device(monkeypatch: pytest.MonkeyPa
 def test_tf32_is_set_through_the_new_api_only() -> None:
     m, conv, rnn = torch.backends.cuda.matmul, torch.backends.cudnn.conv, torch.backends.cudnn.rnn  # type: ignore[attr-defined]
     before = (m.fp32_precision, conv.fp32_precision, rnn.fp32_precision)
-    from train.loop import fast_fp32_matmul
+    from train.dist import fast_fp32_matmul
 
     try:
         fast_fp32_matmul()

@@ -8,9 +8,7 @@ import copy
 import json
 import math
 import os
-import queue
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -24,6 +22,7 @@ import torch.distributed as dist
 from livevae.errors import LivevaeError
 from livevae.model import VAE, save_model
 from train import metrics
+from train.batches import Loader, augment, to_model_input
 from train.checkpoint import (
     CheckpointError,
     CheckpointFolder,
@@ -38,6 +37,7 @@ from train.checkpoint import (
 from train.config import TrainConfig
 from train.dataset import DatasetError, FrameDataset
 from train.discriminator import Discriminator
+from train.dist import average_, enable_determinism, fast_fp32_matmul, init_distributed
 from train.losses import VAEGANLoss
 
 MODEL_FILE = "model.safetensors"
@@ -57,172 +57,6 @@ class RunResult:
     val: dict[str, float] = field(default_factory=dict)
     model: Path | None = None
     stopped_by: str = ""
-
-
-# --- distributed -----------------------------------------------------------------------------------
-
-
-@dataclass
-class Dist:
-    rank: int = 0
-    world: int = 1
-    local_rank: int = 0
-
-    @property
-    def main(self) -> bool:
-        return self.rank == 0
-
-
-def init_distributed(device: torch.device) -> Dist:
-    """Join the torchrun group when WORLD_SIZE > 1: NCCL on CUDA, gloo on CPU.
-
-    NCCL gets this rank's device (cuda:LOCAL_RANK) as device_id, so the communicator is created eagerly on
-    the right GPU instead of lazily at the first collective, where NCCL may guess the device and hang.
-    """
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if world <= 1:
-        return Dist()
-    local = int(os.environ.get("LOCAL_RANK", "0"))
-    if not dist.is_initialized():
-        if device.type == "cuda":
-            dist.init_process_group("nccl", device_id=torch.device("cuda", local))
-        else:
-            dist.init_process_group("gloo")
-    return Dist(dist.get_rank(), dist.get_world_size(), local)
-
-
-DETERMINISTIC_CUBLAS = ":4096:8"  # the workspace setting cuBLAS needs for reproducible matmuls
-
-
-def enable_determinism() -> None:
-    """torch.use_deterministic_algorithms(True), with the cuBLAS workspace it needs on CUDA.
-
-    cuBLAS reads CUBLAS_WORKSPACE_CONFIG when PyTorch first creates a handle; without it the first CUDA
-    matmul under deterministic mode raises. Set it here, before the trainer touches CUDA.
-    """
-    if not os.environ.get("CUBLAS_WORKSPACE_CONFIG"):
-        if torch.cuda.is_initialized():
-            print(
-                "livevae train: CUDA started before deterministic mode; set CUBLAS_WORKSPACE_CONFIG="
-                f"{DETERMINISTIC_CUBLAS} before starting for bit-exact cuBLAS",
-                file=sys.stderr,
-            )
-        os.environ["CUBLAS_WORKSPACE_CONFIG"] = DETERMINISTIC_CUBLAS
-    torch.use_deterministic_algorithms(True)
-
-
-def fast_fp32_matmul() -> None:
-    """Allow TF32 for fp32 matmuls and convolutions on CUDA through the one API torch has.
-
-    torch >= 2.9 has `fp32_precision`; once any code in the process uses it, the legacy allow_tf32 flags
-    read back as "mixed" and raise (RuntimeError "...mix of the legacy and new APIs..."), so the legacy
-    setters are only used on a torch that lacks the new API. cuDNN's conv and rnn stay equal, or the
-    cuDNN-wide flag is mixed too.
-    """
-    matmul = torch.backends.cuda.matmul
-    if hasattr(matmul, "fp32_precision"):
-        matmul.fp32_precision = "tf32"
-        torch.backends.cudnn.conv.fp32_precision = "tf32"  # type: ignore[attr-defined]
-        torch.backends.cudnn.rnn.fp32_precision = "tf32"  # type: ignore[attr-defined]
-    else:
-        matmul.allow_tf32 = True
-        torch.backends.cudnn.allow_tf32 = True
-
-
-def average_(tensors: list[torch.Tensor], d: Dist) -> None:
-    """All-reduce a list of tensors to their mean across ranks, as one flat buffer."""
-    if d.world <= 1 or not tensors:
-        return
-    flat = torch.cat([t.reshape(-1).float() for t in tensors])
-    dist.all_reduce(flat)
-    flat /= d.world
-    i = 0
-    for t in tensors:
-        n = t.numel()
-        t.copy_(flat[i : i + n].view_as(t).to(t.dtype))
-        i += n
-
-
-# --- data ------------------------------------------------------------------------------------------
-
-
-class Loader:
-    """Background thread that reads uint8 batches from the memory-mapped dataset in the epoch's order and
-    pins them (on CUDA), so the next batch is ready when the step ends."""
-
-    def __init__(self, batches: Iterator[tuple[np.ndarray, np.ndarray]], pin: bool, prefetch: int = 2) -> None:
-        self._q: queue.Queue[Any] = queue.Queue(maxsize=max(1, prefetch))
-        self._pin = pin
-        self._it = batches
-        self._stop = threading.Event()
-        self._t = threading.Thread(target=self._run, name="livevae-loader", daemon=True)
-        self._t.start()
-
-    def _run(self) -> None:
-        try:
-            for idx, frames in self._it:
-                t = torch.from_numpy(frames)  # [B, H, W, 3] uint8
-                if self._pin:
-                    t = t.pin_memory()
-                while not self._stop.is_set():
-                    try:
-                        self._q.put((idx, t), timeout=0.1)
-                        break
-                    except queue.Full:
-                        continue
-                if self._stop.is_set():
-                    return
-            self._q.put(None)
-        except BaseException as e:  # handed to the consumer, raised there
-            self._q.put(e)
-
-    def __iter__(self) -> Iterator[tuple[np.ndarray, torch.Tensor]]:
-        while True:
-            item = self._q.get()
-            if item is None:
-                return
-            if isinstance(item, BaseException):
-                raise item
-            yield item
-
-    def close(self) -> None:
-        self._stop.set()
-        self._t.join(timeout=5)
-
-
-def to_model_input(frames: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
-    """uint8 [B, H, W, 3] -> float [B, 3, H, W] in [-1, 1] on the device."""
-    x = frames.to(device, non_blocking=True).permute(0, 3, 1, 2).float().div_(127.5).sub_(1.0)
-    return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
-
-
-def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
-    """Device-side augmentation per frame: flip, integer translation (reflect), brightness/contrast."""
-    n = x.shape[0]
-    dev = x.device
-    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-    if cfg.aug_flip:
-        flip = torch.rand(n, generator=gen, device=dev) < 0.5
-        x = torch.where(flip[:, None, None, None], x.flip(3), x)
-    if cfg.aug_translate:
-        t = cfg.aug_translate
-        shifts = torch.randint(-t, t + 1, (n, 2), generator=gen, device=dev)  # [N, (dx, dy)]
-        padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")  # [N, 3, H + 2t, W + 2t]
-        h, w = x.shape[2:]
-        # One gather on the device: reading the shifts to the host (int(...)) would sync 2·N times a step.
-        rows = (t + shifts[:, 1, None] + torch.arange(h, device=dev))[:, None, :, None]  # [N, 1, H, 1]
-        cols = (t + shifts[:, 0, None] + torch.arange(w, device=dev))[:, None, None, :]  # [N, 1, 1, W]
-        batch = torch.arange(n, device=dev)[:, None, None, None]
-        chans = torch.arange(x.shape[1], device=dev)[None, :, None, None]
-        x = padded[batch, chans, rows, cols]  # [N, 3, H, W]
-        if channels_last:
-            x = x.contiguous(memory_format=torch.channels_last)
-    if cfg.aug_jitter:
-        j = cfg.aug_jitter
-        b = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j
-        c = 1 + (torch.rand(n, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j
-        x = (x * c + b).clamp(-1, 1)
-    return x
 
 
 # --- images ----------------------------------------------------------------------------------------

@@ -26,7 +26,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("livevae.show.showfile")  # one logger for show files: users see "livevae show: ..."
 
 # Show-file sections owned by other modules: name -> module whose from_show(section, state, show_path) returns a
-# Controller. Imported only when the section is present, so a missing module never breaks other shows.
+# Controller. Imported when the section is present, so only shows that use MIDI or audio load mido or sounddevice.
 EXTENSIONS: dict[str, str] = {
     "midi": "livevae.controllers.midi",
     "audio": "livevae.controllers.audio",

@@ -39,17 +39,12 @@ log = logging.getLogger("livevae.show.showfile")  # one logger for show files: u
 
 # --- building a show -------------------------------------------------------------------------------------------
 def _extension(name: str, section: dict[str, Any], state: ControlState, show: Show) -> Controller:
-    mod_name = EXTENSIONS[name]
-    try:
-        mod = importlib.import_module(mod_name)
-    except ImportError as e:
-        raise ShowError(f"{show.path}: [{name}]: this build has no {mod_name} ({e})") from None
+    # livevae's own module: a failing import is a bug to see, not an optional feature to skip
+    mod = importlib.import_module(EXTENSIONS[name])
     try:
         return mod.from_show(section, state, show.path)  # type: ignore[no-any-return]
-    except Exception as e:
-        if isinstance(e, LivevaeError):  # MidiError, AudioError: they name the key already
-            raise ShowError(f"{show.path}: [{name}]: {e}") from None
-        raise
+    except LivevaeError as e:  # MidiError, AudioError: they name the key already
+        raise ShowError(f"{show.path}: [{name}]: {e}") from None
 
 
 def build_show(
