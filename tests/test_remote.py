@@ -192,6 +192,26 @@ def test_a_saved_scene_appears_as_path_added(live: LiveShow) -> None:
     assert status == 200 and node["ACCESS"] == 2
 
 
+def test_a_route_added_and_removed_appears_as_path_added_then_path_removed(live: LiveShow) -> None:
+    ws_url = live.remote.base_url.replace("http", "ws") + "/"
+
+    async def go() -> list[dict[str, Any]]:
+        got = []
+        async with aiohttp.ClientSession() as s, s.ws_connect(ws_url) as ws:
+            await asyncio.sleep(0.2)
+            live.osc.add_route("/livevae/extra/knob", lambda *a: None, "f", "a route a controller added")
+            got.append(json.loads((await asyncio.wait_for(ws.receive(), 5)).data))
+            got.append(json.loads((await asyncio.wait_for(ws.receive(), 5)).data))
+            live.osc.remove_route("/livevae/extra/knob")
+            got.append(json.loads((await asyncio.wait_for(ws.receive(), 5)).data))
+            got.append(json.loads((await asyncio.wait_for(ws.receive(), 5)).data))
+        return got
+
+    got = asyncio.run(go())
+    assert got[:2] == [{"COMMAND": "PATH_ADDED", "DATA": p} for p in ("/livevae/extra", "/livevae/extra/knob")]
+    assert got[2:] == [{"COMMAND": "PATH_REMOVED", "DATA": p} for p in ("/livevae/extra", "/livevae/extra/knob")]
+
+
 def test_a_zeroconf_browser_finds_the_oscjson_service(live: LiveShow) -> None:
     from zeroconf import IPVersion, ServiceBrowser, ServiceListener, Zeroconf
 
@@ -263,6 +283,7 @@ def test_on_the_lan_a_pin_is_made_and_a_wrong_one_controls_nothing() -> None:
 
     rs = _server(pin="4321")
     try:
+        assert rs.hud_lines() == [f"remote http://127.0.0.1:{rs.port}/ui/ PIN 4321, 0 pages"]
         code, out = asyncio.run(_ui(rs, "0000"))
         assert code == 4003 and out == [] and rs.state.get("mix") == 0.0
         code, out = asyncio.run(_ui(rs, None))

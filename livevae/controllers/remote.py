@@ -182,6 +182,13 @@ class RemoteServer:
                 self._last_preview = now
                 self._call(self._encode_preview, info.output.copy(), info.index)  # [H, W, 3] uint8, a copy
 
+    def hud_lines(self) -> list[str]:
+        """The page's address (with the PIN on the LAN) and who is connected, for the window's HUD."""
+        if self._aloop is None:
+            return []
+        c = self.stats.clients
+        return [f"remote {self.base_url}/ui/" + (f" PIN {self.pin}" if self.pin else "") + f", {c['ui']} pages"]
+
     def stop(self) -> None:
         self.state.remove_listener(self._on_change)
         if self._aloop is not None and self._stopping is not None:
@@ -250,7 +257,8 @@ class RemoteServer:
         app.router.add_get("/ui/", self._ui_file)
         app.router.add_get("/ui/{name}", self._ui_file)
         app.router.add_get("/{path:.*}", self._oscquery)
-        runner = web.AppRunner(app, access_log=None, handle_signals=False)
+        # keep-alive bounded: an idle phone in a pocket must not hold a connection slot for long
+        runner = web.AppRunner(app, access_log=None, handle_signals=False, keepalive_timeout=15)
         await runner.setup()
         site = web.TCPSite(runner, self.host, self.port, reuse_address=True)
         try:
