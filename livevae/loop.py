@@ -30,6 +30,14 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
+# actions that need a part of the show that is not there, and how to get it
+_MIDI_HINT = 'MIDI is off: add a [midi] section (inputs = ["*"]) to the show, or start with --midi-port NAME'
+DEAD_ENDS = {
+    "midi.learn": _MIDI_HINT,
+    "midi.unlearn": _MIDI_HINT,
+    "scene.recall": "scenes need a show file with [scenes.NAME] (or /livevae/scene/save NAME first)",
+    "scene.save": "scenes need the show controller: play a show file, or --model with OSC on",
+}
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
 __all__ = ["Controller", "FrameInfo", "LiveConfig", "LiveError", "LiveLoop", "LiveStats", "Watcher"]
 
@@ -257,7 +265,8 @@ class LiveLoop:
                         return
                 except Exception as e:  # a controller's bug must not end the show; it is reported
                     self._controller_failed(c, "handle_action", e)
-            log.warning(f"action {action!r} ({arg!r}): nothing handles it")
+            hint = DEAD_ENDS.get(action, "")
+            log.warning(f"action {action!r} ({arg!r}): nothing handles it" + (f"; {hint}" if hint else ""))
 
     def _is_frozen(self) -> bool:
         if self.state is not None and "freeze" in self.state.targets():

@@ -84,6 +84,11 @@ PRESETS: dict[str, ModelConfig] = {
 }
 
 
+def preset_sizes() -> str:
+    """Each preset with the frame size it needs, for help texts: "broad2016 256x144, live 256x144, tiny 64x48"."""
+    return ", ".join(f"{name} {c.width}x{c.height}" for name, c in PRESETS.items())
+
+
 def preset(name: str, **overrides: Any) -> ModelConfig:
     """The named preset with optional field overrides; raises ModelError for an unknown name."""
     if name not in PRESETS:
@@ -193,6 +198,9 @@ def random_model(name: str = "tiny", seed: int = 0, warm_batches: int = 3) -> VA
     return m.eval()
 
 
+MODEL_MODE = 0o644
+
+
 def save_model(model: VAE, path: str | os.PathLike[str], meta: dict[str, Any] | None = None) -> Path:
     """Write the model as one safetensors file (weights, buffers, config JSON in its metadata), atomically."""
     from safetensors.torch import save_file
@@ -208,6 +216,8 @@ def save_model(model: VAE, path: str | os.PathLike[str], meta: dict[str, Any] | 
     }
     tmp = path.with_name(path.name + ".tmp")
     save_file(tensors, str(tmp), metadata=header)
+    # readable by everyone whatever the umask: a show often runs as another user (a kiosk account, a service)
+    os.chmod(tmp, MODEL_MODE)
     os.replace(tmp, path)
     return path
 

@@ -13,7 +13,8 @@ import pytest
 from livevae.backends import create
 from livevae.handle import FrameInfo, LoopHandle, Watcher
 from livevae.loop import LiveConfig, LiveLoop
-from livevae.outputs.recorder import Recorder, letterbox
+from livevae.outputs.layout import letterbox
+from livevae.outputs.recorder import Recorder
 from tests.helpers.media import pattern_frames, write_video
 
 

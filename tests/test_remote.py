@@ -349,6 +349,23 @@ def test_a_taken_port_leaves_the_show_without_the_remote_and_bad_sections_name_t
         from_show({"pin": "a b"}, ControlState(4, 0), Path("show.toml"))
 
 
+def test_the_remote_flags_add_one_server_over_the_shows_section() -> None:
+    import argparse
+
+    from livevae.cli.live import add_arguments, with_remote
+
+    p = argparse.ArgumentParser()
+    add_arguments(p)
+    state = ControlState(4, 0)
+    assert with_remote(p.parse_args(["--model", "m.safetensors"]), state, []) == []
+    show_remote = from_show({"port": 9100, "name": "stage"}, state, Path("show.toml"))
+    (rs,) = with_remote(p.parse_args(["--remote-host", "0.0.0.0", "--remote-pin", "2468"]), state, [show_remote])
+    assert isinstance(rs, RemoteServer) and rs is not show_remote
+    assert (rs.host, rs.port, rs.pin, rs.cfg.name) == ("0.0.0.0", 9100, "2468", "stage")
+    with pytest.raises(RemoteError, match=r"--remote-\* flags port: 99999"):
+        with_remote(p.parse_args(["--remote-port", "99999"]), state, [])
+
+
 def test_the_page_is_served_from_the_package_with_no_outside_address() -> None:
     rs = _server()
     try:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+import os
 import shutil
 import time
 from pathlib import Path
@@ -219,3 +220,27 @@ def test_camera_capture_path_reads_rgb_through_opencv(tmp_path: Path) -> None:
             cam.read()
     finally:
         cam.close()
+
+
+def test_a_missing_camera_is_one_line_without_opencv_noise(tmp_path: Path) -> None:
+    """What a show prints in 3 s with no camera at /dev/video0 (this machine has none; skipped where one is)."""
+    import subprocess
+    import sys
+
+    if Path("/dev/video0").exists():
+        pytest.skip("a camera is connected here")
+    from livevae.model import random_model, save_model
+
+    model = save_model(random_model("tiny"), tmp_path / "m.safetensors")
+    env = {k: v for k, v in os.environ.items() if k != "OPENCV_LOG_LEVEL"}
+    r = subprocess.run(
+        [sys.executable, "-m", "livevae", "live", "--model", str(model), "--backend", "torch", "--source", "0",
+         "--headless", "--realtime", "--seconds", "3", "--osc-port", "0"],
+        capture_output=True, text=True, timeout=120, env=env,
+    )  # fmt: skip
+    assert r.returncode == 0, r.stderr[-2000:]
+    camera = [ln for ln in r.stderr.splitlines() if "camera" in ln]
+    assert len(camera) == 1, r.stderr
+    assert camera[0].startswith("livevae source: camera 0: cannot open") and "camera 0: camera 0" not in camera[0]
+    assert "--source" in camera[0]  # the dead end names the fix
+    assert not [ln for ln in r.stderr.splitlines() if "WARN" in ln or "OpenCV" in ln or ln.startswith(">")], r.stderr

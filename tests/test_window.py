@@ -174,3 +174,20 @@ def test_live_loop_in_a_window_with_keys(tmp_path: Path, tiny_model_file: Path, 
     assert Keys.grabbed is not None and Keys.grabbed.shape == (180, 320, 3) and Keys.grabbed.std() > 1
     assert len(stats.screenshots) == 1 and Path(stats.screenshots[0]).is_file()
     assert len(stats.outputs) == 1 and Path(stats.outputs[0]).parent == tmp_path / "rec"
+
+
+def test_monitor_window_gets_the_hud_and_the_output_stays_clean() -> None:
+    w = Window(WindowConfig(size=(320, 180), vsync=False, monitor=True, monitor_size=(320, 180))).open()
+    try:
+        assert w.monitor is not None and not w.monitor.failed
+        frame = np.full((144, 256, 3), 40, np.uint8)
+        w.present(frame, ["29.5/30 fps", "REC 00:03"])
+        out = w.grab()
+        mon = pygame.surfarray.array3d(w.monitor.last).transpose(1, 0, 2)
+        assert out.shape == mon.shape == (180, 320, 3)
+        assert out.max() <= 41  # the audience's picture: no HUD text anywhere
+        assert mon[8:40, 8:120].max() > 200  # the performer's copy: white HUD text at the top left
+        w.toggle_fullscreen()  # reopening the output reopens the monitor
+        assert w.monitor is not None and not w.monitor.failed
+    finally:
+        w.close()

@@ -6,6 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
+from livevae.model import preset_sizes
 from train.config import TrainConfig, load_recipe
 
 EXAMPLES = """examples:
@@ -29,7 +30,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--epochs", type=int, help="stop after this many epochs (total, counted from step 0)")
     p.add_argument("--max-steps", type=int, help="stop at this step (total)")
     p.add_argument("--time-budget", type=float, help="stop after this many seconds of this invocation")
-    p.add_argument("--preset", help="model preset: broad2016, live or tiny (overrides the recipe)")
+    p.add_argument(
+        "--preset",
+        help=f"model preset and the frame size its dataset needs (`livevae prep --size`): {preset_sizes()} "
+        "(overrides the recipe)",
+    )
     p.add_argument("--pixel-vae", action="store_true", help="baseline: pixel loss + KL only, no discriminator")
     p.add_argument("--batch", type=int, help="batch size per rank")
     p.add_argument("--lr", type=float, help="learning rate of encoder and decoder")

@@ -484,7 +484,7 @@ class Trainer:
                                 post = {
                                     "img/s": f"{ips:.1f}",
                                     "ep": self.epoch,
-                                    "l1": f"{stats.get('loss/pixel_l1', 0):.3f}",
+                                    **bar_losses(stats, cfg),
                                 }
                                 if cfg.time_budget:
                                     post["left"] = f"{max(0.0, cfg.time_budget - (now - t0)) / 60:.1f}m"
@@ -547,3 +547,21 @@ def train(
         return Trainer(cfg, data, out, resume=resume, progress=progress, info=info).run()
     finally:
         torch.use_deterministic_algorithms(was_deterministic)
+
+
+# the progress bar's loss terms: (short name, stats key, the config weight that switches the term on)
+BAR_TERMS = (
+    ("l1", "loss/pixel_l1", "pixel_weight"),
+    ("sim", "loss/similarity", "sim_weight"),
+    ("kl", "loss/kl", "kl_weight"),
+)
+
+
+def bar_losses(stats: dict[str, float], cfg: Any) -> dict[str, str]:
+    """The loss terms the run trains with, for the progress bar: a term whose weight is 0 is not computed (it reads
+    0.000 for the whole run, which says nothing), so it is left out."""
+    return {
+        name: f"{stats[key]:.3f}"
+        for name, key, weight in BAR_TERMS
+        if key in stats and float(getattr(cfg, weight, 1.0) or 0.0) != 0.0
+    }

@@ -140,6 +140,7 @@ def _replace_atomically(dst: Path, data: bytes) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             f.write(data)
+            os.fchmod(f.fileno(), 0o644)  # mkstemp makes 0600: a show run as another user must read the export
         os.replace(tmp, dst)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -58,6 +58,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--filter", choices=FILTERS, help=f"scaling filter (default {w.filter})")
     g.add_argument("--no-hud", dest="hud", action="store_const", const=False)
     g.add_argument("--cursor", action="store_const", const=True, help="show the mouse cursor")
+    g.add_argument(
+        "--monitor",
+        action="store_const",
+        const=True,
+        help="a second window with the picture and the HUD for the performer; the output window stays clean",
+    )
     g = p.add_argument_group("output")
     g.add_argument("--headless", action="store_const", const=True, help="no window")
     g.add_argument(
@@ -79,6 +85,15 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     g.add_argument("--osc-host", help="OSC listen address (default 127.0.0.1; 0.0.0.0 listens on the LAN)")
     g.add_argument("--osc-port", type=int, help="OSC listen port (default 9000)")
     g.add_argument("--osc-feedback", metavar="HOST:PORT", help="send control feedback and status here")
+    g = p.add_argument_group("MIDI")
+    g.add_argument(
+        "--midi-port",
+        action="append",
+        metavar="NAME",
+        help="MIDI input: a port-name prefix ('*' = every port), tcp:HOST:PORT or listen:HOST:PORT; repeat for "
+        "several. Replaces the show's [midi] inputs; without a [midi] section, MIDI learn binds controls "
+        "(`python -m livevae.controllers.midi` lists the ports)",
+    )
     g = p.add_argument_group("remote (OSCQuery and the browser control surface; docs/remote.md)")
     g.add_argument("--remote", action="store_const", const=True, help="serve them (default on 127.0.0.1:8080)")
     g.add_argument("--remote-host", help="listen address (0.0.0.0 = the LAN, with a PIN printed at start)")
@@ -95,7 +110,7 @@ def _size(text: str) -> tuple[int, int]:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
-WINDOW_FLAGS = {"display", "size", "fullscreen", "borderless", "vsync", "filter", "hud", "cursor"}
+WINDOW_FLAGS = {"display", "size", "fullscreen", "borderless", "vsync", "filter", "hud", "cursor", "monitor"}
 
 
 def apply_flags(cfg: LiveConfig, args: argparse.Namespace) -> LiveConfig:
@@ -127,7 +142,7 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
     controllers: list[Controller] = []
     if args.show:
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
-        cfg, state, controllers = build_show(Path(args.show), **osc)
+        cfg, state, controllers = build_show(Path(args.show), **osc, midi_ports=getattr(args, "midi_port", None))
         cfg = apply_flags(cfg, args)
     else:
         if not args.model:
@@ -144,14 +159,19 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
         state = ControlState(backend.cfg.zdim, pca_count(cfg.model))
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
         controllers = list(default_controllers(cfg, state, **osc))
+        if getattr(args, "midi_port", None):
+            from livevae.controllers.midi import from_show as midi_from_show
+
+            # no show file: MIDI learn writes ./livevae.midi-learn.toml, read back at the next start
+            controllers.append(midi_from_show({"inputs": list(args.midi_port)}, state, Path.cwd() / "livevae.toml"))
     assert state is not None
     return cfg, backend, state, with_remote(args, state, controllers)
 
 
 def with_remote(args: argparse.Namespace, state: ControlState, controllers: list[Controller]) -> list[Controller]:
     """The controllers with a RemoteServer made from the --remote* flags (over the show's [remote], if any)."""
-    flags = {"host": args.remote_host, "port": args.remote_port, "pin": args.remote_pin}
-    if not args.remote and all(v is None for v in flags.values()):
+    flags = {k: getattr(args, f"remote_{k}", None) for k in ("host", "port", "pin")}
+    if not getattr(args, "remote", None) and all(v is None for v in flags.values()):
         return controllers
     from livevae.controllers.remote import RemoteServer, remote_section
 

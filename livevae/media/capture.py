@@ -131,7 +131,7 @@ class Capture:
             self.status = "failed"
             self._cond.notify_all()
         self.last_error = str(e)
-        log.warning(f"{self.source.name}: {e}; showing the fallback and reconnecting")
+        log.warning(f"{_named(self.source.name, e)}; showing the fallback and reconnecting")
         self.source.close()
 
     def _run(self) -> None:
@@ -234,7 +234,7 @@ class OrderedReader:
     def _fail(self, e: BaseException, t: float) -> None:
         if self.status != "failed":
             self.failures += 1
-            log.warning(f"{self.source.name}: {e}; showing the fallback and reconnecting")
+            log.warning(f"{_named(self.source.name, e)}; showing the fallback and reconnecting")
         self.status = "failed"
         self.last_error = str(e)
         self.source.close()
@@ -272,3 +272,9 @@ class OrderedReader:
     def stop(self) -> None:
         self.source.close()
         self.status = "stopped"
+
+
+def _named(name: str, e: BaseException) -> str:
+    """The error as one line that names the source once ("camera 0: cannot open", not "camera 0: camera 0: ...")."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return text if text.startswith(name) else f"{name}: {text}"

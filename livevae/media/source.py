@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
+import os
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -137,6 +138,13 @@ class TestCardSource(Source):
 # ---------------------------------------------------------------------------------------------- camera
 
 
+def _quiet_opencv() -> None:
+    """OpenCV prints a dozen lines of its own per failed camera open (every backend it tries), on every retry;
+    the capture already says it in one line. OPENCV_LOG_LEVEL set by the user (to debug a camera) wins."""
+    if "OPENCV_LOG_LEVEL" not in os.environ:
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+
+
 class CameraSource(Source):
     """An OpenCV camera by index (0, 1, ...) or device path (/dev/video2), at a requested size and fps."""
 
@@ -157,10 +165,14 @@ class CameraSource(Source):
 
     def open(self) -> None:
         self.close()
+        _quiet_opencv()
         cap = cv2.VideoCapture(self.device)
         if not cap.isOpened():
             cap.release()
-            raise SourceError(f"{self.name}: cannot open (unplugged, busy or no such device); expected a camera")
+            raise SourceError(
+                f"{self.name}: cannot open (unplugged, busy or no such device); expected a camera: plug it in "
+                "(it is retried), or choose another with --source (`ls /dev/video*` lists them)"
+            )
         if self.size:
             if self.size[0] * self.size[1] >= 1280 * 720:
                 # Most USB webcams deliver HD at 30-60 fps only as MJPG (raw YUYV tops out near 10 fps);

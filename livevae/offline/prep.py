@@ -19,6 +19,7 @@ from tqdm import tqdm
 from livevae.errors import LivevaeError
 from livevae.media.preprocess import CropBox, PreprocessError, centre_crop, detect_bars, parse_crop, parse_size
 from livevae.media.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, prefetch, probe
+from livevae.model import preset_sizes
 
 FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
 META_FILE = "meta.json"
@@ -209,7 +210,7 @@ def _trim(path: Path, n: int, hw: tuple[int, int]) -> None:
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("film", help="any film FFmpeg reads")
     p.add_argument("-o", "--out", required=True, help="dataset folder to write (frames.npy + meta.json)")
-    p.add_argument("--size", default="256x144", help="model size WIDTHxHEIGHT")
+    p.add_argument("--size", default="256x144", help=f"model size WIDTHxHEIGHT, the preset's: {preset_sizes()}")
     p.add_argument("--crop", default="centre", help="'centre', 'auto' (find black bars) or x,y,w,h in source px")
     p.add_argument("--every", type=int, default=1, help="keep every N-th frame")
     p.add_argument("--start", type=float, default=None, help="start time in seconds")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 STAGE_SHORT = {
     "preprocess": "pre",
@@ -54,3 +55,18 @@ def hud_lines(info: HudInfo) -> list[str]:
         lines.append("  ".join(flags))
     lines += info.extra
     return lines
+
+
+def draw_hud(screen: Any, lines: list[str], font: Any) -> None:
+    """The HUD: white lines on a translucent black box at the top left of a pygame Surface."""
+    import pygame
+
+    assert isinstance(font, pygame.font.Font)
+    rendered = [font.render(line, True, (255, 255, 255)) for line in lines]
+    pad, lh = 6, font.get_linesize()
+    box = pygame.Surface((max(r.get_width() for r in rendered) + 2 * pad, lh * len(rendered) + 2 * pad))
+    box.set_alpha(170)
+    box.fill((0, 0, 0))
+    screen.blit(box, (8, 8))
+    for i, r in enumerate(rendered):
+        screen.blit(r, (8 + pad, 8 + pad + i * lh))

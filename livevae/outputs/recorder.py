@@ -14,6 +14,7 @@ import numpy as np
 
 from livevae.errors import LivevaeError
 from livevae.outputs.base import Output
+from livevae.outputs.layout import letterbox
 
 log = logging.getLogger(__name__)
 
@@ -43,19 +44,6 @@ def stamped_path(folder: str | Path, prefix: str, suffix: str) -> Path:
 CLOCKS = ("frames", "wall")
 # A frame's sound: (the soundtrack it came from, or None for silence; its position there in seconds)
 Heard = tuple[Path | None, float]
-
-
-def letterbox(rgb: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """RGB uint8 [h, w, 3] scaled into (W, H) with its aspect kept and black bars: uint8 [H, W, 3]."""
-    from livevae.outputs.window import fit_rect
-
-    w, h = size
-    if (rgb.shape[1], rgb.shape[0]) == (w, h):
-        return rgb
-    x, y, fw, fh = fit_rect(rgb.shape[1], rgb.shape[0], w, h)
-    out = np.zeros((h, w, 3), np.uint8)
-    out[y : y + fh, x : x + fw] = cv2.resize(rgb, (fw, fh), interpolation=cv2.INTER_LINEAR)
-    return out
 
 
 class Recorder(Output):

@@ -10,12 +10,16 @@ import time
 import warnings
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
 from livevae.errors import LivevaeError
 from livevae.outputs.base import Output
+from livevae.outputs.hud import draw_hud
+from livevae.outputs.layout import fit_rect
+from livevae.outputs.monitor import Monitor
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +58,9 @@ class WindowConfig:
     # Installation mode: a display that is missing at start (the projector boots later) is watched for, and the
     # window moves onto it when it appears.
     follow_display: bool = False
+    # A second window for the performer with the picture and the HUD; the output window then shows no HUD.
+    monitor: bool = False
+    monitor_size: tuple[int, int] = (640, 360)
     # Present on a display thread so the vsync wait overlaps inference; off on macOS, where SDL windows
     # must live on the main thread.
     threaded: bool = sys.platform != "darwin"
@@ -63,13 +70,6 @@ class WindowConfig:
             raise WindowError(f"window filter {self.filter!r}: unknown; expected one of {', '.join(FILTERS)}")
         if self.size[0] <= 0 or self.size[1] <= 0:
             raise WindowError(f"window size {self.size}: expected positive width and height")
-
-
-def fit_rect(src_w: int, src_h: int, dst_w: int, dst_h: int) -> tuple[int, int, int, int]:
-    """The largest (x, y, w, h) of the source's aspect centred in the destination (letterbox/pillarbox)."""
-    scale = min(dst_w / src_w, dst_h / src_h)
-    w, h = max(1, round(src_w * scale)), max(1, round(src_h * scale))
-    return (dst_w - w) // 2, (dst_h - h) // 2, w, h
 
 
 def display_available() -> bool:
@@ -102,6 +102,7 @@ class Window(Output):
         self._font: object | None = None
         self._last_size: tuple[int, int] | None = None
         self._next_display_check = 0.0
+        self.monitor: Monitor | None = None
 
     def open(self) -> Window:
         """Open the window; raises WindowError when SDL cannot. A display that is not connected is not an error:
@@ -126,7 +127,12 @@ class Window(Output):
             self.display = 0
         self._set_mode()
         self._font = pygame.font.Font(None, 22)  # pygame's bundled font: nothing to install
+        self._open_monitor()
         return self
+
+    def _open_monitor(self) -> None:
+        if self.cfg.monitor:
+            self.monitor = Monitor(self.cfg.monitor_size, f"{self.cfg.title} monitor").open()
 
     def _reopen(self) -> None:
         """A fresh window: SDL places a new window centred on its display, so one the display's size lands at the
@@ -134,9 +140,12 @@ class Window(Output):
         manager (kiosk boxes) left a fullscreen picture offset and running off the screen."""
         import pygame
 
+        if self.monitor is not None:
+            self.monitor.close()  # its window goes with the video subsystem; opened again below
         pygame.display.quit()
         pygame.display.init()
         self._set_mode()
+        self._open_monitor()
 
     def check_display(self) -> bool:
         """With follow_display: move onto cfg.display once it is connected (polled every 2 s from poll());
@@ -225,24 +234,17 @@ class Window(Output):
             screen.fill((0, 0, 0))  # bars only need clearing when the layout changes
             self._last_size = (sw, sh)
         screen.blit(pygame.image.frombuffer(np.ascontiguousarray(scaled).data, (w, h), "RGB"), (x, y))
+        if self.monitor is not None:  # the HUD goes to the performer's monitor; the audience sees the picture
+            pygame.display.flip()
+            self.monitor.present(rgb, hud if self.show_hud else None, self._font)
+            return
         if hud and self.show_hud:
             self._draw_hud(screen, hud)
             self._last_size = None  # the HUD box covers picture and bars: clear next time
         pygame.display.flip()
 
-    def _draw_hud(self, screen: pygame.Surface, lines: list[str]) -> None:  # type: ignore[name-defined]  # noqa: F821
-        import pygame
-
-        font = self._font
-        assert isinstance(font, pygame.font.Font)
-        rendered = [font.render(line, True, (255, 255, 255)) for line in lines]
-        pad, lh = 6, font.get_linesize()
-        box = pygame.Surface((max(r.get_width() for r in rendered) + 2 * pad, lh * len(rendered) + 2 * pad))
-        box.set_alpha(170)
-        box.fill((0, 0, 0))
-        screen.blit(box, (8, 8))
-        for i, r in enumerate(rendered):
-            screen.blit(r, (8 + pad, 8 + pad + i * lh))
+    def _draw_hud(self, screen: Any, lines: list[str]) -> None:
+        draw_hud(screen, lines, self._font)
 
     def poll(self) -> list[tuple[str, object]]:
         """Pending window events as loop actions: keys (see KEYS), the close button, resizes."""
@@ -273,6 +275,9 @@ class Window(Output):
     def close(self) -> None:
         import pygame
 
+        if self.monitor is not None:
+            self.monitor.close()
+            self.monitor = None
         if pygame.display.get_init():
             pygame.display.quit()
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+import textwrap
 import threading
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +32,7 @@ if TYPE_CHECKING:
 log = logging.getLogger("livevae.show.showfile")  # one logger for show files: users see "livevae show: ..."
 
 RELOAD_POLL_S = 0.5
+HUD_WIDTH = 72  # characters per HUD line (pygame's default font at 22 px: about 560 px)
 
 
 # --- the show controller ---------------------------------------------------------------------------------------
@@ -149,7 +151,14 @@ class ShowController:
             bad = st.malformed + st.unknown + st.bad_args
             lines.append(f"osc {st.handled} msgs" + (f", {bad} bad" if bad else ""))
         if self.last_error:
-            lines.append(f"show: {self.last_error[:60]}")
+            # the whole error, wrapped: a cut one hides the key or the value that is wrong
+            lines += textwrap.wrap(
+                f"show: {self.last_error}",
+                HUD_WIDTH,
+                subsequent_indent="  ",
+                break_long_words=False,  # a path stays whole
+                break_on_hyphens=False,
+            )
         return lines
 
     # -- scenes --

@@ -164,6 +164,8 @@ def live_config(show: Show) -> LiveConfig:
             hud=w.hud,
             cursor=w.cursor,
             title=w.title or show.name or "livevae",
+            monitor=w.monitor,
+            monitor_size=_size(w.monitor_size, "window.monitor_size", show) or (640, 360),
         )
         return LiveConfig(
             model=str(model_path(show)),

@@ -70,6 +70,8 @@ class WindowSection(_Section):
     hud: bool = True
     cursor: bool = False
     title: str = "livevae"
+    monitor: bool = False  # a second window with the HUD for the performer; the output window stays clean
+    monitor_size: Size = "640x360"
 
 
 class OutputSection(_Section):

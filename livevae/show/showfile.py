@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import logging
 import sys
+from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -52,6 +53,7 @@ def build_show(
     osc_port: int | None = None,
     osc_host: str | None = None,
     osc_feedback: str | None = None,
+    midi_ports: Sequence[str] | None = None,
 ) -> tuple[LiveConfig, ControlState, list[Controller]]:
     """Load, validate and build a show: (LiveConfig, ControlState with the show's starting values, controllers).
 
@@ -59,6 +61,8 @@ def build_show(
     free port). Raises ShowError naming the file and key.
     """
     show = with_osc(load_show(path), osc_host, osc_port, osc_feedback)
+    if midi_ports:  # --midi-port: these inputs, the show's [midi] mappings (if any) and MIDI learn
+        show = show.model_copy(update={"midi": {**(show.midi or {}), "inputs": list(midi_ports)}})
     zdim, n_pcs = model_sizes(show)
     check_targets(show, zdim, n_pcs)
     cfg = live_config(show)
