@@ -296,6 +296,18 @@ def test_on_the_lan_a_pin_is_made_and_a_wrong_one_controls_nothing() -> None:
         rs.stop()
 
 
+def test_on_the_lan_the_url_with_its_pin_is_printed_with_a_qr_code(capsys: pytest.CaptureFixture[str]) -> None:
+    rs = RemoteServer(ControlState(4, 0), RemoteSection(host="0.0.0.0", port=0, zeroconf=False))
+    rs.start(RecordingHandle())
+    try:
+        out = capsys.readouterr().out
+        assert f"open {rs.url} on the phone (PIN {rs.pin})" in out
+        assert rs.url.endswith(f":{rs.port}/ui/?pin={rs.pin}") and "0.0.0.0" not in rs.url
+        assert out.count("\n") > 10 and "█" in out  # segno's QR code of that URL, in block characters
+    finally:
+        rs.stop()
+
+
 def test_wrong_pins_lock_an_address_out_and_foreign_origins_are_refused() -> None:
     rs = _server(pin="4321")
     try:
