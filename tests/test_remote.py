@@ -114,12 +114,26 @@ def test_the_tree_over_http_validates_and_host_info_names_the_osc_port(live: Liv
     assert info["EXTENSIONS"]["LISTEN"] is True and info["EXTENSIONS"]["PATH_ADDED"] is True
     assert all(isinstance(v, bool) for v in info["EXTENSIONS"].values())
     live.state.set("mix", 0.25)
+    time.sleep(0.15)  # the tree answers from a cache of 100 ms
     assert get(base + "/livevae/mix?VALUE") == (200, {"VALUE": [0.25]})
     status, node = get(base + "/livevae/mix")
     assert status == 200 and node["FULL_PATH"] == "/livevae/mix" and node["TYPE"] == "f"
     assert get(base + "/livevae/nothing")[0] == 404
     assert get(base + "/livevae/mix?GABBAGABBAHEY")[0] == 400
     assert get(base + "/livevae/reset?VALUE")[0] == 204  # a method without a value
+
+
+def test_a_client_polling_the_tree_in_a_loop_costs_one_build_per_100_ms(live: LiveShow) -> None:
+    url = live.remote.base_url + "/livevae/noise?VALUE"
+
+    async def go() -> list[int]:
+        async with aiohttp.ClientSession() as s:
+            return [r.status for r in await asyncio.gather(*(s.get(url) for _ in range(50)))]
+
+    before, start = live.remote.tree_builds, time.monotonic()
+    assert asyncio.run(go()) == [200] * 50
+    took = time.monotonic() - start
+    assert live.remote.tree_builds - before <= took / 0.1 + 1
 
 
 def test_a_value_set_over_osc_arrives_on_a_listen_stream_within_one_frame(live: LiveShow) -> None:

@@ -36,6 +36,7 @@ MAX_REQUEST = 16 * 1024  # bytes in an HTTP request body (nothing here takes one
 MAX_LISTEN = 4096  # addresses one OSCQuery client may LISTEN to
 PIN_TRIES = 5  # wrong PINs from one address before it is locked out for LOCKOUT_S
 LOCKOUT_S = 60.0
+TREE_CACHE_S = 0.1  # a tree answers GETs for this long: a client polling in a loop costs one build per 100 ms
 PATHS_POLL_S = 0.1  # how often the address tree is checked for PATH_ADDED / PATH_REMOVED (saves, reloads)
 UI_ACTIONS = ("scene.recall", "scene.save", "record", "source", "midi.learn", "screenshot")
 WEB = "livevae.controllers.web"
@@ -131,6 +132,9 @@ class RemoteServer:
         self._scenes: tuple[str, ...] = ()
         self._next_id = 0
         self._zeroconf: Any = None
+        self._tree: tuple[float, dict[str, Any]] | None = None  # (monotonic when built, the tree)
+        self._tree_lock: asyncio.Lock | None = None
+        self.tree_builds = 0
 
     # -- Controller protocol --
     def start(self, loop: LoopHandle | None) -> None:
@@ -317,6 +321,19 @@ class RemoteServer:
         rows, mappings = self._route_rows()
         return oscquery.build_tree(rows, self.state, self._info(), mappings, self.cfg.name)
 
+    async def _cached_tree(self) -> dict[str, Any]:
+        """The tree, built off the loop in a worker thread, at most once per TREE_CACHE_S however many ask (live
+        values come from LISTEN, not from polling)."""
+        if self._tree_lock is None:
+            self._tree_lock = asyncio.Lock()
+        async with self._tree_lock:
+            cached = self._tree
+            if cached is None or time.monotonic() - cached[0] >= TREE_CACHE_S:
+                tree = await asyncio.get_running_loop().run_in_executor(None, self.tree)
+                self.tree_builds += 1
+                cached = self._tree = (time.monotonic(), tree)
+            return cached[1]
+
     def _current_paths(self) -> set[str]:
         rows, mappings = self._route_rows()
         groups: dict[str, list[Any]] = {}
@@ -343,7 +360,7 @@ class RemoteServer:
         query = request.query_string
         if query == "HOST_INFO":
             return web.json_response(oscquery.host_info(self.cfg.name, self._osc_ip(), self.osc_port(), self.port))
-        tree = await asyncio.get_running_loop().run_in_executor(None, self.tree)
+        tree = await self._cached_tree()
         node = oscquery.find(tree, path)
         if node is None:
             return web.Response(status=404, text=f"OSCQuery: no node at {path}")
@@ -598,6 +615,8 @@ class RemoteServer:
                 continue
             added, removed = sorted(now - self._paths), sorted(self._paths - now)
             self._paths = now
+            if added or removed:
+                self._tree = None  # a GET after PATH_ADDED must find the new node
             bank = self._scene_bank()
             scenes = tuple(bank.names()) if bank is not None else ()
             scenes_moved = scenes != self._scenes
