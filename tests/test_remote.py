@@ -328,7 +328,7 @@ def test_wrong_pins_lock_an_address_out_and_foreign_origins_are_refused() -> Non
         for _ in range(5):
             assert asyncio.run(_ui(rs, "1111"))[0] == 4003
         code, out = asyncio.run(_ui(rs, "4321"))  # the right PIN, too late: locked out
-        assert code == 4003 and out == []
+        assert code == 4029 and out == []
         rs._failures.clear()
         code, _ = asyncio.run(_ui(rs, "4321", origin="http://evil.example"))
         assert code == 403  # another site's page in the performer's browser

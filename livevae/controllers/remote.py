@@ -36,6 +36,7 @@ MAX_REQUEST = 16 * 1024  # bytes in an HTTP request body (nothing here takes one
 MAX_LISTEN = 4096  # addresses one OSCQuery client may LISTEN to
 PIN_TRIES = 5  # wrong PINs from one address before it is locked out for LOCKOUT_S
 LOCKOUT_S = 60.0
+CLOSE_WRONG_PIN, CLOSE_LOCKED = 4003, 4029  # WebSocket close codes the page tells apart
 TREE_CACHE_S = 0.1  # a tree answers GETs for this long: a client polling in a loop costs one build per 100 ms
 PATHS_POLL_S = 0.1  # how often the address tree is checked for PATH_ADDED / PATH_REMOVED (saves, reloads)
 UI_ACTIONS = ("scene.recall", "scene.save", "record", "source", "midi.learn", "screenshot")
@@ -432,22 +433,23 @@ class RemoteServer:
             return web.Response(status=404, text=f"remote: no page {name}")
         return web.Response(body=body, content_type=kind, charset="utf-8", headers={"Cache-Control": "no-cache"})
 
-    def _pin_ok(self, request: Any) -> bool:
-        """True when the page may control: no PIN is set, or it gave the right one (and is not locked out)."""
+    def _pin_check(self, request: Any) -> str:
+        """ "ok" when the page may control (no PIN set, or the right one), "wrong", or "locked" (too many wrong
+        PINs from its address in the last LOCKOUT_S, right or not: guessing 6 digits must take years)."""
         if self.pin is None:
-            return True
+            return "ok"
         who = request.remote or "?"
         n, last = self._failures.get(who, (0, 0.0))
         now = time.monotonic()
         if n >= PIN_TRIES and now - last < LOCKOUT_S:
-            return False
+            return "locked"
         given = request.query.get("pin", "")
         if hmac.compare_digest(given.encode(), self.pin.encode()):
             self._failures.pop(who, None)
-            return True
+            return "ok"
         if len(self._failures) < 1024 or who in self._failures:
             self._failures[who] = (0 if now - last >= LOCKOUT_S else n) + 1, now
-        return False
+        return "wrong"
 
     async def _ui_ws(self, request: Any) -> Any:
         from aiohttp import WSMsgType, web
@@ -460,9 +462,13 @@ class RemoteServer:
             return web.Response(status=503, text=f"remote: more than {MAX_CLIENTS} pages")
         ws = web.WebSocketResponse(max_msg_size=MAX_MESSAGE, heartbeat=20)
         await ws.prepare(request)
-        if not self._pin_ok(request):
+        pin = self._pin_check(request)
+        if pin != "ok":
             self.stats.refused += 1
-            await ws.close(code=4003, message=b"wrong PIN")
+            if pin == "locked":
+                await ws.close(code=CLOSE_LOCKED, message=f"too many wrong PINs; wait {LOCKOUT_S:g} s".encode())
+            else:
+                await ws.close(code=CLOSE_WRONG_PIN, message=b"wrong PIN")
             return ws
         client = self._add(ws, "ui")
         await ws.send_str(json.dumps({"hello": self._hello()}))

@@ -29,6 +29,7 @@
       state.ws = null;
       state.closed = String(ev.code);
       if (ev.code === 4003) { askPin(pin ? "wrong PIN" : ""); return; }
+      if (ev.code === 4029) { askPin("too many wrong PINs: wait a minute"); return; }
       status("reconnecting…", false);
       setTimeout(connect, 1000);
     };
