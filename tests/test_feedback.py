@@ -16,7 +16,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from pythonosc.osc_message import OscMessage
 from pythonosc.osc_message_builder import build_msg
 from pythonosc.udp_client import SimpleUDPClient
 
@@ -25,25 +24,13 @@ from livevae.controllers.osc import OscServer
 from livevae.controllers.osc_feedback import OscFeedback, Status, group_mappings, mapped_args
 from livevae.controllers.osc_mapping import Mapping
 from livevae.handle import FrameInfo
+from tests.helpers.osc import recv_all
 
 
 def _rx(host: str = "127.0.0.1") -> socket.socket:
     s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
     s.bind((host, 0))
     return s
-
-
-def _recv_all(sock: socket.socket, until: float) -> list[tuple[str, list[object]]]:
-    out = []
-    end = time.monotonic() + until
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            m = OscMessage(sock.recv(65536))
-        except TimeoutError:
-            break
-        out.append((m.address, list(m.params)))
-    return out
 
 
 XY = [Mapping("/2/xy", target="z/0", range=(-1.0, 1.0), index=0), Mapping("/2/xy", target="z/1", index=1)]
@@ -77,7 +64,7 @@ def test_xy_pad_moved_by_midi_reaches_the_tablet_as_one_ff_message(rig: tuple) -
     st, _, _, rx = rig
     st.set("z/0", 0.0, origin="midi:cc1")  # no change: nothing sent
     st.set_many({"z/0": 0.5, "z/1": 4.0}, origin="midi:cc1")
-    got = [a for addr, a in _recv_all(rx, 0.4) if addr == "/2/xy"]
+    got = [a for addr, a in recv_all(rx, 0.4) if addr == "/2/xy"]
     assert got == [[pytest.approx(0.75), pytest.approx(0.75)]]  # one message, x and y
 
 
@@ -87,7 +74,7 @@ def test_a_burst_and_a_recall_send_each_address_once(rig: tuple) -> None:
         st.set("mix", float(v), origin="midi:cc7")
     st.set_many({"mix": 1.0, "z/0": 0.25}, origin="scene")
     fb.send_all()
-    counts = Counter(addr for addr, _ in _recv_all(rx, 0.5))
+    counts = Counter(addr for addr, _ in recv_all(rx, 0.5))
     assert counts["/1/fader3"] == 1 and counts["/livevae/mix"] == 1 and counts["/2/xy"] == 1, counts
     assert max(counts.values()) == 1, counts
 
@@ -113,7 +100,7 @@ def test_at_most_one_message_per_address_per_frame(rig: tuple) -> None:
             st.set("z/0", float(n % 100) / 100, origin="midi:cc1")
             n += 1
             time.sleep(0.001)
-        got = _recv_all(rx, 0.3)
+        got = recv_all(rx, 0.3)
     finally:
         stop.set()
         t.join()
@@ -127,21 +114,21 @@ def test_hello_registers_a_second_controller_that_gets_everything_but_its_own_mo
     phone = _rx("127.0.0.2")  # another host on the loopback net: a phone on DHCP
     try:
         phone.sendto(build_msg("/livevae/hello", []).dgram, ("127.0.0.1", srv.port))  # reply to the sender port
-        first = _recv_all(phone, 0.4)
+        first = recv_all(phone, 0.4)
         assert ("/1/fader3", [0.0]) in first and ("/livevae/record", [0]) in first  # resynced on hello
         assert fb.targets()[-1] == phone.getsockname()
-        _recv_all(rx, 0.1)
+        recv_all(rx, 0.1)
         phone.sendto(build_msg("/1/fader3", [0.6]).dgram, ("127.0.0.1", srv.port))
         time.sleep(0.3)
         assert st.get("mix") == pytest.approx(0.6)
-        assert ("/1/fader3", [pytest.approx(0.6)]) in _recv_all(rx, 0.3)  # the tablet follows the phone
-        assert not [a for a, _ in _recv_all(phone, 0.2) if a == "/1/fader3"]  # the phone is not echoed
+        assert ("/1/fader3", [pytest.approx(0.6)]) in recv_all(rx, 0.3)  # the tablet follows the phone
+        assert not [a for a, _ in recv_all(phone, 0.2) if a == "/1/fader3"]  # the phone is not echoed
         st.set("mix", 0.2, origin="midi:cc7")
-        assert ("/1/fader3", [pytest.approx(0.2)]) in _recv_all(phone, 0.4)
+        assert ("/1/fader3", [pytest.approx(0.2)]) in recv_all(phone, 0.4)
         phone.sendto(build_msg("/livevae/bye", []).dgram, ("127.0.0.1", srv.port))
         time.sleep(0.2)
         st.set("mix", 0.3, origin="midi:cc7")
-        assert _recv_all(phone, 0.3) == []
+        assert recv_all(phone, 0.3) == []
     finally:
         phone.close()
 
@@ -155,12 +142,12 @@ def test_hello_with_a_port_and_reply_to_sender() -> None:
     fb.start()
     try:
         SimpleUDPClient("127.0.0.1", srv.port).send_message("/livevae/hello", listen.getsockname()[1])
-        assert ("/1/fader3", [0.0]) in _recv_all(listen, 0.4)
+        assert ("/1/fader3", [0.0]) in recv_all(listen, 0.4)
         sender.sendto(build_msg("/livevae/ping", []).dgram, ("127.0.0.1", srv.port))  # any message registers
         time.sleep(0.2)
         st.set("mix", 0.5, origin="midi")
-        assert ("/1/fader3", [0.5]) in _recv_all(sender, 0.4)
-        assert ("/1/fader3", [0.5]) in _recv_all(listen, 0.2)
+        assert ("/1/fader3", [0.5]) in recv_all(sender, 0.4)
+        assert ("/1/fader3", [0.5]) in recv_all(listen, 0.2)
     finally:
         srv.stop()
         fb.stop()
@@ -171,15 +158,15 @@ def test_hello_with_a_port_and_reply_to_sender() -> None:
 def test_record_state_is_fed_back_and_in_status(rig: tuple) -> None:
     st, _, fb, rx = rig
     fb.frame(Status(24.0, "testcard", "", 3, recording=True, audio=0.5))
-    got = _recv_all(rx, 0.4)
+    got = recv_all(rx, 0.4)
     assert ("/livevae/record", [1]) in got and ("/1/rec", [1.0]) in got  # a mapped record toggle follows the key
     fb.frame(Status(24.0, "testcard", "", 4, recording=False))
-    assert ("/1/rec", [0.0]) in _recv_all(rx, 0.4)
+    assert ("/1/rec", [0.0]) in recv_all(rx, 0.4)
     fb2 = OscFeedback(st, "127.0.0.1", rx.getsockname()[1], status_interval=0.1)
     fb2.frame(Status(24.0, "film.mp4", "night", 5, recording=True, audio=0.25))
     fb2.start()
     try:
-        status = [a for addr, a in _recv_all(rx, 0.35) if addr == "/livevae/status"]
+        status = [a for addr, a in recv_all(rx, 0.35) if addr == "/livevae/status"]
         assert status[-1][1:] == ["film.mp4", "night", 5, 1, 0.25]
     finally:
         fb2.stop()
@@ -228,9 +215,9 @@ def test_reset_returns_to_the_show_as_it_started_and_zero_to_defaults(tmp_path: 
             client.send_message(f"/livevae/{addr}", v)
         time.sleep(0.3)
         assert st.get("smooth") == 0.0 and st.snapshot().lfos[0].depth == 0.0
-        _recv_all(rx, 0.2)
+        recv_all(rx, 0.2)
         client.send_message("/livevae/reset", [])
-        got = _recv_all(rx, 0.5)
+        got = recv_all(rx, 0.5)
         snap = st.snapshot()
         assert snap.smooth == pytest.approx(0.3) and snap.get("pc/0") == 1.5 and snap.mix == 0.0
         assert snap.lfos[0] == LfoSettings(rate=0.5, depth=0.8, target="pc/1")  # the LFO plays on
@@ -255,10 +242,10 @@ def test_show_controller_feeds_back_recording_from_frames(tmp_path: Path, model:
     _, _, (ctrl, *_) = build_show(p, osc_port=0, osc_feedback=f"127.0.0.1:{rx.getsockname()[1]}")
     ctrl.start(None)
     try:
-        _recv_all(rx, 0.3)
+        recv_all(rx, 0.3)
         ctrl.on_frame(FrameInfo(index=1, t=0.0, fps=30.0, source="testcard", dropped=0, latency_ms=1.0,
                                 recording=True))  # fmt: skip
-        got = _recv_all(rx, 0.4)
+        got = recv_all(rx, 0.4)
         assert ("/livevae/record", [1]) in got and ("/1/rec", [1.0]) in got
     finally:
         ctrl.stop()

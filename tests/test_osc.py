@@ -36,6 +36,7 @@ from livevae.controllers.osc_mapping import (
     unmap_value,
 )
 from livevae.loop import Watcher
+from tests.helpers.osc import recv_all
 
 # --- pure ------------------------------------------------------------------------------------------------------
 
@@ -215,19 +216,6 @@ def test_ping_pong_to_sender_and_to_a_port(server: tuple[OscServer, SimpleUDPCli
         other.close()
 
 
-def _recv_all(sock: socket.socket, until: float) -> list[tuple[str, list[object]]]:
-    out = []
-    end = time.monotonic() + until
-    while time.monotonic() < end:
-        sock.settimeout(max(0.01, end - time.monotonic()))
-        try:
-            m = OscMessage(sock.recv(65536))
-        except TimeoutError:
-            break
-        out.append((m.address, list(m.params)))
-    return out
-
-
 def test_feedback_echoes_changes_mapped_values_and_status() -> None:
     st = ControlState(zdim=4, n_pcs=0)
     rx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
@@ -239,19 +227,19 @@ def test_feedback_echoes_changes_mapped_values_and_status() -> None:
     try:
         st.set("mix", 0.25, origin="midi")  # another controller moves mix: the tablet's fader follows
         fb.note_status(24.5, "testcard", "night", 7)
-        got = _recv_all(rx, 0.6)
+        got = recv_all(rx, 0.6)
         assert ("/1/fader3", [pytest.approx(0.5)]) in got
         assert ("/livevae/mix", [0.25]) in got
         status = [a for addr, a in got if addr == "/livevae/status"]
         assert status and status[-1][1:] == ["testcard", "night", 7, 0, 0.0] and status[-1][0] == pytest.approx(24.5)
         # the fader that made a change is not echoed back to itself (it would jitter)
         SimpleUDPClient("127.0.0.1", srv.port).send_message("/1/fader3", 1.0)
-        got = _recv_all(rx, 0.3)
+        got = recv_all(rx, 0.3)
         assert st.snapshot().mix == 0.5
         assert not any(addr == "/1/fader3" for addr, _ in got)
         assert ("/livevae/mix", [0.5]) in got
         fb.send_all()  # after a scene recall: every mapped control
-        assert ("/1/fader3", [pytest.approx(1.0)]) in _recv_all(rx, 0.3)
+        assert ("/1/fader3", [pytest.approx(1.0)]) in recv_all(rx, 0.3)
     finally:
         srv.stop()
         fb.stop()
@@ -449,9 +437,9 @@ def test_reset_over_osc_moves_the_feedback_target_faders() -> None:
     fb.start()
     try:
         st.set("mix", 0.75, origin="midi:cc")
-        assert ("/1/fader3", [pytest.approx(0.75)]) in _recv_all(rx, 0.5)
+        assert ("/1/fader3", [pytest.approx(0.75)]) in recv_all(rx, 0.5)
         SimpleUDPClient("127.0.0.1", srv.port).send_message("/livevae/reset", [])
-        got = _recv_all(rx, 0.5)
+        got = recv_all(rx, 0.5)
         assert st.get("mix") == 0.0
         assert ("/1/fader3", [0.0]) in got and ("/livevae/mix", [0.0]) in got
     finally:

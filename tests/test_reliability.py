@@ -321,11 +321,11 @@ def test_full_disk_while_recording_simulated(
     real_write = livevae.media.video.VideoWriter.write
     budget = [15]
 
-    def write(self: Any, rgb: np.ndarray) -> None:
+    def write(self: Any, rgb: np.ndarray, t: float | None = None) -> None:  # live recordings pass the time
         budget[0] -= 1
         if budget[0] < 0:
             raise OSError(errno.ENOSPC, "No space left on device")
-        real_write(self, rgb)
+        real_write(self, rgb, t)
 
     monkeypatch.setattr(livevae.media.video.VideoWriter, "write", write)
     probe = Probe()
