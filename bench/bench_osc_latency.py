@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import random
-import tempfile
 import threading
 import time
 from pathlib import Path
@@ -25,12 +24,10 @@ from typing import Any
 import numpy as np
 import torch
 from pythonosc.udp_client import SimpleUDPClient
+from realtime_show import realtime_show  # bench/ is the script's folder
 
 from livevae.backends import create
 from livevae.loop import FrameInfo, LiveLoop, Watcher
-from livevae.model import VAE, preset, save_model
-from livevae.show.controller import ShowController
-from livevae.show.showfile import build_show
 
 
 class Probe(Watcher):
@@ -59,20 +56,9 @@ def main() -> int:
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
-    tmp = Path(tempfile.mkdtemp(prefix="osc_latency_"))
-    model = args.model
-    if model is None:
-        torch.manual_seed(0)
-        model = str(save_model(VAE(preset(args.preset)).eval(), tmp / "model.safetensors"))
     seconds = args.messages * 0.12 + 2.0
-    show = tmp / "bench.toml"
-    show.write_text(
-        f'model = "{model}"\nbackend = "torch"\nhot_reload = false\n[input]\nsources = ["testcard"]\n'
-        f"source_fps = {args.fps}\n[output]\nheadless = true\nrealtime = true\nseconds = {seconds}\n[osc]\nport = 0\n"
-    )
-    cfg, state, controllers = build_show(show)
-    ctrl = controllers[0]
-    assert isinstance(ctrl, ShowController) and ctrl.server is not None
+    cfg, state, ctrl, model = realtime_show(args.model, args.preset, args.fps, seconds, "testcard", "osc_latency_")
+    assert ctrl.server is not None
     frames: dict[int, Any] = {}
     arrivals: dict[float, float] = {}
 

@@ -222,6 +222,13 @@ def save_model(model: VAE, path: str | os.PathLike[str], meta: dict[str, Any] | 
     return path
 
 
+def expected_shapes(cfg: ModelConfig) -> dict[str, tuple[int, ...]]:
+    """Every tensor a model of this config holds and its shape, computed on the meta device (no memory)."""
+    with torch.device("meta"):
+        m = VAE(cfg)
+    return {k: tuple(v.shape) for k, v in m.state_dict().items()}
+
+
 def read_model_header(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[str, Any]]:
     """(config, meta) from a model file without loading weights; raises ModelError naming the file."""
     from safetensors import safe_open
@@ -229,18 +236,32 @@ def read_model_header(path: str | os.PathLike[str]) -> tuple[ModelConfig, dict[s
     path = Path(path)
     if not path.is_file():
         raise ModelError(f"{path}: model file not found; expected a livevae .safetensors model")
+    from livevae.modelcheck import check_config_dict, check_tensors
+
     try:
         with safe_open(str(path), framework="pt") as f:
             md = f.metadata() or {}
+            slices = {k: f.get_slice(k) for k in f.keys()}  # noqa: SIM118 - safe_open is not a mapping
+            shapes = {k: tuple(s.get_shape()) for k, s in slices.items()}
+            dtypes = {k: str(s.get_dtype()) for k, s in slices.items()}
     except Exception as e:  # safetensors raises several types for truncated/garbage files
         raise ModelError(f"{path}: not a readable safetensors file ({e}); expected a livevae model") from e
     if md.get("format") != "livevae-model":
         raise ModelError(f"{path}: metadata format={md.get('format')!r}; expected 'livevae-model'")
     try:
-        cfg = ModelConfig.from_dict(json.loads(md["config"]))
+        raw = json.loads(md["config"])
         meta = json.loads(md.get("meta", "{}"))
-    except (KeyError, ValueError, TypeError) as e:
-        raise ModelError(f"{path}: bad 'config' metadata ({e})") from e
+        if not isinstance(raw, dict) or not isinstance(meta, dict):
+            raise ValueError("expected JSON objects")
+        # A downloaded file is untrusted: bounds first, then the network's shapes on the meta device against the
+        # file's own tensors, so nothing is allocated from a config the weights do not back.
+        check_config_dict(raw, str(path))
+        cfg = ModelConfig.from_dict(raw)
+        check_tensors(cfg, shapes, dtypes, str(path), expected_shapes(cfg))
+    except ModelError as e:
+        raise ModelError(f"{path}: {e}") from e
+    except (KeyError, ValueError, TypeError, RecursionError) as e:
+        raise ModelError(f"{path}: bad 'config' metadata ({e})" if not str(e).startswith(str(path)) else str(e)) from e
     return cfg, meta
 
 
@@ -260,9 +281,13 @@ def load_model(path: str | os.PathLike[str], device: str | torch.device = "cpu")
         model.pca_std = torch.empty_like(tensors["pca_std"])
     try:
         model.load_state_dict(tensors, strict=True)
-    except RuntimeError as e:
-        first = str(e).splitlines()[0]
-        raise ModelError(f"{path}: weights do not match config {cfg.preset!r}: {first}") from e
+    except RuntimeError as e:  # the header check makes this rare; say every line, the key and shape come last
+        detail = " | ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())
+        raise ModelError(f"{path}: weights do not match config {cfg.preset!r}: {detail}") from e
+    for k, t in tensors.items():
+        if t.is_floating_point() and not bool(torch.isfinite(t).all()):
+            bad = int((~torch.isfinite(t)).sum())
+            raise ModelError(f"{path}: tensor {k!r} holds {bad} NaN/inf of {t.numel()} values; expected finite weights")
     return model.to(device).eval()
 
 

@@ -89,8 +89,11 @@ def test_actions_queue_and_bound() -> None:
     with pytest.raises(ControlError, match="unknown"):
         s.post("explode")
     for i in range(1000):
-        s.post("source", i)
+        s.post("record", i % 2 == 0)
     assert len(s.drain_actions()) == 256
+    for i in range(1000):
+        s.post("source", i)
+    assert s.drain_actions() == [("source", 999)]  # switches coalesce: only the last is opened
 
 
 def test_listeners_fire_on_change_only_and_survive_errors() -> None:

@@ -34,3 +34,11 @@ def test_every_module_the_docs_name_exists() -> None:
                 if "*" not in name and not (ROOT / "livevae" / name).is_file():
                     missing.append(f"{doc.name}: livevae/{name}")
     assert missing == []
+
+
+def test_the_readme_stays_a_front_door() -> None:
+    """What it is, two commands, a tour, links: reference material lives in docs/, lab notes in docs/notes/."""
+    lines = (ROOT / "README.md").read_text().splitlines()
+    assert len(lines) <= 200
+    for link in re.findall(r"\]\((docs/[^)#]+)", "\n".join(lines)):
+        assert (ROOT / link).exists(), link

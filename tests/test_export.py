@@ -12,9 +12,9 @@ import torch
 
 from livevae.backends import EngineError
 from livevae.backends.onnx_export import TOLERANCE, NetSpec, check_export, export
+from livevae.cli.export import specs_for
 from livevae.cli.main import main
 from livevae.model import ModelError, load_model
-from livevae.offline.export import specs_for
 from tests.helpers.models import one_torch_thread, shared_tiny  # noqa: F401 (autouse fixture)
 
 

@@ -18,7 +18,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from livevae.control.state import ControlState
-from livevae.installation.controller import InstallationError, parse_section
+from livevae.installation.section import InstallationError, parse_section
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -13,19 +13,9 @@ import numpy as np
 import pytest
 
 from livevae.control.state import ControlState
-from livevae.installation.controller import (
-    AutopilotLfo,
-    InstallationController,
-    InstallationError,
-    apply_display,
-    autopilot_wanted,
-    drift,
-    from_show,
-    lfo_offset,
-    parse_section,
-    scene_at,
-    step_weight,
-)
+from livevae.installation.autopilot import autopilot_wanted, drift, lfo_offset, scene_at, step_weight
+from livevae.installation.controller import InstallationController, from_show
+from livevae.installation.section import AutopilotLfo, InstallationError, apply_display, parse_section
 from livevae.installation.watchdog import GuardedBackend
 from livevae.loop import Watcher
 from livevae.model import preset

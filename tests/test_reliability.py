@@ -20,7 +20,8 @@ import numpy as np
 import pytest
 
 from livevae.control.state import ControlState
-from livevae.installation.controller import InstallationController, parse_section
+from livevae.installation.controller import InstallationController
+from livevae.installation.section import parse_section
 from livevae.loop import FrameInfo, LiveConfig, LiveLoop, Watcher
 from livevae.media.source import Source
 from tests.helpers.media import pattern_frames, write_video

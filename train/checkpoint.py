@@ -37,11 +37,20 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     """Write to a temp file, fsync, rename over `path`, fsync the folder: a reader (or a kill -9) sees the
     old file or the new one, never half of one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException as e:  # a full disk: the half-written temp file must not keep filling it
+        tmp.unlink(missing_ok=True)
+        if isinstance(e, OSError):
+            raise CheckpointError(
+                f"{path}: cannot write {len(data) / 2**20:.1f} MB ({e.strerror or e}); expected free space in "
+                f"{path.parent} (the previous checkpoints are untouched)"
+            ) from e
+        raise
     _fsync_dir(path.parent)
 
 
@@ -78,7 +87,7 @@ def load_checkpoint(path: str | os.PathLike[str]) -> tuple[dict[str, torch.Tenso
         raise CheckpointError(f"{path}: metadata format={md.get('format')!r}; expected {FORMAT!r}")
     try:
         state = json.loads(md["state"])
-    except (KeyError, ValueError) as e:
+    except (KeyError, ValueError, RecursionError) as e:
         raise CheckpointError(f"{path}: missing or bad 'state' metadata ({e})") from e
     return tensors, state
 

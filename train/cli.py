@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -62,6 +63,8 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
             out[k.strip()] = tomllib.loads(f"v = {v}")["v"]
         except tomllib.TOMLDecodeError:
             out[k.strip()] = v  # a bare word is a string
+        except RecursionError:
+            raise ConfigError(f"--set {item[:40]!r}...: nested too deep; expected KEY=VALUE") from None
     return out
 
 
@@ -93,6 +96,21 @@ def run(args: argparse.Namespace) -> int:
         "time_budget": args.time_budget,
     }
     overrides.update(_parse_sets(args.set))
+    if resume is not None:  # the run's config wins; say every setting that differs, refuse what cannot change
+        from train.resume_check import differing_flags
+
+        _, rstate = load_checkpoint(resume)
+        asked = dict(overrides)
+        if args.recipe is not None:
+            asked = {**cfg.to_dict(), **{k: v for k, v in asked.items() if v is not None}}
+        refused, allowed = differing_flags(asked, rstate["config"])
+        if refused:
+            raise ConfigError(
+                f"--resume {resume}: these settings differ from the run and cannot change on resume: "
+                f"{'; '.join(refused)}; drop them (or start a new run with another --out)"
+            )
+        for line in allowed:
+            print(f"livevae train: resume: {line}; applied", file=sys.stderr)
     if overrides.get("pixel_vae") and cfg.pixel_weight == 0 and "pixel_weight" not in overrides:
         overrides["pixel_weight"] = 1.0  # the baseline needs a pixel term; Larsen recipes have none
     try:

@@ -199,6 +199,8 @@ def load_recipe(path: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise ConfigError(f"{path}: not valid TOML ({e})") from e
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ConfigError(f"{path}: nested too deep to parse; expected a flat recipe") from None
     info: dict[str, Any] = {}
     for t in RECIPE_INFO_TABLES:
         if t in data:

@@ -249,12 +249,24 @@ class Trainer:
             "batch_in_epoch": self.batch_in_epoch,
             "world": self.dist.world,
             "optimizers": opt_info,
-            "dataset": {"path": str(self.data_path), "frames": len(self.ds), "size": list(self.ds.size)},
+            "dataset": {
+                "path": str(self.data_path),
+                "frames": len(self.ds),
+                "size": list(self.ds.size),
+                "fingerprint": self._fingerprint(),
+            },
             "val": self.last_val,
             "best_value": self.best,
             "time": time.time(),
         }
         return tensors, state
+
+    def _fingerprint(self) -> str:
+        if getattr(self, "_fp", None) is None:
+            from train.resume_check import fingerprint
+
+            self._fp = fingerprint(self.ds.frames)
+        return str(self._fp)
 
     def _load(self, tensors: dict[str, torch.Tensor], state: dict[str, Any]) -> None:
         where = str(self.resume_path)
@@ -262,6 +274,12 @@ class Trainer:
             raise CheckpointError(
                 f"{where}: trained on {state.get('dataset', {}).get('frames')} frames but {self.data_path} holds "
                 f"{len(self.ds)}; the data order would not continue"
+            )
+        fp = state.get("dataset", {}).get("fingerprint")
+        if fp is not None and fp != self._fingerprint():  # same frame count, other pictures: another film
+            raise CheckpointError(
+                f"{where}: trained on other frames than {self.data_path} holds (content fingerprint "
+                f"{fp[:12]} vs {self._fingerprint()[:12]}); expected the run's own dataset"
             )
         if state.get("world", 1) != self.dist.world:
             raise CheckpointError(
@@ -279,7 +297,8 @@ class Trainer:
             for name, opt in self._opts().items():
                 unpack_optimizer(opt, tensors, state["optimizers"][name], name)
         except (RuntimeError, KeyError, ValueError) as e:
-            raise CheckpointError(f"{where}: does not fit this run ({str(e).splitlines()[0]})") from e
+            detail = " | ".join(ln.strip() for ln in str(e).splitlines() if ln.strip())  # the key and shape too
+            raise CheckpointError(f"{where}: does not fit this run ({detail})") from e
         self.vae.to(self.device)
         if self.dis is not None:
             self.dis.to(self.device)

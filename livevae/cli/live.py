@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
@@ -150,6 +151,13 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
         cfg = apply_flags(LiveConfig(), args)
     if cfg.headless and cfg.out is None and cfg.frames is None and cfg.seconds is None and not cfg.realtime:
         log.info("headless with no --out, --frames or --seconds: running until Ctrl-C")
+    if cfg.out:  # before the model loads (an export may take minutes): a render into nothing fails now
+        from livevae.safeout import VIDEO_SUFFIXES, OutputError, check_output_file
+
+        try:
+            check_output_file(cfg.out, VIDEO_SUFFIXES, what="--out")
+        except OutputError as e:
+            raise LiveError(str(e)) from None
     if cfg.threads:
         import torch
 
@@ -187,4 +195,7 @@ def run(args: argparse.Namespace) -> int:
         raise LiveError("no display (DISPLAY/WAYLAND_DISPLAY unset): use --headless --out FILE")
     stats = LiveLoop(cfg, backend, state, controllers).run()
     print(stats.summary())
+    if cfg.out and not any(Path(p) == Path(cfg.out) for p in stats.outputs):
+        print(f"livevae live: error: --out {cfg.out}: the render was not written (see above)", file=sys.stderr)
+        return 1
     return 0

@@ -10,18 +10,17 @@ from collections.abc import Sequence
 from livevae import logs
 from livevae.errors import LivevaeError
 
-# name -> (module, one-line help). Each module defines `add_arguments(parser)` and `run(args) -> int`. The offline
-# jobs (prep, train, reconstruct, export, bench) keep their parsers beside the job; the live commands, whose parsers
-# used to close an import circle (live <-> show <-> osc), have a file each here.
+# name -> (module, one-line help). Each module defines `add_arguments(parser)` and `run(args) -> int`: one file per
+# command here (training's own lives in train/cli.py, beside what only training needs), the jobs in offline/.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "prep": ("livevae.offline.prep", "decode a film into a frame dataset (memory-mapped uint8 array + JSON)"),
+    "prep": ("livevae.cli.prep", "decode a film into a frame dataset (memory-mapped uint8 array + JSON)"),
     "train": ("train.cli", "train a VAE-GAN on a frame dataset from a recipe"),
     "reconstruct": (
-        "livevae.offline.reconstruct",
+        "livevae.cli.reconstruct",
         "pass a whole film through a model into a new video, with its audio",
     ),
-    "export": ("livevae.offline.export", "export a model to ONNX and build TensorRT engines ahead of a show"),
-    "bench": ("livevae.offline.bench", "measure every backend x preset against torch eager"),
+    "export": ("livevae.cli.export", "export a model to ONNX and build TensorRT engines ahead of a show"),
+    "bench": ("livevae.cli.bench", "measure every backend x preset against torch eager"),
     "live": ("livevae.cli.live", "run a show: camera/video in, reconstruction out, OSC/MIDI/audio control"),
     "check-show": ("livevae.cli.check_show", "validate a show file without playing it"),
     "osc-map": ("livevae.cli.osc_map", "print the OSC address map"),
@@ -37,6 +36,10 @@ EPILOG = """examples:
   livevae live shows/demo.toml
   livevae live --model runs/br/model.safetensors --source 0
 """
+
+
+class ExamplesFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Defaults shown, examples kept as written."""
 
 
 class CLIError(LivevaeError):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import threading
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,18 @@ from livevae.errors import LivevaeError
 
 # Controls a recall leaves alone unless the scene names them: they are how the show is played, not where it is.
 KEPT_ON_RECALL = ("smooth", "slew", "bpm")
+MAX_LIVE_SCENES = 1000  # names saved while playing; a flood of /livevae/scene/save must not grow without bound
+MAX_SCENE_NAME = 64
+WRITE_EVERY_S = 0.25  # the sidecar is rewritten at most this often, however many saves arrive
+
+
+def _free_name(p: Path) -> Path:
+    """p, or p.1, p.2, ... : the first that does not exist."""
+    q, n = p, 0
+    while q.exists():
+        n += 1
+        q = p.with_name(f"{p.name}.{n}")
+    return q
 
 
 class SceneError(LivevaeError):
@@ -87,6 +100,11 @@ class SceneBank:
         self._show: dict[str, Scene] = {}
         self._live: dict[str, Scene] = {}
         self.current = ""
+        self._dirty = False
+        self._unreadable = False  # the sidecar exists but did not parse: set aside before the first write
+        self._waiting: list[Callable[[Path | None], None]] = []
+        self._wake = threading.Event()
+        self._writer: threading.Thread | None = None
         if store is not None and store.is_file():
             self._load_store(store)
 
@@ -96,6 +114,7 @@ class SceneBank:
             scenes = [Scene.from_json(d, str(store)) for d in data.get("scenes", [])]
         except (OSError, ValueError, SceneError, AttributeError) as e:
             print(f"livevae scenes: {store}: cannot read saved scenes ({e}); starting without them", flush=True)
+            self._unreadable = True
             return
         for s in scenes:
             if s.anchor is None or s.anchor.shape == (self.zdim,):
@@ -134,27 +153,56 @@ class SceneBank:
             return sorted({*self._show, *self._live})
 
     def save(self, scene: Scene, on_done: Callable[[Path | None], None] | None = None) -> None:
-        """Keep a live-saved scene and persist every live scene to the sidecar on a thread."""
-        with self._lock:
-            self._live[scene.name] = scene
-            payload = {"scenes": [s.to_json() for s in self._live.values()]}
-        if self.store is None:
-            return
-        store = self.store
+        """Keep a live-saved scene, and have the writer thread persist every live scene to the sidecar.
 
-        def write() -> None:
+        O(1) on the caller's (frame) thread: the writer serialises, and a burst of saves coalesces into one write.
+        Beyond MAX_LIVE_SCENES distinct names, a new name is refused (SceneError); saving over a name always works.
+        """
+        if len(scene.name) > MAX_SCENE_NAME:
+            raise SceneError(f"scene name of {len(scene.name)} characters; expected at most {MAX_SCENE_NAME}")
+        with self._lock:
+            if scene.name not in self._live and len(self._live) >= MAX_LIVE_SCENES:
+                raise SceneError(
+                    f"scene {scene.name[:40]!r}: already {MAX_LIVE_SCENES} live scenes; save over one of them"
+                )
+            self._live[scene.name] = scene
+            if on_done is not None:
+                self._waiting.append(on_done)
+            if self.store is None:
+                return
+            self._dirty = True
+            if self._writer is None:
+                self._writer = threading.Thread(target=self._write_loop, name="scene-save", daemon=True)
+                self._writer.start()
+        self._wake.set()
+
+    def _write_loop(self) -> None:
+        store = self.store
+        assert store is not None
+        while True:
+            self._wake.wait()
+            time.sleep(WRITE_EVERY_S)  # saves that arrive meanwhile go into this one write
+            self._wake.clear()
+            with self._lock:
+                if not self._dirty:
+                    continue
+                self._dirty = False
+                scenes, waiting, self._waiting = list(self._live.values()), self._waiting, []
+            done: Path | None = store
             try:
+                if self._unreadable and store.exists():  # a sidecar we could not read is the user's: keep it
+                    kept = _free_name(store.with_name(store.name + ".unreadable"))
+                    os.replace(store, kept)
+                    print(f"livevae scenes: kept the unreadable {store.name} as {kept.name}", flush=True)
+                self._unreadable = False
                 tmp = store.with_name(store.name + ".tmp")
-                tmp.write_text(json.dumps(payload))
+                tmp.write_text(json.dumps({"scenes": [s.to_json() for s in scenes]}))
                 os.replace(tmp, store)
-                done: Path | None = store
             except OSError as e:  # a full disk must not end the show; the scene is still in memory
                 print(f"livevae scenes: cannot write {store}: {e}; scene kept in memory only", flush=True)
                 done = None
-            if on_done is not None:
-                on_done(done)
-
-        threading.Thread(target=write, name="scene-save", daemon=True).start()
+            for cb in waiting:
+                cb(done)
 
     def recall(self, name: str, state: ControlState, origin: str = "scene") -> Scene:
         """Apply a scene to the state: its anchor, then all its controls at once. Raises SceneError."""

@@ -59,6 +59,7 @@ ACTIONS = (
 )
 # input from these origins counts as a performer touching the instrument (autopilot hands back on it)
 PERFORMER_ORIGINS = ("osc", "midi", "ui", "key")
+COALESCED = ("source",)  # actions where only the latest queued one matters
 MAX_ACTIONS = 256  # a flood of actions must not grow memory without bound; the oldest are dropped
 
 _LFO_RE = re.compile(r"lfo/(\d+)/(\w+)$")
@@ -361,6 +362,10 @@ class ControlState:
         if action not in ACTIONS:
             raise ControlError(f"action {action!r}: unknown; expected one of {', '.join(ACTIONS)}")
         with self._lock:
+            if action in COALESCED:  # a burst of source switches opens one source, the last asked for
+                kept = [a for a in self._actions if a[0] != action]
+                self._actions.clear()
+                self._actions.extend(kept)
             self._actions.append((action, arg))
             self._touch(origin)
 

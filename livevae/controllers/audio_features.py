@@ -6,14 +6,10 @@ import logging
 import math
 from collections import deque
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 
 from livevae.media.audio import AudioError
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("livevae.controllers.audio")  # one logger for all of audio, as users filter it
 

@@ -32,7 +32,7 @@ from livevae.controllers.midi_mapping import (
     message_for,
     relative_delta,
 )
-from livevae.controllers.midi_ports import MidiStats, PortSpec, _connect, _Open, _Warner
+from livevae.controllers.midi_ports import MidiStats, OpenPort, PortSpec, Warner, connect
 from livevae.controllers.midi_section import (
     MidiSection,
     learn_path,
@@ -77,9 +77,9 @@ class MidiController:
         self.learn_timeout = learn_timeout
         self.mapper = MidiMapper(mappings, state.check_target, state.get, learned)
         self.stats = MidiStats()
-        self.warn = _Warner()
+        self.warn = Warner()
         self._lock = threading.Lock()  # serialises mapper.handle across rtmidi callbacks and the poll thread
-        self._open: dict[str, _Open] = {}
+        self._open: dict[str, OpenPort] = {}
         self._out: Any = None
         self._out_name = ""
         self._stop = threading.Event()
@@ -243,7 +243,7 @@ class MidiController:
                 self._wake.wait(max(0.0, next_scan - time.monotonic()))
             self._wake.clear()
 
-    def _poll(self, o: _Open) -> None:
+    def _poll(self, o: OpenPort) -> None:
         if o.server:
             self._accept(o)
             return
@@ -257,7 +257,7 @@ class MidiController:
         if gone:
             self._vanished(o)
 
-    def _accept(self, o: _Open) -> None:
+    def _accept(self, o: OpenPort) -> None:
         """A listening socket port: take new senders (each polled on its own); the server itself is never read,
         since mido's PortServer.receive blocks while it has no clients."""
         try:
@@ -268,10 +268,10 @@ class MidiController:
         if client is not None:
             o.port.ports.append(client)  # so feedback sent to the server reaches every connected sender
             name = f"{o.name} <- {client.name}"
-            self._open[name] = _Open(name, client, o.spec, polled=True, client=True)
+            self._open[name] = OpenPort(name, client, o.spec, polled=True, client=True)
             log.info("MIDI in: %s", name)
 
-    def _vanished(self, o: _Open) -> None:
+    def _vanished(self, o: OpenPort) -> None:
         if o.client:  # a sender hanging up on our server is ordinary
             log.info("MIDI in: %s disconnected", o.name)
             self._close(o)
@@ -323,7 +323,7 @@ class MidiController:
             self.warn.warn(f"open {name}", "MIDI port %s: cannot open (%s); will retry", name, e)
             return
         self.warn.ok(f"open {name}")
-        self._open[name] = _Open(name, port, spec, polled=False)
+        self._open[name] = OpenPort(name, port, spec, polled=False)
         self.stats.opened += 1
         log.info("MIDI in: %s", name)
 
@@ -331,13 +331,13 @@ class MidiController:
         from mido import sockets
 
         try:
-            port: Any = _connect(s.host, s.portno) if s.kind == "tcp" else sockets.PortServer(s.host, s.portno)
+            port: Any = connect(s.host, s.portno) if s.kind == "tcp" else sockets.PortServer(s.host, s.portno)
         except OSError as e:
             self.warn.warn(f"open {s.text}", "MIDI port %s: cannot %s (%s); will retry every %gs", s.text,
                            "connect" if s.kind == "tcp" else "listen", e, self.rescan)  # fmt: skip
             return
         self.warn.ok(f"open {s.text}")
-        self._open[s.text] = _Open(s.text, port, s, polled=True, server=s.kind == "listen")
+        self._open[s.text] = OpenPort(s.text, port, s, polled=True, server=s.kind == "listen")
         self.stats.opened += 1
         log.info("MIDI in: %s", s.text)
 
@@ -362,7 +362,7 @@ class MidiController:
                 if inp is not None:  # the same socket carries both directions
                     port, name = inp.port, spec.text
                 else:
-                    port, name = _connect(spec.host, spec.portno), spec.text
+                    port, name = connect(spec.host, spec.portno), spec.text
             else:
                 names = self._names(mido.get_output_names, "outputs")
                 match = [n for n in names or () if spec.matches(n) and not n.startswith("RtMidi")]
@@ -413,7 +413,7 @@ class MidiController:
                 return
 
     # -- helpers --
-    def _close(self, o: _Open) -> None:
+    def _close(self, o: OpenPort) -> None:
         if o.port is self._out:
             self._out = None
         self._safe_close(o.port)

@@ -5,16 +5,13 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Literal
+from typing import Literal
 
 import mido
 
 from livevae.control.curves import scale, unscale
 from livevae.control.state import ACTIONS, PERFORMER_ORIGINS, ControlError, canonical
 from livevae.errors import LivevaeError
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("livevae.controllers.midi")
 

@@ -6,16 +6,12 @@ import logging
 import re
 import socket
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from livevae.controllers.midi_mapping import (
     CONNECT_TIMEOUT,
     MidiError,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger("livevae.controllers.midi")
 
@@ -55,7 +51,7 @@ class PortSpec:
         return self.kind == "prefix" and name.lower().startswith(self.text.lower())
 
 
-class _Warner:
+class Warner:
     """Warnings said once per key until that key recovers: a port that keeps failing must not flood the log."""
 
     def __init__(self) -> None:
@@ -84,7 +80,9 @@ class MidiStats:
 
 
 @dataclass
-class _Open:
+class OpenPort:
+    """An input the controller has open, and how it is read."""
+
     name: str
     port: Any  # a mido input port (rtmidi, socket or socket server)
     spec: PortSpec
@@ -93,7 +91,7 @@ class _Open:
     client: bool = False  # a sender connected to our listening port
 
 
-def _connect(host: str, portno: int) -> Any:
+def connect(host: str, portno: int) -> Any:
     """mido.sockets.connect with a connect timeout (mido's own blocks for the OS's, minutes on a LAN)."""
     from mido import sockets
 

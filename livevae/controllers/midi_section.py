@@ -6,7 +6,6 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import tomllib
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -22,10 +21,6 @@ from livevae.controllers.midi_mapping import (
     MidiError,
     MidiMapping,
 )
-
-if TYPE_CHECKING:
-    pass
-
 
 log = logging.getLogger("livevae.controllers.midi")
 
@@ -158,8 +153,12 @@ def load_learned(path: Path) -> list[MidiMapping]:
         return []
     try:
         data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (OSError, tomllib.TOMLDecodeError) as e:
+    except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError) as e:
         raise MidiError(f"MIDI learn file {path}: {e}; expected TOML with [[map]] entries") from e
+    except RecursionError:  # tomllib recurses per nested array
+        raise MidiError(
+            f"MIDI learn file {path}: nested too deep to parse; expected TOML with [[map]] entries"
+        ) from None
     entries = data.get("map", [])
     if not isinstance(entries, list):
         raise MidiError(f"MIDI learn file {path}: 'map' is {type(entries).__name__}; expected [[map]] entries")

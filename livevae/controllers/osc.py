@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import re
 import socket
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +29,8 @@ from livevae.controllers.osc_mapping import (
     coerce_number,
     map_value,
 )
+from livevae.controllers.osc_match import MAX_PATTERN, AddressTree, PatternError, is_pattern
+from livevae.controllers.osc_match import match as match_pattern
 
 log = logging.getLogger("livevae.controllers.osc")
 
@@ -58,6 +60,16 @@ def _quiet(on: bool) -> None:
 
 
 _PATTERN_CHARS = set("*?[]{}")
+# Handler calls per datagram: /livevae/z/* reaches zdim (200 for the presets); /livevae/*/* (~600) or a bundle of
+# wildcards is cut here, so one datagram costs the server thread a few ms at most.
+MAX_FANOUT = 256
+# The server thread's share of the GIL: a token bucket of busy time. A burst (a page of faders) goes through at
+# once; a sustained flood is slowed to BUSY_SHARE of one core, so the frame thread always gets the GIL.
+BUSY_SHARE = 0.05
+BUSY_BURST_S = 0.02
+KEEP_NEWEST = 16  # datagrams kept from what queued during a throttled pause
+# Actions that open a source or write a file, per second (with a burst of as many): beyond, the latest waits
+HEAVY_ACTIONS = {"source": 4.0, "scene.save": 4.0}
 
 
 # --- the server ------------------------------------------------------------------------------------------------
@@ -82,24 +94,31 @@ class OscStats:
     unknown: int = 0  # messages to no known address
     bad_args: int = 0  # known address, wrong arguments
     last_arrival: float = 0.0  # time.monotonic() of the last handled message
+    dropped: int = 0  # datagrams cut short for reaching more than MAX_FANOUT handlers
+    throttled: int = 0  # times the server thread slept to keep its share of the GIL
+    coalesced: int = 0  # source switches and scene saves replaced by a later one before they were posted
+    stale: int = 0  # datagrams dropped unread after a throttled pause (older than the newest KEEP_NEWEST)
     by_address: dict[str, int] = field(default_factory=dict)  # bad messages per address (first MAX_WARNED)
 
 
 class _FastDispatcher(Dispatcher):
-    """The python-osc dispatcher with an O(1) path for literal addresses: the map holds hundreds of /livevae/z/i
-    entries, and the stock matcher compiles and tries a regex per entry for every message, which a flood of
-    garbage would turn into a stall. Incoming patterns (wildcards) still go through the stock matcher."""
+    """The python-osc dispatcher with our own matching: literal addresses in O(1) (the map holds hundreds of
+    /livevae/z/i entries), incoming patterns over a tree of the known addresses in linear time (python-osc's
+    regex backtracks: a few dozen bytes of wildcards held the GIL for seconds), and the show's own wildcard
+    mappings (/1/*) matched the same way. An incoming pattern never matches a mapped wildcard: which scene would
+    "/livevae/scene/*" recall?"""
 
     def __init__(self, strict_timing: bool = True) -> None:
         super().__init__(strict_timing=strict_timing)
-        self._wild: list[tuple[re.Pattern[str], str]] | None = None
+        self._tree: AddressTree | None = None
+        self._wild: list[str] | None = None
 
     def map(self, address: str, handler: Callable[..., Any], *args: Any, needs_reply_address: bool = False) -> Handler:
-        self._wild = None
+        self._tree = self._wild = None
         return super().map(address, handler, *args, needs_reply_address=needs_reply_address)
 
     def unmap(self, address: str, handler: Any, *args: Any, needs_reply_address: bool = False) -> None:  # type: ignore[override]
-        self._wild = None
+        self._tree = self._wild = None
         super().unmap(address, handler, *args, needs_reply_address=needs_reply_address)  # type: ignore[call-overload]
 
     def unmap_all(self, address: str) -> None:
@@ -108,20 +127,22 @@ class _FastDispatcher(Dispatcher):
         self._map.pop(address, None)
 
     def handlers_for_address(self, address_pattern: str) -> Any:
-        if _PATTERN_CHARS & set(address_pattern):
-            return super().handlers_for_address(address_pattern)
-        hs = self._map.get(address_pattern)
-        if hs:
-            return list(hs)
-        if self._wild is None:
-            self._wild = [
-                (re.compile("^" + "[^/]*".join(re.escape(p) for p in k.split("*")) + "$"), k)
-                for k in self._map
-                if "*" in k
-            ]
-        for rx, k in self._wild:
-            if rx.match(address_pattern):
-                return list(self._map[k])
+        """Handlers for one incoming address or pattern. Raises PatternError for a pattern out of bounds."""
+        if is_pattern(address_pattern):
+            if self._tree is None:
+                self._tree = AddressTree(k for k in self._map if not is_pattern(k))
+            hs = [h for a in self._tree.matches(address_pattern) for h in self._map[a]]
+            return hs or ([self._default_handler] if self._default_handler else [])
+        literal = self._map.get(address_pattern)
+        if literal:
+            return list(literal)
+        if len(address_pattern) <= MAX_PATTERN:
+            if self._wild is None:
+                self._wild = [k for k in self._map if is_pattern(k)]
+            for k in self._wild:
+                with contextlib.suppress(PatternError):
+                    if match_pattern(k, address_pattern):
+                        return list(self._map[k])
         return [self._default_handler] if self._default_handler else []
 
 
@@ -140,10 +161,14 @@ class OscServer:
         mappings: Sequence[Mapping] = (),
         feedback: OscFeedback | None = None,
         reply_to_sender: bool = False,
+        busy_share: float = BUSY_SHARE,
     ) -> None:
         """reply_to_sender: every controller that sends a message is fed back at the address it sent from,
-        as if it had said /livevae/hello (for controllers that reply on their sending port, e.g. TouchOSC)."""
+        as if it had said /livevae/hello (for controllers that reply on their sending port, e.g. TouchOSC).
+        busy_share: the most of one core the server thread may use under a sustained flood (1.0: no limit, for
+        fuzzing the parser itself)."""
         self.state, self.host, self.port = state, host, port
+        self.busy_share = busy_share
         self.feedback = feedback
         self.reply_to_sender = reply_to_sender
         self.stats = OscStats()
@@ -151,6 +176,9 @@ class OscServer:
         self._sock: socket.socket | None = None
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
+        self._bucket, self._bucket_t = BUSY_BURST_S, time.monotonic()
+        self._pending: dict[str, tuple[str, object]] = {}  # heavy action -> (address, arg), the latest asked for
+        self._heavy = {a: (float(r), time.monotonic()) for a, r in HEAVY_ACTIONS.items()}  # (tokens, when)
         self._mappings: tuple[Mapping, ...] = ()
         self._map_lock = threading.Lock()  # hot reload remaps while the server thread dispatches
         self._routes: dict[str, Route] = {}  # the registry: every address mapped by _map, in order
@@ -174,7 +202,8 @@ class OscServer:
                 f"OSC {self.host}:{self.port}: cannot bind ({e.strerror or e}); expected a free UDP port "
                 "(choose another with --osc-port or [osc] port in the show)"
             ) from e
-        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 20)  # ride out bursts while the GIL is busy
+        # room for a page of faders while the GIL is busy, small enough that draining a flood stays short
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 1 << 18)
         s.settimeout(0.2)  # so stop() is noticed
         self._sock = s
         _quiet(True)
@@ -198,15 +227,57 @@ class OscServer:
         sock = self._sock
         assert sock is not None
         while not self._stop.is_set():
+            sock.settimeout(0.05 if self._pending else 0.2)  # a held-back source switch goes out soon
             try:
                 data, addr = sock.recvfrom(65536)
             except TimeoutError:
+                self._flush_heavy()
                 continue
             except OSError:
                 if self._stop.is_set():
                     return
                 continue
+            t0 = time.perf_counter()
             self.handle_datagram(data, addr)
+            if self._throttle(time.perf_counter() - t0):
+                self._serve_newest(sock)
+
+    def _throttle(self, busy: float) -> bool:
+        """Spend `busy` seconds from the bucket; when it is empty, sleep (which hands the GIL to the frame thread)
+        until it refills, and return True: a flood is on."""
+        now = time.monotonic()
+        self._bucket = min(BUSY_BURST_S, self._bucket + (now - self._bucket_t) * self.busy_share) - busy
+        self._bucket_t = now
+        if self._bucket >= 0:
+            return False
+        self.stats.throttled += 1
+        time.sleep(-self._bucket / self.busy_share)
+        return True
+
+    def _serve_newest(self, sock: socket.socket) -> None:
+        """After a throttled pause, what queued meanwhile is stale: keep the newest KEEP_NEWEST datagrams (the
+        latest fader positions, the last press) and drop the rest, so a flood never leaves seconds of backlog."""
+        t0 = time.perf_counter()
+        newest: deque[tuple[bytes, Any]] = deque(maxlen=KEEP_NEWEST)
+        sock.setblocking(False)
+        try:
+            for _ in range(1 << 16):  # the buffer holds far fewer; a bound all the same
+                try:
+                    got = sock.recvfrom(65536)
+                except (BlockingIOError, InterruptedError):
+                    break
+                except OSError:
+                    break
+                if len(newest) == KEEP_NEWEST:
+                    self.stats.stale += 1
+                newest.append(got)
+        finally:
+            sock.settimeout(0.2)
+        self._throttle(time.perf_counter() - t0)
+        for data, addr in newest:
+            t0 = time.perf_counter()
+            self.handle_datagram(data, addr)
+            self._throttle(time.perf_counter() - t0)
 
     # -- dispatch --
     def handle_datagram(self, data: bytes, client: tuple[str, int] = ("127.0.0.1", 0)) -> None:
@@ -222,6 +293,7 @@ class OscServer:
         fb = self.feedback
         if fb is not None and self.reply_to_sender and messages:
             fb.register(client, resync=False)
+        calls = 0
         for msg in messages:
             self.stats.messages += 1
             if fb is not None:
@@ -229,8 +301,19 @@ class OscServer:
             try:
                 with self._map_lock:
                     handlers = list(self.dispatcher.handlers_for_address(msg.address))
+                if calls + len(handlers) > MAX_FANOUT:
+                    self.stats.dropped += 1
+                    self._warn_once(
+                        "<fanout>",
+                        f"OSC {msg.address:.60}: a datagram reaching more than {MAX_FANOUT} addresses; the rest of "
+                        "it dropped (logged once)",
+                    )
+                    return
+                calls += len(handlers)
                 for h in handlers:
                     h.invoke(client, msg)
+            except PatternError as e:
+                self._bad(msg.address[:60], f"address pattern {e}")
             except Exception as e:  # a handler bug must not kill the server thread
                 self._bad(msg.address, f"error {type(e).__name__}: {e}")
 
@@ -385,6 +468,27 @@ class OscServer:
         return x >= 0.5
 
     def _post(self, address: str, action: str, arg: object) -> None:
+        if action in HEAVY_ACTIONS:  # each opens a source or writes a file: rate-limited, the latest one wins
+            if action in self._pending:
+                self.stats.coalesced += 1
+            self._pending[action] = (address, arg)
+            self._flush_heavy()
+            return
+        self._post_now(address, action, arg)
+
+    def _flush_heavy(self) -> None:
+        """Post each pending heavy action whose bucket holds a token (called per datagram and on idle ticks)."""
+        now = time.monotonic()
+        for action in list(self._pending):
+            rate = HEAVY_ACTIONS[action]
+            tokens = min(rate, self._heavy[action][0] + (now - self._heavy[action][1]) * rate)
+            if tokens >= 1:
+                address, arg = self._pending.pop(action)
+                tokens -= 1
+                self._post_now(address, action, arg)
+            self._heavy[action] = (tokens, now)
+
+    def _post_now(self, address: str, action: str, arg: object) -> None:
         try:
             self.state.post(action, arg, origin=f"osc:{address}")
         except ControlError as e:
@@ -469,8 +573,8 @@ class OscServer:
         self._ok()
 
     # -- show mappings --
-    def set_mappings(self, mappings: Sequence[Mapping]) -> None:
-        """Replace the show mappings (a hot reload); validates every target first, so a bad set changes nothing."""
+    def check_mappings(self, mappings: Sequence[Mapping]) -> None:
+        """Raise OscError (or ControlError) for the first mapping this server could not serve; changes nothing."""
         for m in mappings:
             if m.target:
                 self.state.check_target(m.target)
@@ -480,6 +584,10 @@ class OscServer:
                 curve(m.curve, 0.0)
             except CurveError as e:
                 raise OscError(f"mapping {m.address}: {e}") from None
+
+    def set_mappings(self, mappings: Sequence[Mapping]) -> None:
+        """Replace the show mappings (a hot reload); validates every target first, so a bad set changes nothing."""
+        self.check_mappings(mappings)
         with self._map_lock:
             for old in self._mappings:
                 with contextlib.suppress(ValueError):  # an address shared by two mappings was unmapped already

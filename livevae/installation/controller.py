@@ -5,22 +5,20 @@ from __future__ import annotations
 import atexit
 import datetime as dt
 import logging
-import math
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from livevae import logs
-from livevae.control.lfo import wave
-from livevae.errors import LivevaeError
 from livevae.installation import schedule as sched
+from livevae.installation.autopilot import autopilot_wanted, drift, lfo_offset, scene_at, step_weight
 from livevae.installation.health import HealthError, Heartbeat, StderrTee, rss_bytes, setup_log_file
+from livevae.installation.section import InstallationError, InstallationSection, apply_display, parse_section
 from livevae.installation.watchdog import GuardedBackend, Watchdog
 
 if TYPE_CHECKING:
@@ -29,233 +27,6 @@ if TYPE_CHECKING:
     from livevae.handle import FrameInfo, LoopHandle
 
 log = logging.getLogger("livevae.installation.controller")
-
-
-class InstallationError(LivevaeError):
-    """The [installation] section of a show is malformed, or installation mode cannot start."""
-
-
-# ---------------------------------------------------------------------------------------------- the show section
-
-
-class _Section(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class AutopilotLfo(_Section):
-    """An LFO of the autopilot's own, on one latent dimension; it fades with the autopilot."""
-
-    target: str  # "z/{i}"
-    shape: Literal["sine", "triangle", "walk"] = "sine"
-    rate: float = Field(default=0.02, ge=0.0, le=20.0)  # Hz: installations move slowly
-    depth: float = Field(default=1.0, ge=0.0, le=8.0)  # latent units
-    phase: float = Field(default=0.0, ge=0.0, le=1.0)
-
-    @field_validator("target")
-    @classmethod
-    def _z_target(cls, v: str) -> str:
-        head, _, idx = v.strip().strip("/").partition("/")
-        if head != "z" or not idx.isdigit():
-            raise ValueError(f"target {v!r}; expected 'z/{{i}}', a latent dimension")
-        return f"z/{int(idx)}"
-
-    @property
-    def dim(self) -> int:
-        return int(self.target.split("/")[1])
-
-
-class AutopilotSection(_Section):
-    """Moves the show while nobody plays; hands back at the first OSC/MIDI input, resumes after idle_timeout."""
-
-    enabled: bool = True
-    idle_timeout: float = Field(default=120.0, gt=0.0, le=86400.0)  # s without performer input before it takes over
-    fade_in: float = Field(default=10.0, ge=0.0, le=600.0)  # s to fade the autopilot in when it resumes
-    release: float = Field(default=0.5, ge=0.0, le=60.0)  # s to fade it out when a performer touches a control
-    drift: float = Field(default=0.8, ge=0.0, le=8.0)  # size of the latent drift, in latent units (the prior's std)
-    drift_period: float = Field(default=20.0, gt=0.0, le=3600.0)  # s per step of the random walk
-    seed: int = Field(default=0, ge=0, le=2**31 - 1)
-    scenes: list[str] = Field(default_factory=list)  # recalled in turn; [] = every scene of the show
-    scene_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)  # s per scene
-    order: Literal["cycle", "shuffle"] = "cycle"
-    reset_on_resume: bool = True  # controls back to the show's starting values when the autopilot takes back
-    lfos: list[AutopilotLfo] = Field(default_factory=list)
-
-
-class ScheduleSection(_Section):
-    """Opening hours; outside them a black screen or a still, at `closed_fps` and no model work."""
-
-    timezone: str = "local"
-    open: list[str] = Field(default_factory=list)  # [] = always open
-    closed_dates: list[str] = Field(default_factory=list)
-    closed: Literal["black", "still"] = "black"
-    still: str | None = None  # image shown while closed (closed = "still"); relative to the show file
-    closed_fps: float = Field(default=1.0, ge=0.1, le=30.0)
-    nightly_restart: str | None = None  # "04:00" local time; None = never
-    restart_mode: Literal["exec", "exit"] = "exec"  # exec: the process replaces itself; exit: systemd restarts
-
-
-class HealthSection(_Section):
-    heartbeat: str | None = "livevae-heartbeat.json"  # relative to the show file; None = no heartbeat
-    heartbeat_interval: float = Field(default=5.0, ge=0.5, le=600.0)
-    log_file: str | None = None  # rotating log; relative to the show file
-    log_max_mb: float = Field(default=10.0, gt=0.0, le=10_000.0)
-    log_backups: int = Field(default=5, ge=0, le=1000)
-    max_rss_mb: float = Field(default=0.0, ge=0.0)  # > 0: restart (like the nightly restart) when RSS passes this
-
-
-class WatchdogSection(_Section):
-    enabled: bool = True
-    source_timeout: float = Field(default=10.0, gt=0.0, le=3600.0)  # s without a new source frame -> restart it
-    backend_timeout: float = Field(default=60.0, gt=0.0, le=3600.0)  # s without a good backend call -> rebuild it
-    call_timeout: float | None = Field(default=None, gt=0.0, le=3600.0)  # abandon a single backend call after this
-    hang_exit: float = Field(default=120.0, ge=0.0, le=86400.0)  # s the frame loop may hang before exiting; 0 = never
-
-
-class InstallationSection(_Section):
-    """`[installation]`: display, autopilot, schedule, health and watchdog of an unattended show."""
-
-    enabled: bool = True
-    display: int = Field(default=0, ge=0, le=64)
-    fullscreen: bool = True
-    cursor: bool = False
-    hud: bool = False
-    autopilot: AutopilotSection = AutopilotSection()
-    schedule: ScheduleSection = ScheduleSection()
-    health: HealthSection = HealthSection()
-    watchdog: WatchdogSection = WatchdogSection()
-
-
-def _format_errors(e: ValidationError, prefix: str) -> str:
-    lines = []
-    for err in e.errors():
-        key = prefix
-        for p in (str(p) for p in err["loc"]):
-            key += f"[{p}]" if p.isdigit() else f".{p}"
-        msg = err["msg"].removeprefix("Value error, ")
-        got = err.get("input")
-        shown = "" if err["type"] in ("missing",) or isinstance(got, (dict, list)) else f" (got {got!r})"
-        lines.append(f"{key}: {msg}{shown}")
-    return "; ".join(lines)
-
-
-def parse_section(raw: Mapping[str, Any], where: str = "installation") -> InstallationSection:
-    """Validate the [installation] table; raises InstallationError naming each bad key, what was found and what
-    was expected. Opening hours, dates, the time zone and the restart time are checked here too."""
-    if not isinstance(raw, Mapping):
-        raise InstallationError(f"{where}: a {type(raw).__name__}; expected a table")
-    try:
-        sec = InstallationSection.model_validate(dict(raw))
-    except ValidationError as e:
-        raise InstallationError(_format_errors(e, where)) from None
-    s = sec.schedule
-    try:
-        sched.make_schedule(s.open, s.timezone, s.closed_dates, what=f"{where}.schedule")
-        if s.nightly_restart is not None:
-            sched.parse_time_of_day(s.nightly_restart, f"{where}.schedule.nightly_restart")
-    except sched.ScheduleError as e:
-        raise InstallationError(str(e)) from None
-    if s.closed == "still" and not s.still:
-        raise InstallationError(f"{where}.schedule.still: missing; closed = 'still' needs an image path")
-    for i, name in enumerate(sec.autopilot.scenes):
-        if not name.strip():
-            raise InstallationError(f"{where}.autopilot.scenes[{i}]: empty name; expected a scene of the show")
-    return sec
-
-
-def apply_display(cfg: LiveConfig, sec: InstallationSection) -> LiveConfig:
-    """cfg with the installation's window: fullscreen on the chosen display, cursor hidden, no HUD; sources loop."""
-    from dataclasses import replace
-
-    if not sec.enabled:
-        return cfg
-    win = replace(cfg.window, display=sec.display, fullscreen=sec.fullscreen, cursor=sec.cursor, hud=sec.hud,
-                  follow_display=True)  # fmt: skip
-    return replace(cfg, window=win, loop=True)
-
-
-# ---------------------------------------------------------------------------------------------- the autopilot (pure)
-
-_M64 = np.uint64(0xFFFFFFFFFFFFFFFF)
-
-
-def _hash01(seed: int, dims: np.ndarray, k: np.ndarray) -> np.ndarray:
-    """Uniform numbers in [-1, 1] from (seed, dim, k), splitmix64-style; the same on every platform."""
-    with np.errstate(over="ignore"):
-        x = (
-            np.uint64(seed & 0xFFFFFFFF) * np.uint64(0x9E3779B97F4A7C15)
-            + dims.astype(np.uint64) * np.uint64(0xD1B54A32D192ED03)
-            + k.astype(np.int64).astype(np.uint64) * np.uint64(0xBF58476D1CE4E5B9)
-        )
-        x ^= x >> np.uint64(30)
-        x *= np.uint64(0xBF58476D1CE4E5B9)
-        x ^= x >> np.uint64(27)
-        x *= np.uint64(0x94D049BB133111EB)
-        x ^= x >> np.uint64(31)
-    return (x >> np.uint64(11)).astype(np.float64) / float(1 << 53) * 2.0 - 1.0
-
-
-def _noise(x: float, dims: np.ndarray, seed: int) -> np.ndarray:
-    k = math.floor(x)
-    f = x - k
-    u = f * f * (3.0 - 2.0 * f)  # smoothstep: the walk has no corners
-    kk = np.full(dims.shape, k, np.int64)
-    a, b = _hash01(seed, dims, kk), _hash01(seed, dims, kk + 1)
-    return a + (b - a) * u
-
-
-def drift(t: float, zdim: int, amplitude: float, period: float, seed: int = 0) -> np.ndarray:
-    """The autopilot's latent drift at show time t: float32 [zdim], a smooth seeded random walk per dimension
-    (three octaves of value noise, each dimension with its own phase), bounded by `amplitude` latent units and
-    taking about `period` seconds per step. Pure: the same (t, seed) gives the same offset, so renders repeat."""
-    if amplitude == 0.0:
-        return np.zeros(zdim, np.float32)
-    dims = np.arange(zdim)
-    x = t / period
-    v = _noise(x, dims, seed) + 0.5 * _noise(2 * x + 0.37, dims, seed + 1) + 0.25 * _noise(4 * x + 0.71, dims, seed + 2)
-    return (np.clip(v / 1.75, -1.0, 1.0) * amplitude).astype(np.float32)
-
-
-def autopilot_wanted(now: float, last_input: float, idle_timeout: float) -> bool:
-    """Whether the autopilot should drive at monotonic time `now`: nobody has played yet (last_input 0), or
-    nobody for idle_timeout seconds."""
-    return last_input <= 0.0 or now - last_input >= idle_timeout
-
-
-def step_weight(w: float, wanted: bool, dt: float, fade_in: float, release: float) -> float:
-    """The autopilot's weight after dt seconds: toward 1 over fade_in s when wanted, toward 0 over release s."""
-    dt = max(0.0, dt)
-    if wanted:
-        return 1.0 if fade_in <= 0 else min(1.0, w + dt / fade_in)
-    return 0.0 if release <= 0 else max(0.0, w - dt / release)
-
-
-def scene_at(k: int, scenes: Sequence[str], order: str = "cycle", seed: int = 0) -> str:
-    """The k-th scene the autopilot recalls: in turn, or shuffled anew each round (never the same one twice in a
-    row across rounds when there are at least two)."""
-    n = len(scenes)
-    if n == 0:
-        raise InstallationError("autopilot: no scenes to cycle")
-    if order == "cycle" or n <= 2:  # two scenes never repeating is a cycle
-        return scenes[k % n]
-    rnd, i = divmod(k, n)
-    perm = _round_perm(rnd, n, seed)
-    # n >= 3: the swap below moves only the first two entries, so a round's last entry is its raw permutation's
-    if rnd > 0 and perm[0] == _round_perm(rnd - 1, n, seed)[-1]:
-        perm[0], perm[1] = perm[1], perm[0]
-    return scenes[perm[i]]
-
-
-def _round_perm(rnd: int, n: int, seed: int) -> list[int]:
-    return [int(p) for p in np.random.default_rng([seed, rnd]).permutation(n)]
-
-
-def lfo_offset(lfos: Sequence[AutopilotLfo], t: float, zdim: int, seed: int = 0) -> np.ndarray:
-    """Sum of the autopilot's LFOs at show time t: float32 [zdim]; dimensions past zdim are ignored."""
-    out = np.zeros(zdim, np.float32)
-    for n, lf in enumerate(lfos):
-        if lf.dim < zdim and lf.depth:
-            out[lf.dim] += lf.depth * wave(lf.shape, lf.rate * t + lf.phase, seed + 7919 * n)
-    return out
 
 
 # ---------------------------------------------------------------------------------------------- the controller

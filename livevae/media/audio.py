@@ -5,14 +5,11 @@ from __future__ import annotations
 import logging
 import threading
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from livevae.errors import LivevaeError
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("livevae.controllers.audio")  # one logger for all of audio, as users filter it
 

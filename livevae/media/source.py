@@ -21,6 +21,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff")
 PLAYLIST_SUFFIXES = (".txt", ".m3u", ".m3u8")
+MAX_CARD = (3840, 2160)  # a test card bigger than 4K only costs memory: the model sees 256x144
+MAX_SPEC = 4096  # characters of a source spec (PATH_MAX)
 
 
 class SourceError(LivevaeError):
@@ -238,14 +240,14 @@ class VideoFileSource(Source):
     def open(self) -> None:
         import av
 
-        from livevae.media.video import VideoError, open_container
+        from livevae.media.video import VideoError, main_stream, open_container, to_rgb
 
         self.close()
         try:
             c = open_container(self.path)
         except VideoError as e:
             raise SourceError(str(e)) from e
-        v = c.streams.video[0]
+        v = main_stream(c)  # the film, not a thumbnail stream before it
         if v.codec_context.width * v.codec_context.height > 1280 * 720:
             v.thread_type = "AUTO"  # big frames: frame threads keep up with the rate
         else:
@@ -263,7 +265,7 @@ class VideoFileSource(Source):
             for frame in c.decode(v):
                 self._last_local = float(frame.pts * tb) if frame.pts is not None else n * self._frame_dur
                 n += 1
-                yield frame.to_ndarray(format="rgb24")
+                yield to_rgb(frame)  # display rotation applied
             if n == 0:
                 raise SourceError(f"{self.path}: no decodable frames; expected a video")
 
@@ -510,6 +512,8 @@ def open_source(
     """
     if isinstance(spec, int):
         return CameraSource(spec, size, fps)
+    if len(spec) > MAX_SPEC:  # from OSC anyone on the LAN may send one; a path is never this long
+        raise SourceError(f"source spec of {len(spec)} characters ({spec[:40]!r}...); expected at most {MAX_SPEC}")
     s = spec.strip()
     if s.lower().startswith("testcard"):
         card_size = size or (640, 480)
@@ -519,7 +523,11 @@ def open_source(
             try:
                 card_size = parse_size(s.split(":", 1)[1])
             except PreprocessError as e:
-                raise SourceError(f"source {spec!r}: {e}") from None
+                raise SourceError(f"source {spec[:80]!r}: {e}") from None
+            if card_size[0] > MAX_CARD[0] or card_size[1] > MAX_CARD[1]:
+                raise SourceError(
+                    f"source {spec[:80]!r}: {card_size[0]}x{card_size[1]}; expected at most {MAX_CARD[0]}x{MAX_CARD[1]}"
+                )
         return TestCardSource(card_size, fps or 30.0)
     if s.isdigit():
         return CameraSource(int(s), size, fps)

@@ -35,6 +35,9 @@ class VideoInfo:
     frames: int  # container's count; 0 when unknown (count by decoding)
     duration: float  # seconds; 0.0 when unknown
     has_audio: bool
+    rotation: int = 0  # display rotation, degrees counter-clockwise (0, 90, 180, 270); width/height are as shown
+    stream: int = 0  # index of the video stream used (the largest picture; see main_stream)
+    video_streams: int = 1
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -47,6 +50,9 @@ class VideoInfo:
             "frames": self.frames,
             "duration": self.duration,
             "has_audio": self.has_audio,
+            "rotation": self.rotation,
+            "stream": self.stream,
+            "video_streams": self.video_streams,
         }
 
 
@@ -70,10 +76,43 @@ def open_container(path: str | os.PathLike[str]) -> av.container.InputContainer:
         raise VideoError(
             f"{p}: not a readable video ({e.__class__.__name__}: {e}); expected a file FFmpeg reads"
         ) from e
-    if not c.streams.video:
+    if not main_stream(c):
+        kinds: dict[str, int] = {}
+        for st in c.streams:
+            kinds[st.type] = kinds.get(st.type, 0) + 1
+        found = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items())) or "no streams"
         c.close()
-        raise VideoError(f"{p}: no video stream (found {len(c.streams.audio)} audio stream(s)); expected a video")
+        raise VideoError(f"{p}: no video stream (found {found}); expected a video")
     return c
+
+
+def main_stream(c: av.container.InputContainer) -> Any:
+    """The film's picture: of the video streams that are not cover art, the one with the most pixels (the first
+    of equals). A file may carry a 64x36 thumbnail stream before the film. None when there is no such stream."""
+    best, area = None, -1
+    for st in c.streams.video:
+        if st.disposition & av.stream.Disposition.attached_pic:
+            continue
+        a = (st.codec_context.width or 0) * (st.codec_context.height or 0)
+        if a > area:
+            best, area = st, a
+    return best
+
+
+def frame_rotation(frame: av.VideoFrame) -> int:
+    """The frame's display rotation from its display-matrix side data: 0, 90, 180 or 270 degrees CCW."""
+    try:
+        r = float(frame.rotation or 0)
+    except (AttributeError, ValueError, TypeError):
+        return 0
+    return round(r / 90.0) % 4 * 90
+
+
+def to_rgb(frame: av.VideoFrame) -> np.ndarray:
+    """RGB uint8 [H, W, 3] as the film is meant to be shown (its display rotation applied)."""
+    img = frame.to_ndarray(format="rgb24")
+    k = frame_rotation(frame) // 90
+    return np.ascontiguousarray(np.rot90(img, k)) if k else img
 
 
 def _fps(stream: av.video.stream.VideoStream) -> Fraction:
@@ -86,21 +125,30 @@ def _fps(stream: av.video.stream.VideoStream) -> Fraction:
 def probe(path: str | os.PathLike[str]) -> VideoInfo:
     """Read a film's header: size, frame rate, time base, frame count, duration, audio."""
     with open_container(path) as c:
-        v = c.streams.video[0]
+        v = main_stream(c)
         dur = 0.0
         if v.duration and v.time_base:
             dur = float(v.duration * v.time_base)
         elif c.duration:
             dur = c.duration / av.time_base
+        rotation = 0
+        with contextlib.suppress(av.error.FFmpegError, StopIteration):  # the display matrix rides on frames
+            rotation = frame_rotation(next(c.decode(v)))
+        w, h = v.codec_context.width, v.codec_context.height
+        if rotation in (90, 270):
+            w, h = h, w
         return VideoInfo(
             str(path),
-            v.codec_context.width,
-            v.codec_context.height,
+            w,
+            h,
             _fps(v),
             Fraction(v.time_base or Fraction(1, 1000)),
             int(v.frames or 0),
             dur,
             bool(c.streams.audio),
+            rotation,
+            int(v.index),
+            len(c.streams.video),
         )
 
 
@@ -117,7 +165,7 @@ def iter_frames(
     Corrupt packets are counted in `stats` and skipped; the good frames around them are kept.
     """
     for frame, t in iter_av_frames(path, start, end, every, stats, threads):
-        yield frame.to_ndarray(format="rgb24"), t
+        yield to_rgb(frame), t
 
 
 def iter_av_frames(
@@ -131,7 +179,7 @@ def iter_av_frames(
     """Like iter_frames, but the decoded av.VideoFrame (still YUV), for callers that scale in FFmpeg."""
     stats = stats if stats is not None else DecodeStats()
     with open_container(path) as c:
-        v = c.streams.video[0]
+        v = main_stream(c)
         if threads:
             v.thread_type = "AUTO"  # frame + slice threading: decoding is the prep bottleneck
         tb = v.time_base or Fraction(1, 1000)
@@ -204,8 +252,13 @@ def prefetch(items: Iterator[T], depth: int = 8) -> Iterator[T]:
         th.join()
 
 
-def scale_graph(frame: av.VideoFrame, crop: tuple[int, int, int, int], size: tuple[int, int], flags: str) -> Any:
-    """An FFmpeg filter graph: crop (x, y, w, h) -> scale to size with swscale `flags` -> rgb24.
+_TRANSPOSE = {90: ("transpose", "cclock"), 270: ("transpose", "clock"), 180: ("rotate", "PI")}
+
+
+def scale_graph(
+    frame: av.VideoFrame, crop: tuple[int, int, int, int], size: tuple[int, int], flags: str, rotation: int = 0
+) -> Any:
+    """An FFmpeg filter graph: rotate for display -> crop (x, y, w, h) -> scale to size with `flags` -> rgb24.
 
     Push decoded frames of this frame's size and format, pull RGB frames. Scaling the YUV planes
     in one pass costs far less than converting the whole frame to RGB first.
@@ -214,7 +267,9 @@ def scale_graph(frame: av.VideoFrame, crop: tuple[int, int, int, int], size: tup
     g = av.filter.Graph()
     src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
     prev = src
+    turn = [g.add(*_TRANSPOSE[rotation])] if rotation in _TRANSPOSE else []
     for node in (
+        *turn,
         g.add("crop", f"{w}:{h}:{x}:{y}"),
         g.add("scale", f"{size[0]}:{size[1]}:flags={flags}"),
         g.add("format", "rgb24"),
@@ -237,18 +292,31 @@ class Scaler:
     def __init__(self, box: CropBox, size: tuple[int, int], flags: str | None = None) -> None:
         self.box, self.size, self.flags = box, size, flags
         self._graph: Any = None
-        self._fmt: tuple[int, int, str] | None = None
+        self._fmt: tuple[int, int, str, int] | None = None
+        self._ref: tuple[int, int] | None = None  # the shown size `box` was chosen for (the first frame's)
+        self.resized = 0  # mid-stream resolution changes followed
 
-    def _build(self, frame: av.VideoFrame) -> Any:
-        self.box.check(frame.width, frame.height)
-        shrink = self.box.w >= self.size[0] and self.box.h >= self.size[1]
+    def _build(self, frame: av.VideoFrame, rotation: int) -> Any:
+        w, h = (frame.height, frame.width) if rotation in (90, 270) else (frame.width, frame.height)
+        if self._ref is None:
+            self._ref = (w, h)
+        box = self.box
+        if (w, h) != self._ref:  # the stream changed resolution: the same region of the new picture
+            self.resized += 1
+            sx, sy = w / self._ref[0], h / self._ref[1]
+            box = CropBox(round(box.x * sx), round(box.y * sy), max(1, round(box.w * sx)), max(1, round(box.h * sy)))
+            box = CropBox(min(box.x, w - 1), min(box.y, h - 1), min(box.w, w - min(box.x, w - 1)),
+                          min(box.h, h - min(box.y, h - 1)))  # fmt: skip
+        box.check(w, h)
+        shrink = box.w >= self.size[0] and box.h >= self.size[1]
         flags = "area" if shrink else (self.flags or "bicubic")
-        return scale_graph(frame, (self.box.x, self.box.y, self.box.w, self.box.h), self.size, flags)
+        return scale_graph(frame, (box.x, box.y, box.w, box.h), self.size, flags, rotation)
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
-        fmt = (frame.width, frame.height, frame.format.name)
+        rotation = frame_rotation(frame)
+        fmt = (frame.width, frame.height, frame.format.name, rotation)
         if self._graph is None or fmt != self._fmt:
-            self._graph, self._fmt = self._build(frame), fmt
+            self._graph, self._fmt = self._build(frame, rotation), fmt
         self._graph.push(frame)
         return np.asarray(self._graph.pull().to_ndarray())  # uint8 [h, w, 3] RGB
 
@@ -281,8 +349,12 @@ class VideoWriter:
             # FFmpeg opens the file only at the first packet: create it now so an unwritable path fails here.
             self.tmp.open("wb").close()
             self.container = av.open(str(self.tmp), mode="w")
-        except (OSError, av.error.FFmpegError) as e:
-            raise VideoError(f"{self.path}: cannot write output ({e})") from e
+        except (OSError, av.error.FFmpegError, ValueError) as e:  # ValueError: no container for this suffix
+            with contextlib.suppress(OSError):  # the folder may be a file: then there is no temp file either
+                self.tmp.unlink(missing_ok=True)
+            raise VideoError(
+                f"{self.path}: cannot write output ({e}); expected e.g. out.mp4 in a writable folder"
+            ) from e
         rate = Fraction(fps).limit_denominator(100000)
         try:
             stream: Any = self.container.add_stream(codec, rate=rate)  # a VideoStream; the stubs say a union
@@ -309,9 +381,11 @@ class VideoWriter:
         self.stream.options = opts
         self.frames = 0
         self._closed = False
+        self._durations: dict[int, int] = {}  # pts -> duration in time_base of frames still in the encoder
 
-    def write(self, rgb: np.ndarray, t: float | None = None) -> None:
-        """Append one RGB uint8 [H, W, 3] frame, at time t seconds when given (else right after the last)."""
+    def write(self, rgb: np.ndarray, t: float | None = None, duration: float | None = None) -> None:
+        """Append one RGB uint8 [H, W, 3] frame, at time t seconds when given (else right after the last), lasting
+        `duration` seconds when given (a live recording's last frame: until the stop), else one frame period."""
         if rgb.shape[1] != self.stream.width or rgb.shape[0] != self.stream.height:
             rgb = np.pad(
                 rgb,
@@ -328,9 +402,11 @@ class VideoWriter:
         self._last_pts = pts
         frame.pts = pts
         frame.time_base = self.time_base
-        frame.duration = self._frame_ticks  # the last frame keeps its length, so durations match the source
+        # the last frame keeps its length, so durations match the source
+        frame.duration = self._frame_ticks if duration is None else max(1, round(duration / self.time_base))
+        self._durations[pts] = int(frame.duration)
         for pkt in self.stream.encode(frame):
-            self.container.mux(pkt)
+            self._mux(pkt)
         self.frames += 1
 
     def close(self) -> Path:
@@ -340,11 +416,22 @@ class VideoWriter:
         if self.frames == 0:
             self.container.start_encoding()  # no packets: still write a valid (empty) file, header and all
         for pkt in self.stream.encode():
-            self.container.mux(pkt)
+            self._mux(pkt)
         self.container.close()
         os.replace(self.tmp, self.path)
         self._closed = True
         return self.path
+
+    def _mux(self, pkt: Any) -> None:
+        # x264 stamps each packet one frame period long; a frame given its own duration keeps it (the MP4's
+        # length is the last packet's end)
+        d = self._durations.pop(pkt.pts, None) if pkt.pts is not None else None
+        if d is not None and d != self._frame_ticks:
+            pkt.duration = d
+        if len(self._durations) > 256:  # packets that came out without a pts: forget the oldest
+            for k in sorted(self._durations)[:-256]:
+                del self._durations[k]
+        self.container.mux(pkt)
 
     def abort(self) -> None:
         if self._closed:

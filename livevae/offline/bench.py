@@ -2,14 +2,11 @@
 
 from __future__ import annotations
 
-import argparse
-import json
 import os
 import platform
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -267,63 +264,3 @@ def to_markdown(report: Report) -> str:
     for sk in report.skipped:
         out.append(f"- skipped {sk}")
     return "\n".join(out) + "\n"
-
-
-EXAMPLES = """examples:
-  livevae bench                                          # batch 1, tiny/live/broad2016, every backend
-  livevae bench --presets live --threads 1 --out bench/results/backends_1thread
-  livevae bench --presets runs/br/model.safetensors --backends onnxruntime,tensorrt --batch 1,16
-"""
-
-
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, examples kept as written."""
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.epilog = EXAMPLES
-    p.formatter_class = _HelpFormatter
-    p.add_argument(
-        "--presets",
-        default="tiny,live,broad2016",
-        help="comma-separated model presets (random weights) and/or model files (*.safetensors)",
-    )
-    p.add_argument(
-        "--backends",
-        default="torch-cpu,torch-cpu+channels_last,torch-cpu-jit,onnxruntime,onnxruntime+fp32,onnxruntime+spin,"
-        "torch-cuda,onnxruntime-cuda,tensorrt",
-        help="comma-separated backends (any create() name, NAME+PRECISION such as onnxruntime+fp32 or "
-        "onnxruntime+int8, and the bench-only variants onnxruntime+spin, torch-cpu+channels_last, "
-        "torch-cpu-jit+channels_last); torch-cpu (eager) is always measured as the reference; unavailable ones "
-        "are listed as skipped with the reason",
-    )
-    p.add_argument("--batch", default="1", help="comma-separated batch sizes (1 = live latency; e.g. 1,8)")
-    p.add_argument("--seconds", type=float, default=3.0, help="measuring time per figure")
-    p.add_argument("--rounds", type=int, default=3, help="interleaved rounds per figure")
-    p.add_argument("--threads", type=int, default=min(2, os.cpu_count() or 1), help="CPU threads per backend")
-    p.add_argument("--out", default="bench/results/backends", help="writes OUT.md and OUT.json")
-    p.add_argument("--cache-dir", default=None, help="export/engine cache; None = a temporary folder")
-
-
-def run(args: argparse.Namespace) -> int:
-    presets = [s for s in args.presets.split(",") if s]
-    backends = [s for s in args.backends.split(",") if s]
-    batches = [int(s) for s in args.batch.split(",") if s]
-    with tempfile.TemporaryDirectory(prefix="livevae-bench-") as tmp:
-        cache = Path(args.cache_dir or tmp)
-        cache.mkdir(parents=True, exist_ok=True)
-        report = run_bench(presets, backends, batches, args.seconds, args.rounds, args.threads, cache)
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    md = to_markdown(report)
-    out.with_suffix(".md").write_text(md)
-    data = {
-        "machine": report.machine,
-        "settings": report.settings,
-        "skipped": report.skipped,
-        "rows": [asdict(r) for r in report.rows],
-    }
-    out.with_suffix(".json").write_text(json.dumps(data, indent=1))
-    print(md)
-    print(f"wrote {out.with_suffix('.md')} and {out.with_suffix('.json')}")
-    return 0

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import json
 import os
@@ -17,12 +16,13 @@ import numpy as np
 from tqdm import tqdm
 
 from livevae.errors import LivevaeError
-from livevae.media.preprocess import CropBox, PreprocessError, centre_crop, detect_bars, parse_crop, parse_size
-from livevae.media.video import DecodeStats, Scaler, VideoError, iter_av_frames, iter_frames, prefetch, probe
-from livevae.model import preset_sizes
+from livevae.media.preprocess import CropBox, centre_crop, detect_bars, parse_crop
+from livevae.media.video import DecodeStats, Scaler, iter_av_frames, iter_frames, prefetch, probe
+from livevae.safeout import OutputError, check_dataset_out, replace_dir
 
 FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
 META_FILE = "meta.json"
+DATASET_FILES = (FRAMES_FILE, META_FILE, "times.npy")  # everything prep writes into a dataset folder
 
 
 class PrepError(LivevaeError):
@@ -100,9 +100,15 @@ def prep(
     Frames go to a temporary folder renamed into place at the end, so a crash never leaves a dataset
     that looks whole; a re-run simply starts again (and removes the stale temporary folder).
     """
-    film, out = Path(film), Path(out)
+    film = Path(film)
     if every < 1:
         raise PrepError(f"--every {every}: expected a positive integer")
+    try:  # before decoding anything: a folder of the user's is never replaced, an unwritable one fails now
+        out = check_dataset_out(out, "livevae-frames", DATASET_FILES)
+    except OutputError as e:
+        raise PrepError(str(e)) from None
+    if out == film.resolve() or out in film.resolve().parents:
+        raise PrepError(f"output {out}: holds the film {film}; expected a folder of its own")
     info = probe(film)
     box = resolve_crop(film, crop, size, start, end)
     w, h = size
@@ -160,6 +166,8 @@ def prep(
             "crop": box.as_list(),
             "source_size": [info.width, info.height],
             "has_audio": info.has_audio,
+            "rotation": info.rotation,
+            "video_stream": info.stream,
             "every": every,
             "start": start,
             "end": end,
@@ -170,12 +178,17 @@ def prep(
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
         np.save(tmp / "times.npy", np.asarray(times, np.float64))
-        if out.exists():
-            shutil.rmtree(out)
-        os.replace(tmp, out)
+        replace_dir(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+    if info.video_streams > 1:
+        print(f"prep: {film}: {info.video_streams} video streams; used #{info.stream} ({info.width}x{info.height}, "
+              "the largest picture)", file=sys.stderr)  # fmt: skip
+    expected = info.frames // every if info.frames and not (start or end or max_frames) else 0
+    if expected and n < expected * 0.97:
+        print(f"prep: {film}: warning: kept {n} of the {expected} frames its header announces; the file may be "
+              "truncated", file=sys.stderr)  # fmt: skip
     if stats.errors:
         print(
             f"prep: {film}: {stats.errors} corrupt packet(s) skipped; kept {n} good frames "
@@ -205,39 +218,3 @@ def _trim(path: Path, n: int, hw: tuple[int, int]) -> None:
         if f.tell() != offset:  # header length changed (can't happen for same-width ints, but be safe)
             raise PrepError(f"{path}: could not rewrite the array header")
         f.truncate(offset + n * hw[0] * hw[1] * 3)
-
-
-def add_arguments(p: argparse.ArgumentParser) -> None:
-    p.add_argument("film", help="any film FFmpeg reads")
-    p.add_argument("-o", "--out", required=True, help="dataset folder to write (frames.npy + meta.json)")
-    p.add_argument("--size", default="256x144", help=f"model size WIDTHxHEIGHT, the preset's: {preset_sizes()}")
-    p.add_argument("--crop", default="centre", help="'centre', 'auto' (find black bars) or x,y,w,h in source px")
-    p.add_argument("--every", type=int, default=1, help="keep every N-th frame")
-    p.add_argument("--start", type=float, default=None, help="start time in seconds")
-    p.add_argument("--end", type=float, default=None, help="end time in seconds")
-    p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
-    p.add_argument("--no-progress", action="store_true", help="no progress bar")
-
-
-def run(args: argparse.Namespace) -> int:
-    try:
-        size = parse_size(args.size)
-        meta = prep(
-            args.film,
-            args.out,
-            size=size,
-            crop=args.crop,
-            every=args.every,
-            start=args.start,
-            end=args.end,
-            max_frames=args.max_frames,
-            progress=not args.no_progress,
-        )
-    except (PrepError, VideoError, PreprocessError) as e:
-        print(f"livevae prep: error: {e}", file=sys.stderr)
-        return 1
-    print(
-        f"wrote {meta['frames']} frames {meta['width']}x{meta['height']} to {args.out} "
-        f"(crop {meta['crop']}, {meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s)"
-    )
-    return 0

@@ -133,8 +133,8 @@ class Recorder(Output):
         writer: VideoWriter | None = None
         sound: HeardAudio | None = None
         wall = self.clock == "wall"
-        last: np.ndarray | None = None
-        t = 0.0
+        last: np.ndarray | None = None  # wall clock: the frame not written yet, shown since last_t
+        last_t = 0.0
         end: float | None = None
         try:
             while True:
@@ -159,19 +159,20 @@ class Recorder(Output):
                 t = stamp if wall else self.frames / float(self.fps)
                 if sound is not None:
                     sound.add(t, *(heard if heard is not None else (None, 0.0)))
-                writer.write(img, t if wall else None)
-                last = img
+                if wall:
+                    # written when the next one comes: the last frame lasts until the stop, not a frame period
+                    if last is not None:
+                        writer.write(last, last_t)
+                    last, last_t = img, t
+                else:
+                    writer.write(img)
                 self.frames += 1
             if writer is not None:
                 length = self.frames / float(self.fps)
-                if wall and end is not None and last is not None:
-                    # the last frame stays on until stop(): a copy of it ends exactly there
-                    tail = end - 1.0 / float(self.fps)
-                    if tail > t + 0.0015:
-                        writer.write(last, tail)
-                    length = max(end, t + 1.0 / float(self.fps))
-                elif wall:
-                    length = t + 1.0 / float(self.fps)
+                if wall and last is not None:
+                    stop_at = end if end is not None and end > last_t else last_t + 1.0 / float(self.fps)
+                    writer.write(last, last_t, duration=stop_at - last_t)
+                    length = stop_at
                 if sound is not None:
                     sound.finish(length)
                 writer.close()

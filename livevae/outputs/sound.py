@@ -6,14 +6,11 @@ import logging
 import threading
 from collections import deque
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from livevae.media.audio import AudioError, FileAudio
-
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("livevae.controllers.audio")  # one logger for all of audio, as users filter it
 

@@ -143,7 +143,16 @@ class Window(Output):
         if self.monitor is not None:
             self.monitor.close()  # its window goes with the video subsystem; opened again below
         pygame.display.quit()
-        pygame.display.init()
+        # A busy X server may refuse the new connection for a moment ("x11 not available"): retry for 2 s
+        # rather than end the show on a fullscreen toggle.
+        for attempt in range(20):
+            try:
+                pygame.display.init()
+                break
+            except pygame.error as e:
+                if attempt == 19:
+                    raise WindowError(f"display {self.display}: cannot reopen the window ({e})") from e
+                time.sleep(0.1)
         self._set_mode()
         self._open_monitor()
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 import textwrap
 import threading
 from collections.abc import Callable
@@ -14,17 +13,12 @@ import numpy as np
 
 from livevae.control.modulate import Modulator, Pca
 from livevae.control.scenes import Scene, SceneBank, SceneError, anchor_from_frames
-from livevae.control.state import ControlState
+from livevae.control.state import ControlError, ControlState
 from livevae.controllers.osc import OscServer
 from livevae.controllers.osc_feedback import OscFeedback, Status
 from livevae.controllers.osc_mapping import OscError
 from livevae.show.resolve import apply_lfos, check_targets, lfo_settings, model_path, resolve_source, show_scenes
 from livevae.show.schema import EXTENSIONS, Show, ShowError, load_show
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
 
 if TYPE_CHECKING:
     from livevae.handle import FrameInfo, LoopHandle
@@ -185,14 +179,22 @@ class ShowController:
         from livevae.control.scenes import capture
 
         scene = capture(name, self.last_z, self.state.snapshot().values())
-        self.scenes.save(scene)
+        try:
+            self.scenes.save(scene)
+        except SceneError as e:
+            log.warning(str(e))
+            return
         self.scenes.current = name
         log.info(f"scene {name!r} saved" + (f" to {self.scenes.store}" if self.scenes.store else ""))
 
     def compute_frame_scenes(self, show: Show | None = None) -> None:
         """Encode the film frames of every scene with `frames` (cached by file and span). Slow: call it at build
         time or from the watcher thread, never from the frame loop. Errors name the scene and leave it out."""
-        show = show or self.show
+        for sc in self._frame_scenes(show or self.show):
+            self.scenes.put(sc)
+
+    def _frame_scenes(self, show: Show) -> list[Scene]:
+        out: list[Scene] = []
         for name, sc in show.scenes.items():
             if sc.frames is None:
                 continue
@@ -211,7 +213,8 @@ class ShowController:
                     log.warning(f"{show.path}: scenes.{name}.frames: {e}; scene left out")
                     continue
                 self._frame_anchors[key] = anchor
-            self.scenes.put(Scene(name, anchor, dict(sc.controls), sc.fade, source="frames"))
+            out.append(Scene(name, anchor, dict(sc.controls), sc.fade, source="frames"))
+        return out
 
     def _get_encoder(self) -> Callable[[np.ndarray], np.ndarray]:
         if self._encoder is None:
@@ -237,12 +240,24 @@ class ShowController:
             m = _mtime(self.show.path)
             if m is not None and m != self._mtime:
                 self._mtime = m
-                self.reload()
+                try:
+                    self.reload()
+                except Exception as e:  # whatever a save holds, the watcher stays: the next save must be heard
+                    self._reload_failed(f"{self.show.path}: {type(e).__name__}: {e}")
+
+    def _reload_failed(self, why: str) -> None:
+        self.reload_errors += 1
+        self.last_error = why.splitlines()[0]
+        log.warning(f"reload failed, the show goes on unchanged: {' | '.join(why.splitlines())}")
 
     def reload(self) -> bool:
         """Re-read the show file and apply what can change live (mappings, scenes, LFOs, changed [controls]).
-        A broken file is reported in one line and the running show continues unchanged. Returns success."""
+
+        A transaction: the whole new show is parsed, validated and built first (mappings, scenes, frame anchors,
+        LFOs, control values), then swapped in at once; anything wrong is reported in one line and the running
+        show continues unchanged. Returns success."""
         path = self.show.path
+        old = self.show
         try:
             new = load_show(path)
             if self.osc_override is not None:
@@ -252,20 +267,28 @@ class ShowController:
                 raise ShowError(
                     f"{path}: lfo: {len(new.lfo)} LFOs; expected at most {self.state.n_lfos} without a restart"
                 )
-            scenes = show_scenes(new, self.state.zdim)
-        except ShowError as e:
-            self.reload_errors += 1
-            self.last_error = str(e).splitlines()[0]
-            log.warning(f"reload failed, the show goes on unchanged: {' | '.join(str(e).splitlines())}")
+            mappings = new.osc_mappings()
+            if self.server is not None:
+                try:
+                    self.server.check_mappings(mappings)
+                except (OscError, ControlError) as e:
+                    raise ShowError(f"{path}: mapping: {e}") from None
+            scenes = [s for s in show_scenes(new, self.state.zdim) if s.source != "frames"]
+            SceneBank(self.state.zdim).set_show_scenes(scenes)  # the same checks, on a throwaway bank
+            # finite and known (load_show, check_targets); out of range clamps, as at the show's start
+            changed = {k: v for k, v in new.controls.items() if old.controls.get(k) != v}
+            frame_scenes = self._frame_scenes(new)  # slow (encodes film frames), still before anything changes
+        except (ShowError, ControlError, SceneError) as e:
+            self._reload_failed(str(e))
             return False
-        old = self.show
+        # -- the swap: everything above was checked, so these cannot refuse
         if self.server is not None:
-            self.server.set_mappings(new.osc_mappings())
-        self.scenes.set_show_scenes(s for s in scenes if s.source != "frames")
-        self.compute_frame_scenes(new)
+            self.server.set_mappings(mappings)
+        self.scenes.set_show_scenes(scenes)
+        for sc in frame_scenes:
+            self.scenes.put(sc)
         if new.lfo != old.lfo:
             apply_lfos(self.state, new.lfo)
-        changed = {k: v for k, v in new.controls.items() if old.controls.get(k) != v}
         if changed:
             self.state.set_many(changed, origin="show")
         if changed or new.lfo != old.lfo or set(new.controls) != set(old.controls):
@@ -279,10 +302,24 @@ class ShowController:
         if fixed:
             msg += f"; restart to apply changes to {', '.join(fixed)}"
         log.info(msg)
+        lost = shrunk(old, new)
+        if lost:
+            log.warning(f"{path.name} lost most of the show ({lost}); if the save was cut short, save it again")
         if self.feedback is not None:
-            self.feedback.set_mappings(new.osc_mappings())
+            self.feedback.set_mappings(mappings)
             self.feedback.send_all()
         return True
+
+
+def shrunk(old: Show, new: Show) -> str:
+    """'12 -> 0 mappings, 5 -> 1 scenes' when a save removed more than half of what a show had (of at least 3
+    items), else ''. A truncated save is still valid TOML: this is how the player hears about it."""
+    counts = [("mappings", len(old.mapping), len(new.mapping)), ("scenes", len(old.scenes), len(new.scenes)),
+              ("LFOs", len(old.lfo), len(new.lfo))]  # fmt: skip
+    before, after = sum(c[1] for c in counts), sum(c[2] for c in counts)
+    if before < 3 or after * 2 >= before:
+        return ""
+    return ", ".join(f"{a} -> {b} {what}" for what, a, b in counts if b < a)
 
 
 def _mtime(path: Path) -> float | None:

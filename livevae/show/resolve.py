@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -14,11 +13,6 @@ from livevae.control.modulate import load_pca
 from livevae.control.scenes import Scene
 from livevae.control.state import ControlError, ControlState, LfoSettings
 from livevae.show.schema import LfoSection, Show, ShowError, Size
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
 
 if TYPE_CHECKING:
     from livevae.config import LiveConfig

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import logging
+import math
 import sys
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
@@ -20,11 +21,11 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-if TYPE_CHECKING:
-    pass
 
 log = logging.getLogger("livevae.show.showfile")  # one logger for show files: users see "livevae show: ..."
 
+MAX_SHOW_BYTES = 4 << 20  # a show file is a few KB; a hot reload must not read a runaway log into memory
+MAX_DEPTH = 32  # nesting of tables and arrays in a show file
 # Show-file sections owned by other modules: name -> module whose from_show(section, state, show_path) returns a
 # Controller. Imported when the section is present, so only shows that use MIDI or audio load mido or sounddevice.
 EXTENSIONS: dict[str, str] = {
@@ -223,7 +224,7 @@ def _loc(loc: Sequence[int | str]) -> str:
     return out or "(top level)"
 
 
-def _format_validation(path: Path, e: ValidationError) -> str:
+def format_validation(path: Path, e: ValidationError) -> str:
     """One line per bad key: "FILE: key: what is wrong (got VALUE)"; a union's members merge into one line."""
     by_key: dict[str, list[str]] = {}
     got_by_key: dict[str, str] = {}
@@ -255,21 +256,45 @@ def _format_validation(path: Path, e: ValidationError) -> str:
     return "\n".join(lines)
 
 
+def check_values(data: object, where: str) -> None:
+    """Every value of a parsed file is finite and nested at most MAX_DEPTH deep (TOML allows nan and inf; a NaN
+    control or LFO would be taken live and poison every frame). Raises ShowError naming the key."""
+    stack: list[tuple[object, str, int]] = [(data, "", 0)]
+    while stack:
+        v, key, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            shown = key if len(key) <= 60 else key[:60] + "..."
+            raise ShowError(f"{where}: {shown or '(top)'}: nested more than {MAX_DEPTH} deep; expected a flat show")
+        if isinstance(v, float) and not math.isfinite(v):
+            raise ShowError(f"{where}: {key}: {v}; expected a finite number")
+        if isinstance(v, dict):
+            stack.extend((x, f"{key}.{k}" if key else str(k), depth + 1) for k, x in v.items())
+        elif isinstance(v, list):
+            stack.extend((x, f"{key}[{i}]", depth + 1) for i, x in enumerate(v))
+
+
 def load_show(path: str | Path) -> Show:
     """Parse and validate a show file's structure (no model needed). Raises ShowError naming the file and key."""
     path = Path(path)
     try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        with path.open("rb") as f:
+            raw = f.read(MAX_SHOW_BYTES + 1)
+        if len(raw) > MAX_SHOW_BYTES:
+            raise ShowError(f"{path}: more than {MAX_SHOW_BYTES >> 20} MB; expected a show file (a few KB of TOML)")
+        data = tomllib.loads(raw.decode("utf-8"))
     except FileNotFoundError:
         raise ShowError(f"{path}: show file not found; expected a .toml show (see shows/demo.toml)") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ShowError(f"{path}: cannot read ({e})") from e
     except tomllib.TOMLDecodeError as e:
         raise ShowError(f"{path}: TOML syntax error: {e}") from e
+    except RecursionError:  # tomllib recurses per nested array or inline table
+        raise ShowError(f"{path}: nested too deep to parse; expected at most {MAX_DEPTH} levels") from None
+    check_values(data, str(path))
     if "path" in data:
         raise ShowError(f"{path}: path: unknown key; check the spelling")
     try:
         show = Show.model_validate(data)
     except ValidationError as e:
-        raise ShowError(_format_validation(path, e)) from None
+        raise ShowError(format_validation(path, e)) from None
     return show.model_copy(update={"path": path.resolve()})

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import importlib
 import logging
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -12,6 +11,7 @@ from typing import TYPE_CHECKING, Any
 from pydantic import ValidationError
 
 from livevae.control.modulate import load_pca
+from livevae.control.scenes import SceneBank
 from livevae.control.state import ControlError, ControlState
 from livevae.errors import LivevaeError
 from livevae.show.controller import ShowController
@@ -24,12 +24,7 @@ from livevae.show.resolve import (
     model_sizes,
     resolve_path,
 )
-from livevae.show.schema import EXTENSIONS, OscSection, Show, ShowError, _format_validation, load_show
-
-if sys.version_info >= (3, 11):
-    pass
-else:  # pragma: no cover - Python 3.10
-    pass
+from livevae.show.schema import EXTENSIONS, OscSection, Show, ShowError, format_validation, load_show
 
 if TYPE_CHECKING:
     from livevae.config import LiveConfig
@@ -96,7 +91,7 @@ def with_osc(show: Show, host: str | None = None, port: int | None = None, feedb
     try:
         osc = OscSection.model_validate({**show.osc.model_dump(), **over})
     except ValidationError as e:
-        raise ShowError(_format_validation(Path("--osc-* flags"), e)) from None
+        raise ShowError(format_validation(Path("--osc-* flags"), e)) from None
     return show.model_copy(update={"osc": osc})
 
 
@@ -146,4 +141,38 @@ def check_show(path: str | Path, with_model: bool = True) -> Show:
             open_source(spec)
         except SourceError as e:
             raise ShowError(f"{show.path}: input.sources[{i}]: {e}") from None
+    _check_use(show)
     return show
+
+
+def _check_use(show: Show) -> None:
+    """What live accepts at start but fails when used: a mapping that recalls no scene, a scene film that does
+    not decode, an output that cannot be written. Raises ShowError naming the key."""
+    from livevae.media.video import VideoError, probe
+    from livevae.safeout import VIDEO_SUFFIXES, OutputError, check_writable_later
+
+    p = show.path
+    saved = SceneBank(1, p.with_suffix(".scenes.json")).names() if p.name else []
+    known = sorted({*show.scenes, *saved})
+    for i, m in enumerate(show.mapping):
+        if m.action == "scene.recall" and m.arg not in known:
+            raise ShowError(f"{p}: mapping[{i}].arg: scene {m.arg!r} does not exist; expected one of "
+                            f"{', '.join(known) or '(no scenes)'}")  # fmt: skip
+    for name, sc in show.scenes.items():
+        if sc.frames is not None and not sc.frames.video.startswith("clip:"):
+            try:
+                probe(resolve_path(show, sc.frames.video))
+            except VideoError as e:
+                raise ShowError(f"{p}: scenes.{name}.frames.video: {e}") from None
+    o = show.output
+    outs: list[tuple[str, str | None, bool, tuple[str, ...]]] = [
+        ("output.out", o.out, False, VIDEO_SUFFIXES), ("output.record", o.record, False, VIDEO_SUFFIXES),
+        ("output.stats_json", o.stats_json, False, (".json",)), ("output.record_dir", o.record_dir, True, ()),
+        ("output.screenshot_dir", o.screenshot_dir, True, ()),
+    ]  # fmt: skip
+    for key, v, folder, suffixes in outs:
+        if v is not None:
+            try:
+                check_writable_later(resolve_path(show, v), key, folder=folder, suffixes=suffixes)
+            except OutputError as e:
+                raise ShowError(f"{p}: {e}") from None

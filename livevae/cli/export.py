@@ -8,6 +8,7 @@ import time
 from livevae.backends import EngineError
 from livevae.backends.cache import cache_root
 from livevae.backends.onnx_export import DEFAULT_MAX_BATCH, PRECISIONS, NetSpec, export, live_specs, offline_specs
+from livevae.cli.main import ExamplesFormatter
 
 EXAMPLES = """examples:
   livevae export runs/br/model.safetensors                      # ONNX fp32+fp16(+int8), batch 1 and dynamic
@@ -31,10 +32,6 @@ def specs_for(batch: str, precisions: list[str], max_batch: int) -> list[NetSpec
     return out
 
 
-class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
-    """Defaults shown, examples kept as written."""
-
-
 def add_arguments(p: argparse.ArgumentParser) -> None:
     p.description = (
         "Export the encoder (frames -> z = mean) and decoder (z -> frames) to ONNX, each checked by onnx.checker "
@@ -43,7 +40,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "starts without exporting or building."
     )
     p.epilog = EXAMPLES
-    p.formatter_class = _HelpFormatter
+    p.formatter_class = ExamplesFormatter
     p.add_argument("model", help="livevae model file (.safetensors)")
     p.add_argument("--backend", choices=["onnx", "tensorrt"], default="onnx", help="what to build")
     p.add_argument(
