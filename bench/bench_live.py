@@ -54,8 +54,10 @@ def random_model(name: str, folder: Path) -> Path:
     return save_model(m.eval(), folder / f"{name}.safetensors")
 
 
-def measure(model: Path, backend_name: str, clip: Path, seconds: float, offline_frames: int) -> dict[str, Any]:
-    backend = create(str(model), backend_name)
+def measure(
+    model: Path, backend_name: str, clip: Path, seconds: float, offline_frames: int, threads: int
+) -> dict[str, Any]:
+    backend = create(str(model), backend_name, threads=threads)
     x = np.zeros((1, backend.cfg.height, backend.cfg.width, 3), np.uint8)
     for _ in range(5):  # warm-up: first runs allocate, JIT and tune; not part of a show's steady state
         backend.decode(backend.encode(x))
@@ -110,8 +112,8 @@ def main() -> None:
         clip = synthetic_video(tmp / "in640x480.mp4")
         for name in a.presets.split(","):
             model = random_model(name, tmp)
-            base = measure(model, "torch-cpu", clip, a.seconds, 30 if name == "broad2016" else 150)
-            best = measure(model, a.best, clip, a.seconds, 30 if name == "broad2016" else 150)
+            base = measure(model, "torch-cpu", clip, a.seconds, 30 if name == "broad2016" else 150, a.threads)
+            best = measure(model, a.best, clip, a.seconds, 30 if name == "broad2016" else 150, a.threads)
             results["presets"][name] = {
                 "torch_eager": base,
                 "best": best,

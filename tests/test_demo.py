@@ -47,8 +47,20 @@ def test_demo_without_its_model_says_what_is_missing(tmp_path: Path, monkeypatch
         demo.run(parse("--show", str(tmp_path / "none.toml"), "--out", str(tmp_path / "x.mp4")))
 
 
-def test_bundled_demo_show_renders(tmp_path: Path) -> None:
-    assert demo.DEMO_SHOW.is_file() and demo.DEMO_MODEL.is_file()  # both ship in the repository
+def test_bundled_demo_show_renders(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The shipped show and model are part of livevae: no skip when either is missing, a failure."""
+    assert demo.DEMO_SHOW.is_file(), demo.DEMO_SHOW
     out = tmp_path / "show.mp4"
-    assert demo.run(parse("--out", str(out), "--frames", "8", "--osc-port", "0")) == 0  # never a fixed port
+    assert (
+        demo.run(parse("--out", str(out), "--frames", "8", "--backend", "torch", "--osc-port", "0")) == 0
+    )  # never a fixed port
     assert out.is_file()
+    assert f"show {demo.DEMO_SHOW}" in capsys.readouterr().out  # the show played, not the bare model
+
+
+def test_demo_without_its_show_says_so(tmp_path: Path, tiny_model_file: Path, capsys) -> None:  # type: ignore[no-untyped-def]
+    """A missing show is one stderr line naming it and what is lost, never a silent bare-model demo."""
+    flags = ["--model", str(tiny_model_file), "--backend", "torch", "--out", str(tmp_path / "x.mp4")]
+    demo.run(parse("--show", str(tmp_path / "gone.toml"), *flags, "--frames", "2"))
+    err = capsys.readouterr().err
+    assert "gone.toml: demo show not found" in err and "without OSC, scenes or LFOs" in err

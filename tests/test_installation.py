@@ -39,7 +39,7 @@ def test_defaults_are_valid_and_unattended() -> None:
     sec = parse_section({})
     assert sec.fullscreen and not sec.cursor and not sec.hud
     assert sec.autopilot.enabled and sec.watchdog.enabled
-    assert sec.health.heartbeat == "livevae-heartbeat.json"
+    assert sec.health.heartbeat == "state:heartbeat.json"  # runtime state is never written among the show files
 
 
 @pytest.mark.parametrize(

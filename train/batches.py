@@ -10,7 +10,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from train.config import TrainConfig
+from .config import TrainConfig
 
 
 class Loader:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from livevae.model import preset_sizes
-from train.config import TrainConfig, load_recipe
+
+from .config import TrainConfig, load_recipe
 
 EXAMPLES = """examples:
   livevae prep film.mkv -o data/br --crop auto
@@ -52,7 +53,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
 def _parse_sets(items: list[str]) -> dict[str, Any]:
     import tomllib
 
-    from train.config import ConfigError
+    from .config import ConfigError
 
     out: dict[str, Any] = {}
     for item in items:
@@ -69,9 +70,9 @@ def _parse_sets(items: list[str]) -> dict[str, Any]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from train.checkpoint import load_checkpoint, resolve_resume
-    from train.config import ConfigError
-    from train.loop import train
+    from .checkpoint import load_checkpoint, resolve_resume
+    from .config import ConfigError
+    from .loop import train
 
     info: dict[str, Any] = {}
     resume = resolve_resume(args.resume) if args.resume else None
@@ -97,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
     }
     overrides.update(_parse_sets(args.set))
     if resume is not None:  # the run's config wins; say every setting that differs, refuse what cannot change
-        from train.resume_check import differing_flags
+        from .resume_check import differing_flags
 
         _, rstate = load_checkpoint(resume)
         asked = dict(overrides)

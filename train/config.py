@@ -186,6 +186,7 @@ def _coerce(key: str, value: Any, default: Any, where: str) -> Any:
 
 # Keys a recipe may hold besides TrainConfig's: notes for people (film, expected frames, prep command).
 RECIPE_INFO_TABLES = ("film",)
+RECIPES = Path(__file__).resolve().parent / "recipes"
 
 
 def load_recipe(path: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
@@ -194,7 +195,14 @@ def load_recipe(path: str | Path) -> tuple[TrainConfig, dict[str, Any]]:
     Raises ConfigError naming the file and key."""
     path = Path(path)
     if not path.is_file():
-        raise ConfigError(f"{path}: recipe not found; expected a TOML file such as train/recipes/bbb.toml")
+        # A recipe that ships with livevae, by name ("bbb") or by its path in the repo ("train/recipes/bbb.toml"):
+        # found from any folder and in a wheel install, where the recipes are package data beside this file.
+        bundled = RECIPES / (path.name if path.suffix == ".toml" else f"{path.name}.toml")
+        if bundled.is_file() and (len(path.parts) == 1 or path.parent.as_posix().endswith("train/recipes")):
+            path = bundled
+        else:
+            names = ", ".join(sorted(p.stem for p in RECIPES.glob("*.toml")))
+            raise ConfigError(f"{path}: recipe not found; expected a TOML file or a bundled recipe ({names})")
     try:
         data = tomllib.loads(path.read_text())
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:

@@ -21,9 +21,10 @@ import torch.distributed as dist
 
 from livevae.errors import LivevaeError
 from livevae.model import VAE, save_model
-from train import metrics
-from train.batches import Loader, augment, to_model_input
-from train.checkpoint import (
+
+from . import metrics
+from .batches import Loader, augment, to_model_input
+from .checkpoint import (
     CheckpointError,
     CheckpointFolder,
     atomic_write_json,
@@ -34,11 +35,11 @@ from train.checkpoint import (
     rng_tensors,
     unpack_optimizer,
 )
-from train.config import TrainConfig
-from train.dataset import DatasetError, FrameDataset
-from train.discriminator import Discriminator
-from train.dist import average_, enable_determinism, fast_fp32_matmul, init_distributed
-from train.losses import VAEGANLoss
+from .config import TrainConfig
+from .dataset import DatasetError, FrameDataset
+from .discriminator import Discriminator
+from .dist import average_, enable_determinism, fast_fp32_matmul, init_distributed
+from .losses import VAEGANLoss
 
 MODEL_FILE = "model.safetensors"
 
@@ -74,7 +75,7 @@ def write_png(path: Path, rgb: np.ndarray) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     ok, buf = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
     if ok:
-        from train.checkpoint import atomic_write_bytes
+        from .checkpoint import atomic_write_bytes
 
         atomic_write_bytes(path, buf.tobytes())
 
@@ -263,7 +264,7 @@ class Trainer:
 
     def _fingerprint(self) -> str:
         if getattr(self, "_fp", None) is None:
-            from train.resume_check import fingerprint
+            from .resume_check import fingerprint
 
             self._fp = fingerprint(self.ds.frames)
         return str(self._fp)

@@ -13,8 +13,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from livevae.model import VAE
-from train.config import TrainConfig
-from train.discriminator import Discriminator
+
+from .config import TrainConfig
+from .discriminator import Discriminator
 
 EQUILIBRIUM = 0.68  # Larsen's centre: about ln 2, the BCE of a discriminator that cannot tell
 

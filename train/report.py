@@ -15,9 +15,10 @@ import numpy as np
 import torch
 
 from livevae.model import load_model
-from train import metrics
-from train.dataset import FrameDataset
-from train.loop import grid, to_model_input, write_png
+
+from . import metrics
+from .dataset import FrameDataset
+from .loop import grid, to_model_input, write_png
 
 
 @torch.no_grad()

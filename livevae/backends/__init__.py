@@ -51,6 +51,8 @@ def _make(
 ) -> Backend:
     import torch
 
+    if threads:
+        torch.set_num_threads(threads)  # torch's pool is process-wide: the one thread setting reaches it too
     if name == "tensorrt":
         from livevae.backends.tensorrt_backend import TensorRTBackend
 
@@ -66,17 +68,11 @@ def _make(
 
         provider = "cuda" if name.endswith("cuda") else "cpu"
         if precision is None and provider == "cpu":
-            from livevae.backends.quantize import cpu_has_int8_dot
+            from livevae.backends.cpuchoice import choose_precision
 
-            if cpu_has_int8_dot():
-                # The CPU default where int8 dot products exist: ~2x fp32 for a live model, checked at export
-                # against PyTorch fp32; a model whose int8 graph fails that check runs in fp32 instead.
-                try:
-                    return OnnxRuntimeBackend.from_file(
-                        model_path, batch=batch, precision="int8", cache_dir=cache_dir, threads=threads
-                    )
-                except EngineError as e:
-                    logger(f"onnxruntime int8 unavailable, using fp32: {e}")
+            # int8 or fp32 by measuring both on this CPU (once per model, CPU and ONNX Runtime; cached): an int8
+            # graph that fails its accuracy check, or is not clearly faster here, means fp32, logged with why.
+            precision = choose_precision(model_path, batch, cache_dir, threads, logger).precision
         return OnnxRuntimeBackend.from_file(
             model_path,
             provider=provider,
@@ -122,10 +118,12 @@ def create(
     """Create the named backend, or with 'auto' the first that works in `order`; log the choice.
 
     batch: 1 = static batch-1 graphs/engines for live use; None = dynamic batch for offline runs.
-    precision: None = the backend's default (fp16 on GPUs; on CPU int8 for ONNX Runtime where the CPU has
-    int8 dot products, else fp32), or 'fp32'/'fp16' ('bf16' torch-cuda, 'int8' ONNX Runtime CPU); also
-    given as a suffix of the name, 'onnxruntime+fp32' (see split_precision).
-    threads: ONNX Runtime CPU threads (default min(2, cores)); 1 leaves a core to capture and display.
+    precision: None = the backend's default (fp16 on GPUs; on CPU for ONNX Runtime int8 or fp32, whichever
+    measured faster on this CPU and model, see cpuchoice.choose_precision), or 'fp32'/'fp16' ('bf16'
+    torch-cuda, 'int8' ONNX Runtime CPU); also given as a suffix of the name, 'onnxruntime+fp32' (see
+    split_precision).
+    threads: CPU inference threads for every backend: ONNX Runtime's intra-op pool (default min(2, cores))
+    and torch's (torch.set_num_threads); 1 leaves a core to capture and display. None keeps the defaults.
     Every skipped backend is logged with its reason, one stderr line each, then the choice.
     Raises ModelError for a missing/bad model file (before trying any backend) and EngineError when
     the named backend, or every backend in `order`, cannot run.

@@ -73,6 +73,7 @@ class NetSpec:
     batch: int | None = 1
     precision: str = "fp32"
     max_batch: int = DEFAULT_MAX_BATCH
+    scheme: str | None = None  # int8 only: a quantize.SCHEMES name; None = the one for this CPU
 
     def __post_init__(self) -> None:
         if self.net not in ("encoder", "decoder"):
@@ -81,11 +82,21 @@ class NetSpec:
             raise EngineError(f"NetSpec: precision {self.precision!r}; expected one of {PRECISIONS}")
         if self.batch is not None and not 1 <= self.batch <= self.max_batch:
             raise EngineError(f"NetSpec: batch {self.batch}; expected 1..{self.max_batch} or None (dynamic)")
+        if self.precision == "int8":
+            from livevae.backends.quantize import SCHEMES, read_cpu, scheme_for
+
+            if self.scheme is None:  # resolved once here, so the file name and cache key say which it is
+                object.__setattr__(self, "scheme", scheme_for(read_cpu()).name)
+            elif self.scheme not in SCHEMES:
+                raise EngineError(f"NetSpec: int8 scheme {self.scheme!r}; expected one of {', '.join(SCHEMES)}")
+        elif self.scheme is not None:
+            raise EngineError(f"NetSpec: scheme {self.scheme!r} with precision {self.precision!r}; only int8 has one")
 
     @property
     def name(self) -> str:
-        """File stem, e.g. 'encoder-b1-fp32' (static batch 1) or 'decoder-bN-fp16' (dynamic batch)."""
-        return f"{self.net}-b{self.batch if self.batch is not None else 'N'}-{self.precision}"
+        """File stem: 'encoder-b1-fp32' (static batch 1), 'decoder-bN-fp16' (dynamic), 'decoder-b1-int8-u8s8'."""
+        scheme = f"-{self.scheme}" if self.scheme else ""
+        return f"{self.net}-b{self.batch if self.batch is not None else 'N'}-{self.precision}{scheme}"
 
     @property
     def input_name(self) -> str:
@@ -208,7 +219,7 @@ def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
 
 def _export_int8(spec: NetSpec, model: VAE, path: Path) -> None:
     """The fp32 export of the int8-friendly rewrite, quantized with calibration data from the model itself."""
-    from livevae.backends.quantize import calibration_data, int8_friendly, quantize_graph
+    from livevae.backends.quantize import SCHEMES, calibration_data, int8_friendly, quantize_graph
 
     fp32_spec = NetSpec(spec.net, spec.batch, "fp32", spec.max_batch)
     fp32_path = path.with_name(path.stem + ".fp32.onnx")
@@ -216,7 +227,7 @@ def _export_int8(spec: NetSpec, model: VAE, path: Path) -> None:
         _export_graph(fp32_spec, int8_friendly(model), fp32_path)
         frames, z = calibration_data(model)
         data = frames if spec.net == "encoder" else z
-        quantize_graph(fp32_path, path, spec.input_name, data, spec.batch or 8)
+        quantize_graph(fp32_path, path, spec.input_name, data, spec.batch or 8, SCHEMES[str(spec.scheme)])
     finally:
         fp32_path.unlink(missing_ok=True)
 
@@ -284,9 +295,10 @@ def export(
     model_sha = file_sha256(model_path)
     fields: dict[str, Any] = {"model_sha256": model_sha, "spec": spec.name, "max_batch": spec.max_batch, "opset": OPSET}
     if spec.precision == "int8":
-        from livevae.backends.quantize import RECIPE
+        from livevae.backends.quantize import SCHEMES, recipe
 
-        fields["int8"] = RECIPE  # a change of rewrite or calibration makes a new graph, not a stale hit
+        # a change of rewrite, calibration or scheme makes a new graph, not a stale hit
+        fields["int8"] = recipe(SCHEMES[str(spec.scheme)])
     key = key_of(fields)
     path = export_dir(model_sha, cache_dir) / f"{spec.name}-{key[:8]}.onnx"
     side = path.with_name(path.name + ".json")

@@ -12,6 +12,11 @@ from livevae.backends.onnx_export import NetSpec, export
 from livevae.model import ModelConfig, read_model_header
 
 
+def default_threads() -> int:
+    """Intra-op threads when none are given: min(2, cores); the live loop's capture and display want the rest."""
+    return min(2, os.cpu_count() or 1)
+
+
 def session_options(threads: int | None = None, spinning: bool = False) -> object:
     """SessionOptions for live use on a small CPU.
 
@@ -24,7 +29,7 @@ def session_options(threads: int | None = None, spinning: bool = False) -> objec
     import onnxruntime as ort
 
     so = ort.SessionOptions()
-    so.intra_op_num_threads = threads or min(2, os.cpu_count() or 1)
+    so.intra_op_num_threads = threads or default_threads()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -47,6 +52,7 @@ class OnnxRuntimeBackend:
         spinning: bool = False,
         batch: int | None = 1,
         precision: str = "fp32",
+        scheme: str | None = None,
     ) -> None:
         try:
             import onnxruntime as ort
@@ -66,7 +72,8 @@ class OnnxRuntimeBackend:
         self.cfg = cfg
         self.batch = batch
         self.precision = precision
-        self.threads = threads or min(2, os.cpu_count() or 1)
+        self.scheme = scheme  # int8: the quantize.SCHEMES entry the graphs were quantized with
+        self.threads = threads or default_threads()
         self.spinning = spinning
         so = session_options(self.threads, spinning)
         self._enc = ort.InferenceSession(str(encoder_onnx), so, providers=providers)
@@ -84,17 +91,20 @@ class OnnxRuntimeBackend:
         cache_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
         spinning: bool = False,
+        scheme: str | None = None,
     ) -> OnnxRuntimeBackend:
-        """Export (or reuse the cached) encoder/decoder for this model file, then open the sessions."""
+        """Export (or reuse the cached) encoder/decoder for this model file, then open the sessions.
+        scheme: int8 only, a quantize.SCHEMES name; None = the scheme for this CPU."""
         cfg, _ = read_model_header(model_path)  # raises ModelError naming a bad file before any export
-        enc = export(model_path, NetSpec("encoder", batch, precision), cache_dir)
-        dec = export(model_path, NetSpec("decoder", batch, precision), cache_dir)
-        return cls(enc.path, dec.path, cfg, provider, threads, spinning, batch, precision)
+        enc = export(model_path, NetSpec("encoder", batch, precision, scheme=scheme), cache_dir)
+        dec = export(model_path, NetSpec("decoder", batch, precision, scheme=scheme), cache_dir)
+        return cls(enc.path, dec.path, cfg, provider, threads, spinning, batch, precision, enc.spec.scheme)
 
     def describe(self) -> str:
         b = "dynamic batch" if self.batch is None else f"batch {self.batch}"
         spin = "on" if self.spinning else "off"
-        return f"{self.name} ({self.provider}, {self.threads} threads, spinning {spin}, {self.precision}, {b})"
+        prec = f"{self.precision} {self.scheme}" if self.scheme else self.precision
+        return f"{self.name} ({self.provider}, {self.threads} threads, spinning {spin}, {prec}, {b})"
 
     def _run(self, sess: object, name: str, out: str, x: np.ndarray) -> np.ndarray:
         run = sess.run  # type: ignore[attr-defined]

@@ -6,8 +6,8 @@ import contextlib
 import copy
 import io
 import os
-import platform
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from livevae.backends import EngineError
+from livevae.backends.cpuchoice import CpuInfo, read_cpu
 from livevae.model import VAE
 
 # Calibration: frames decoded from the film's own latent distribution (the model file's PCA), then
@@ -28,28 +29,71 @@ MODULATION_SPAN = 1.5
 # Range per activation: the 99.99th percentile, not the extreme. Min/max let a handful of outlier
 # activations set the step size for all (mean error 0.022 against 0.012 on the demo model).
 CALIBRATION_PERCENTILE = 99.99
-CPUINFO = Path("/proc/cpuinfo")
-# Everything that shapes an int8 graph besides the model, for the export cache key.
-RECIPE = f"subpixel-nhwc-qdq-u8s8-percentile{CALIBRATION_PERCENTILE}-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
+# Everything that shapes an int8 graph besides the model and the scheme, for the export cache key.
+RECIPE = f"subpixel-nhwc-qdq-percentile{CALIBRATION_PERCENTILE}-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
+INT16_MAX = 32767
+
+
+@dataclass(frozen=True)
+class Int8Scheme:
+    """How weights and activations are stored in an int8 graph, for the kernels of one kind of CPU."""
+
+    name: str
+    activation: str  # "u8" (QUInt8)
+    weight: str  # "s8" (QInt8)
+    reduce_range: bool  # 7-bit weights ([-64, 64]) instead of 8-bit ([-127, 127])
+    cpus: str  # which CPUs it is for, and why
+
+    @property
+    def weight_max(self) -> int:
+        return 64 if self.reduce_range else 127
+
+    def pair_sum_bound(self) -> int:
+        """The largest |a0*w0 + a1*w1| of u8 activations and these weights: what x86 vpmaddubsw (the int8
+        kernel of CPUs without VNNI) holds in a saturating int16 before it widens to 32 bits."""
+        return 2 * 255 * self.weight_max
+
+
+# ONNX Runtime's quantization guide: on x86 without VNNI the u8 x s8 kernels (vpmaddubsw) add pairs of
+# products in 16 bits and saturate; reduce_range (7-bit weights) or U8U8 avoids it. VNNI/AMX (vpdpbusd,
+# tdpbusd) and Arm (widening multiplies, sdot/udot) accumulate in 32 bits and take full 8-bit weights.
+SCHEMES = {
+    "u8s8": Int8Scheme("u8s8", "u8", "s8", False, "x86 with VNNI/AMX, Arm: u8 x s8 products summed in 32 bits"),
+    "u8s8-w7": Int8Scheme(
+        "u8s8-w7",
+        "u8",
+        "s8",
+        True,
+        "x86 without VNNI (AVX2, AVX-512 without VNNI) and unknown CPUs: 7-bit "
+        "weights keep vpmaddubsw's pair sums (at most 2 x 255 x 64 = 32640) inside int16",
+    ),
+}
+
+
+def scheme_for(cpu: CpuInfo) -> Int8Scheme:
+    """The int8 scheme that is exact on this CPU's kernels: full 8-bit weights where products are summed in
+    32 bits (x86 VNNI/AMX, every Arm), 7-bit weights elsewhere (x86 without VNNI, and anything unknown)."""
+    if cpu.vnni or cpu.arm:
+        return SCHEMES["u8s8"]
+    return SCHEMES["u8s8-w7"]
+
+
+def accurate_schemes(cpu: CpuInfo) -> list[Int8Scheme]:
+    """Every scheme whose products cannot saturate on this CPU's kernels (what tests can run for real here)."""
+    return [s for s in SCHEMES.values() if s is scheme_for(cpu) or s.reduce_range]
+
+
+def recipe(scheme: Int8Scheme) -> str:
+    """The export cache key's int8 part: calibration recipe plus scheme, so a cache folder copied to another
+    kind of CPU exports the graph that CPU needs instead of reusing one that saturates there."""
+    return f"{RECIPE}-{scheme.name}"
 
 
 def cpu_has_int8_dot() -> bool:
-    """True when the CPU has int8 dot-product instructions (x86 VNNI/AMX, Arm dotprod).
-
-    Without them int8 convolutions run on 16-bit multiplies and are no faster than fp32, and x86
-    without VNNI can saturate u8 x s8 products; `auto` then keeps fp32."""
-    machine = platform.machine().lower()
-    if platform.system() == "Darwin":
-        return machine == "arm64"  # every Apple silicon core has dotprod
-    try:
-        text = CPUINFO.read_text(errors="replace")
-    except OSError:
-        return False
-    flags: set[str] = set()
-    for line in text.splitlines():
-        if line.startswith(("flags", "Features")):
-            flags.update(line.split(":", 1)[-1].split())
-    return bool(flags & {"avx512_vnni", "avx_vnni", "amx_int8", "asimddp"})
+    """True when the CPU has int8 dot-product instructions (x86 VNNI/AMX, Arm dotprod); a hint for logs.
+    Whether int8 is used is measured (cpuchoice.choose_precision), not read from this."""
+    cpu = read_cpu()
+    return cpu.vnni or cpu.dotprod
 
 
 class SubpixelConvTranspose(nn.Module):
@@ -170,13 +214,16 @@ class _Reader:
         return next(self._it, None)
 
 
-def quantize_graph(fp32_path: Path, out_path: Path, input_name: str, data: np.ndarray, batch: int) -> None:
-    """Static QDQ quantization of an fp32 graph: per-channel s8 weights, u8 activations (the VNNI pairing),
-    percentile calibration on `data`. Gemm stays float: the latent's precision costs 2% of the work and
-    keeps modulated z exact."""
+def quantize_graph(
+    fp32_path: Path, out_path: Path, input_name: str, data: np.ndarray, batch: int, scheme: Int8Scheme
+) -> None:
+    """Static QDQ quantization of an fp32 graph: per-channel s8 weights (7-bit with scheme.reduce_range),
+    u8 activations, percentile calibration on `data`. Gemm stays float: the latent's precision costs 2% of
+    the work and keeps modulated z exact."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
+    types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
     pre = out_path.with_name(out_path.stem + ".pre.onnx")
     tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
     try:
@@ -189,8 +236,9 @@ def quantize_graph(fp32_path: Path, out_path: Path, input_name: str, data: np.nd
                 quant_format=QuantFormat.QDQ,
                 op_types_to_quantize=["Conv", "Relu", "LeakyRelu"],
                 per_channel=True,
-                activation_type=QuantType.QUInt8,
-                weight_type=QuantType.QInt8,
+                reduce_range=scheme.reduce_range,
+                activation_type=types[scheme.activation],
+                weight_type=types[scheme.weight],
                 calibrate_method=CalibrationMethod.Percentile,
                 extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
             )

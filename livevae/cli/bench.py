@@ -11,7 +11,7 @@ from dataclasses import asdict
 from pathlib import Path
 
 from livevae.cli.main import ExamplesFormatter
-from livevae.offline.bench import run_bench, to_markdown
+from livevae.offline import bench as job  # called through the module, so a test can stand in for the job
 
 EXAMPLES = """examples:
   livevae bench                                          # batch 1, tiny/live/broad2016, every backend
@@ -60,8 +60,8 @@ def run(args: argparse.Namespace) -> int:
     with tempfile.TemporaryDirectory(prefix="livevae-bench-") as tmp:
         cache = Path(args.cache_dir or tmp)
         cache.mkdir(parents=True, exist_ok=True)
-        report = run_bench(presets, backends, batches, args.seconds, args.rounds, args.threads, cache)
-    md = to_markdown(report)
+        report = job.run_bench(presets, backends, batches, args.seconds, args.rounds, args.threads, cache)
+    md = job.to_markdown(report)
     with atomic_file(out.with_suffix(".md")) as tmp_md:
         tmp_md.write_text(md)
     data = {

@@ -9,11 +9,11 @@ from dataclasses import replace
 from pathlib import Path
 
 from livevae.loop import LiveConfig, LiveError, LiveLoop
+from livevae.resources import show_file, shows_dir
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parents[2]  # the checkout: shows/ sits beside livevae/
-DEMO_SHOW = ROOT / "shows" / "demo.toml"
+DEMO_SHOW = shows_dir() / "demo.toml"  # the repo's shows/ in a checkout, package data in a wheel
 DEMO_MODEL = Path(__file__).resolve().parents[1] / "assets" / "demo.safetensors"
 DEMO_CLIP = "bigbuckbunny.mp4"
 
@@ -22,12 +22,12 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--headless", action="store_true", help="render to a file even when there is a display")
     p.add_argument("--out", default="out/demo.mp4", help="headless: the MP4 to render")
     p.add_argument("--frames", type=int, default=300, help="headless: frames to render")
-    p.add_argument(
-        "--show", default=str(DEMO_SHOW), help="the show file to run (when missing: the bundled model on a clip)"
-    )
+    p.add_argument("--show", default=str(DEMO_SHOW), help="the show file (or a bundled show's name) to run")
     p.add_argument("--model", help=f"use this model instead of the bundled one ({DEMO_MODEL.name})")
     p.add_argument("--backend", default=None, help="inference backend (default: the show's, else auto)")
-    p.add_argument("--threads", type=int, default=2, help="CPU threads for inference")
+    p.add_argument(
+        "--threads", type=int, default=None, help="CPU inference threads, every backend (default: the show's, else 2)"
+    )
     p.add_argument("--osc-port", type=int, default=None, help="OSC listen port (default: the show's; 0 = any free)")
 
 
@@ -42,7 +42,7 @@ def has_display() -> bool:
 
 def demo_config(args: argparse.Namespace) -> tuple[LiveConfig, object, list[object], str]:
     """(config, state, controllers, what) for the demo: the show file if it exists, else flags."""
-    show = Path(args.show)
+    show = show_file(args.show)
     if show.is_file():
         from livevae.show.showfile import build_show
 
@@ -50,6 +50,7 @@ def demo_config(args: argparse.Namespace) -> tuple[LiveConfig, object, list[obje
         if args.model:
             cfg = replace(cfg, model=args.model)
         return cfg, state, list(controllers), f"show {show}"
+    log.warning(f"{show}: demo show not found; playing the model alone, without OSC, scenes or LFOs")
     model = Path(args.model) if args.model else DEMO_MODEL
     if not model.is_file():
         raise LiveError(
@@ -73,12 +74,11 @@ def run(args: argparse.Namespace) -> int:
     if not window:
         # Offline render on the fixed-step clock: bounded, repeatable, finishes in well under a minute on 2 cores.
         cfg = replace(cfg, headless=True, realtime=False, out=args.out, frames=args.frames, seconds=None, record=None)
-    import torch
-
-    torch.set_num_threads(max(1, args.threads))
+    if args.threads:
+        cfg = replace(cfg, threads=max(1, args.threads))
     from livevae.backends import create
 
-    backend = create(cfg.model, cfg.backend)
+    backend = create(cfg.model, cfg.backend, threads=cfg.threads)
     print(f"livevae demo: {what}, {'window' if window else f'headless -> {cfg.out}'}", flush=True)
     stats = LiveLoop(cfg, backend, state, controllers).run()  # type: ignore[arg-type]
     print(stats.summary())

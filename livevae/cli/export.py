@@ -46,8 +46,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--precision",
         default=None,
-        help="comma-separated fp32,fp16,int8 (int8: ONNX Runtime CPU); None = fp32,fp16 for onnx (and int8 where "
-        "the CPU has int8 dot products), fp16 for tensorrt",
+        help="comma-separated fp32,fp16,int8 (int8: ONNX Runtime CPU, the scheme for this CPU); None = all three "
+        "for onnx (then int8 and fp32 are timed and the faster is cached for `auto`), fp16 for tensorrt",
     )
     p.add_argument(
         "--batch",
@@ -57,15 +57,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--max-batch", type=int, default=DEFAULT_MAX_BATCH, help="largest dynamic batch (TensorRT profile)")
     p.add_argument("--cache-dir", default=None, help="cache folder; None = $LIVEVAE_CACHE or ~/.cache/livevae")
-    p.add_argument("--force", action="store_true", help="export/build again even when cached")
+    p.add_argument("--force", action="store_true", help="export, build and measure again even when cached")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads the int8/fp32 choice is measured with")
 
 
 def run(args: argparse.Namespace) -> int:
     default = "fp16"
     if args.backend == "onnx":
-        from livevae.backends.quantize import cpu_has_int8_dot
-
-        default = "fp32,fp16,int8" if cpu_has_int8_dot() else "fp32,fp16"  # int8: what the CPU live path runs
+        default = "fp32,fp16,int8"  # int8 and fp32 both: the CPU live path runs whichever measures faster here
     precisions = [s for s in (args.precision or default).split(",") if s]
     specs = specs_for(args.batch, precisions, args.max_batch)
     print(f"cache: {cache_root(args.cache_dir)}")
@@ -83,4 +82,10 @@ def run(args: argparse.Namespace) -> int:
         e = export(args.model, spec, args.cache_dir, force=args.force)
         state = "cached" if e.cached else f"exported in {time.perf_counter() - t:.1f} s"
         print(f"{spec.name:18s} {e.path}  max |ORT - torch fp32| = {e.max_abs_diff:.2g}  ({state})")
+    live = {s.precision for s in specs if s.batch == 1}
+    if {"fp32", "int8"} <= live:  # what `auto` will run on this CPU, measured now so the show starts at once
+        from livevae.backends.cpuchoice import choose_precision
+
+        c = choose_precision(args.model, 1, args.cache_dir, args.threads, logger=lambda s: None, force=args.force)
+        print(f"CPU choice (ONNX Runtime, live): {c.precision}: {c.reason}")
     return 0

@@ -8,7 +8,7 @@ import sys
 from dataclasses import fields, replace
 from pathlib import Path
 
-from livevae.backends import Backend, create
+from livevae.backends import Backend
 from livevae.control.state import ControlState
 from livevae.handle import Controller
 from livevae.loop import LiveConfig, LiveError, LiveLoop
@@ -38,7 +38,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         help="inference backend: auto, torch, onnxruntime, tensorrt ..., optionally with a precision, e.g. "
         f"onnxruntime+fp32 (default {d.backend})",
     )
-    g.add_argument("--threads", type=int, help="CPU threads for inference (default: torch's choice)")
+    g.add_argument(
+        "--threads",
+        type=int,
+        help="CPU threads for inference, every backend (ONNX Runtime and torch); default: the show's, else 2",
+    )
     g = p.add_argument_group("input")
     g.add_argument("--source", action="append", dest="sources", metavar="SPEC",
                    help="camera index or /dev/videoN, video file, image folder, playlist .txt, or testcard; "
@@ -143,7 +147,9 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
     controllers: list[Controller] = []
     if args.show:
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}
-        cfg, state, controllers = build_show(Path(args.show), **osc, midi_ports=getattr(args, "midi_port", None))
+        from livevae.resources import show_file
+
+        cfg, state, controllers = build_show(show_file(args.show), **osc, midi_ports=getattr(args, "midi_port", None))
         cfg = apply_flags(cfg, args)
     else:
         if not args.model:
@@ -158,11 +164,9 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
             check_output_file(cfg.out, VIDEO_SUFFIXES, what="--out")
         except OutputError as e:
             raise LiveError(str(e)) from None
-    if cfg.threads:
-        import torch
+    from livevae.backends import create  # looked up at call time: one place to stand in for the backend
 
-        torch.set_num_threads(cfg.threads)
-    backend = create(cfg.model, cfg.backend)
+    backend = create(cfg.model, cfg.backend, threads=cfg.threads)
     if not args.show:
         state = ControlState(backend.cfg.zdim, pca_count(cfg.model))
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}

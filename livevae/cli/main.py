@@ -14,7 +14,7 @@ from livevae.errors import LivevaeError
 # command here (training's own lives in train/cli.py, beside what only training needs), the jobs in offline/.
 COMMANDS: dict[str, tuple[str, str]] = {
     "prep": ("livevae.cli.prep", "decode a film into a frame dataset (memory-mapped uint8 array + JSON)"),
-    "train": ("train.cli", "train a VAE-GAN on a frame dataset from a recipe"),
+    "train": ("livevae.train.cli", "train a VAE-GAN on a frame dataset from a recipe"),
     "reconstruct": (
         "livevae.cli.reconstruct",
         "pass a whole film through a model into a new video, with its audio",
@@ -65,10 +65,26 @@ def _top_parser() -> argparse.ArgumentParser:
     return p
 
 
+def _module_name(name: str) -> str:
+    """The module of a subcommand. Training lives in the repo's top-level train/ folder, installed as
+    livevae.train: in a checkout it is imported as `train` (one module identity with the tests and tools that
+    import it so), in a wheel as livevae.train; never a foreign top-level `train` from site-packages."""
+    module_name = COMMANDS[name][0]
+    if module_name.startswith("livevae.train."):
+        import importlib.util
+        from pathlib import Path
+
+        checkout = Path(__file__).resolve().parent.parent / "train"
+        spec = importlib.util.find_spec("train") if (checkout / "cli.py").is_file() else None
+        if spec is not None and spec.origin and Path(spec.origin).resolve().parent == checkout:
+            return module_name.removeprefix("livevae.")
+    return module_name
+
+
 def build_parser(name: str) -> argparse.ArgumentParser:
     """The parser of one subcommand, with the module's own arguments added."""
-    module_name, help_text = COMMANDS[name]
-    module = importlib.import_module(module_name)
+    _, help_text = COMMANDS[name]
+    module = importlib.import_module(_module_name(name))
     p = argparse.ArgumentParser(
         prog=f"livevae {name}",
         description=help_text,

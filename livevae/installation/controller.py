@@ -47,10 +47,12 @@ class InstallationController:
         show_scenes: Sequence[str] = (),
         clock: Callable[[], float] = time.monotonic,
         wallclock: Callable[[], float] = time.time,
+        show_name: str = "show",
     ) -> None:
         self.sec = sec
         self.state = state
         self.show_dir = Path(show_dir)
+        self.show_name = show_name  # names its folder under the state dir
         self.clock = clock
         self.wallclock = wallclock
         ap = sec.autopilot
@@ -83,8 +85,9 @@ class InstallationController:
 
     # --- paths -------------------------------------------------------------------------------------------
     def _path(self, p: str) -> Path:
-        q = Path(p).expanduser()
-        return q if q.is_absolute() else self.show_dir / q
+        from livevae.resources import runtime_path
+
+        return runtime_path(p, self.show_dir, self.show_name)
 
     # --- Controller protocol -----------------------------------------------------------------------------
     def configure(self, cfg: LiveConfig) -> LiveConfig:
@@ -146,7 +149,7 @@ class InstallationController:
             from livevae.backends import create
 
             def factory() -> Any:
-                return create(st.model, st.backend_spec)
+                return create(st.model, st.backend_spec, threads=st.threads)  # the rebuilt backend keeps the setting
 
             def guard(inner: Any) -> Any:
                 if isinstance(inner, GuardedBackend):
@@ -383,12 +386,12 @@ def from_show(
     """The installation controller for a show's [installation] table. Raises InstallationError naming the key."""
     sec = parse_section(section)
     if sec.health.log_file:
-        p = Path(sec.health.log_file)
-        if not p.is_absolute():
-            p = show_path.parent / p
+        from livevae.resources import runtime_path
+
+        p = runtime_path(sec.health.log_file, show_path.parent, show_path.stem)
         if p.exists() and p.is_dir():
             raise InstallationError(f"installation.health.log_file {p}: a folder; expected a file path")
     try:
-        return InstallationController(sec, state, show_path.parent, scenes)
+        return InstallationController(sec, state, show_path.parent, scenes, show_name=show_path.stem)
     except (sched.ScheduleError, HealthError) as e:
         raise InstallationError(str(e)) from None

@@ -78,9 +78,10 @@ class ScheduleSection(_Section):
 
 
 class HealthSection(_Section):
-    heartbeat: str | None = "livevae-heartbeat.json"  # relative to the show file; None = no heartbeat
+    # "state:X" = X under the state folder (resources.state_dir()/<show name>); else relative to the show file
+    heartbeat: str | None = "state:heartbeat.json"  # None = no heartbeat
     heartbeat_interval: float = Field(default=5.0, ge=0.5, le=600.0)
-    log_file: str | None = None  # rotating log; relative to the show file
+    log_file: str | None = None  # rotating log; "state:logs/livevae.log" or relative to the show file
     log_max_mb: float = Field(default=10.0, gt=0.0, le=10_000.0)
     log_backups: int = Field(default=5, ge=0, le=1000)
     max_rss_mb: float = Field(default=0.0, ge=0.0)  # > 0: restart (like the nightly restart) when RSS passes this

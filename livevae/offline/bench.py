@@ -16,6 +16,11 @@ import torch
 from livevae.backends import Backend, EngineError, create
 from livevae.model import VAE, preset, read_model_header, save_model
 
+# The CPU features int8 and fp32 speed depend on, named in every table.
+INT8_FLAGS = frozenset(
+    {"avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "amx_bf16", "avx512_bf16",
+     "asimd", "asimddp", "i8mm", "sve"}
+)  # fmt: skip
 REFERENCE = "torch-cpu"  # plain PyTorch eager on CPU: every ratio is against it
 OPS = ("encode", "decode", "both")
 
@@ -58,11 +63,15 @@ def machine_info() -> dict[str, Any]:
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
-    try:
-        with open("/proc/cpuinfo") as f:
-            info["cpu"] = next(ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
+    from livevae.backends.cpuchoice import read_cpu
+    from livevae.backends.quantize import scheme_for
+
+    cpu = read_cpu()
+    info["cpu"] = cpu.model
+    info["cpu_kind"] = cpu.kind
+    info["cpu_int8_flags"] = sorted(cpu.flags & INT8_FLAGS)  # what the int8 schemes depend on
+    info["cpu_flags"] = sorted(cpu.flags)
+    info["int8_scheme"] = scheme_for(cpu).name
     return info
 
 
@@ -115,6 +124,14 @@ def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads:
             model_path, batch=1 if batch == 1 else None, cache_dir=cache, threads=threads, spinning=True
         )
         return b, b.describe()  # type: ignore[attr-defined]
+    if name.startswith("onnxruntime+int8:"):  # one int8 scheme forced (quantize.SCHEMES), e.g. onnxruntime+int8:u8s8-w7
+        from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
+
+        ob = OnnxRuntimeBackend.from_file(
+            model_path, batch=1 if batch == 1 else None, precision="int8", cache_dir=cache, threads=threads,
+            scheme=name.split(":", 1)[1],
+        )  # fmt: skip
+        return ob, ob.describe()
     if name in ("torch-cpu+channels_last", "torch-cpu-jit+channels_last"):  # cheap CPU wins, measured
         from livevae.backends.torch_backend import TorchBackend
 
@@ -122,7 +139,7 @@ def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads:
         tb = TorchBackend.from_file(str(model_path), mode=mode, channels_last=True)
         return tb, tb.describe()
     logs: list[str] = []  # NAME+fp32 / NAME+int8 pin a precision (create's split_precision)
-    b = create(model_path, name, batch=1 if batch == 1 else None, cache_dir=cache, logger=logs.append)
+    b = create(model_path, name, batch=1 if batch == 1 else None, cache_dir=cache, threads=threads, logger=logs.append)
     return b, logs[-1].removeprefix("using ")
 
 
@@ -256,7 +273,9 @@ def to_markdown(report: Report) -> str:
     details = sorted({f"`{r.backend}`: {r.detail}" for r in report.rows})
     out.append("Backends: " + "; ".join(details) + ".  ")
     out.append(
-        f"Machine: {m['cpu']}, {m['cores']} cores, load average {m['load_avg_1m']:.1f} at start (shared machine); "
+        f"Machine: {m['cpu']} ({m.get('cpu_kind', '?')}; int8-relevant flags: "
+        f"{' '.join(m.get('cpu_int8_flags', [])) or 'none'}; this CPU's int8 scheme {m.get('int8_scheme', '?')}), "
+        f"{m['cores']} cores, load average {m['load_avg_1m']:.1f} at start (shared machine); "
         f"torch {m['torch']}, onnxruntime {m['onnxruntime']}; {m['date_utc']} UTC. "
         f"{s['seconds']:g} s per figure in {s['rounds']} interleaved rounds; "
         "presets have random weights, model files their own; random frames."

@@ -113,6 +113,7 @@ class Options:
     batch: int = 0  # 0: by device (GPU_BATCH on CUDA/TensorRT, CPU_BATCH otherwise)
     backend: str = "auto"
     precision: str = "auto"
+    threads: int | None = None  # CPU inference threads, every backend; None = the backends' defaults
     audio: str = "auto"  # auto | copy | aac | none
     shard: tuple[int, int] | None = None
     progress: bool = True
@@ -203,7 +204,7 @@ def reconstruct(opts: Options) -> dict[str, Any]:
         meta.update(shard=list(opts.shard), origin=origin, origin0=opts.start or 0.0)
         out = shard_path(out, *opts.shard)
 
-    backends = [load_backend(m, opts.backend, opts.precision) for m in opts.models]
+    backends = [load_backend(m, opts.backend, opts.precision, opts.threads) for m in opts.models]
     runners = [make_runner(b, opts.precision) for b in backends]
     if opts.batch == 0:
         on_gpu = any(k in str(getattr(b, "name", "")) for b in backends for k in ("cuda", "tensorrt"))

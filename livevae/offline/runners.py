@@ -90,7 +90,7 @@ def make_runner(backend: Any, precision: str = "auto") -> Runner:
     return protocol_runner(backend)
 
 
-def load_backend(path: str, backend: str, precision: str = "auto") -> Any:
+def load_backend(path: str, backend: str, precision: str = "auto", threads: int | None = None) -> Any:
     """livevae.backends.create for offline use (dynamic batch), naming the model file in every error."""
     import inspect
 
@@ -100,6 +100,7 @@ def load_backend(path: str, backend: str, precision: str = "auto") -> Any:
         raise ModelError(f"{path}: model file not found; expected a livevae .safetensors model")
     # Only pass what this version of create() takes: batch=None asks for dynamic-batch graphs/engines.
     wanted: dict[str, Any] = {"batch": None, "precision": None if precision == "auto" else precision}
+    wanted["threads"] = threads
     params = inspect.signature(create).parameters
     kw = {k: v for k, v in wanted.items() if k in params}
     try:

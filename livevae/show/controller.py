@@ -72,6 +72,8 @@ class ShowController:
     def start(self, loop: LoopHandle | None = None) -> None:
         """Open the OSC server, the feedback sender and the file watcher (threads; returns at once)."""
         self.loop = loop
+        sh = self.show  # one line saying what plays, so a show that lost its parts is seen at the first start
+        log.info(f"{sh.path}: {len(sh.scenes)} scenes ({', '.join(sh.scenes) or 'none'}), {len(sh.lfo)} LFOs")
         if self.server is not None:
             try:
                 self.server.start()

@@ -164,6 +164,7 @@ def live_config(show: Show) -> LiveConfig:
         return LiveConfig(
             model=str(model_path(show)),
             backend=show.backend,
+            threads=show.threads,
             sources=_sources(show),
             source=i.source,
             source_size=_size(i.size, "input.size", show),

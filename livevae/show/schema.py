@@ -170,6 +170,7 @@ class Show(_Section):
     name: str = ""
     model: str
     backend: str = "auto"
+    threads: int | None = Field(default=None, ge=1, le=256)  # CPU inference threads, every backend; None = 2
     seed: int = 0  # noise and random-walk LFOs repeat for a seed
     hot_reload: bool = True
     input: InputSection = Field(default_factory=lambda: InputSection())

@@ -1,0 +1,258 @@
+"""The CPU this runs on (model, flags) and the measured int8-or-fp32 choice for ONNX Runtime, cached per CPU."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from livevae.backends import EngineError, log
+
+CPUINFO = Path("/proc/cpuinfo")
+# The timed run at export time: warm-up calls, then alternating int8/fp32 rounds until either runs out.
+# About a second: long enough that a 5% difference shows through a contended machine's noise, short enough
+# for a show's first start (the result is cached, so it is paid once per model, CPU and ONNX Runtime).
+CHOICE_SECONDS = float(os.environ.get("LIVEVAE_CHOICE_SECONDS", "1.0"))
+CHOICE_WARMUP = 2
+CHOICE_MAX_ROUNDS = 30
+# int8 costs some accuracy, so it must win clearly: at least 5% faster than fp32 on this machine.
+INT8_MARGIN = 0.95
+CHOICE_FORMAT = 1
+
+
+@dataclass(frozen=True)
+class CpuInfo:
+    """What the int8 decisions depend on: architecture, model name and feature flags."""
+
+    arch: str  # "x86_64", "aarch64", "arm64", ... (from the flags' style, else platform.machine())
+    model: str
+    flags: frozenset[str]
+
+    @property
+    def x86(self) -> bool:
+        return self.arch in ("x86_64", "amd64", "i386", "i686", "x86")
+
+    @property
+    def arm(self) -> bool:
+        return self.arch in ("aarch64", "arm64") or self.arch.startswith("arm")
+
+    @property
+    def vnni(self) -> bool:
+        """x86 int8 dot products: u8 x s8 summed straight into 32 bits (AVX-512 VNNI, AVX-VNNI, AMX)."""
+        return self.x86 and bool(self.flags & {"avx512_vnni", "avx_vnni", "amx_int8"})
+
+    @property
+    def dotprod(self) -> bool:
+        """Arm int8 dot products (sdot/udot; Linux calls the feature asimddp)."""
+        return self.arm and bool(self.flags & {"asimddp", "dotprod"})
+
+    @property
+    def kind(self) -> str:
+        """A name for logs and tables: x86-vnni, x86-avx512, x86-avx2, x86, arm-dotprod, arm or other."""
+        if self.x86:
+            if self.vnni:
+                return "x86-vnni"
+            return "x86-avx512" if "avx512bw" in self.flags else "x86-avx2" if "avx2" in self.flags else "x86"
+        if self.arm:
+            return "arm-dotprod" if self.dotprod else "arm"
+        return "other"
+
+    def fingerprint(self) -> str:
+        """A short hash of arch, model and the sorted flags: the same CPU gives the same string on any run."""
+        blob = json.dumps([self.arch, self.model, sorted(self.flags)])
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def read_cpu(path: Path | None = None) -> CpuInfo:
+    """This machine's CpuInfo from /proc/cpuinfo (Linux x86 'flags', Arm 'Features'); macOS and Windows,
+    which have no such file, get the model from `platform` and flags only where they are certain
+    (every Apple silicon core has dotprod); unknown flags are empty, which selects the safe int8 scheme."""
+    machine = platform.machine().lower()
+    path = CPUINFO if path is None else path
+    if platform.system() == "Darwin" and not path.is_file():
+        return CpuInfo(machine, platform.processor() or machine, frozenset({"asimddp"} if machine == "arm64" else ()))
+    try:
+        text = path.read_text(errors="replace")
+    except OSError:
+        return CpuInfo(machine, platform.processor() or "unknown", frozenset())
+    model, arch = "", ""
+    flags: set[str] = set()
+    implementer = part = ""
+    for line in text.splitlines():
+        key, _, value = line.partition(":")
+        key, value = key.strip(), value.strip()
+        if key == "flags":  # one line per logical CPU; the first is enough, they agree
+            flags.update(value.split())
+            arch = arch or "x86_64"
+        elif key == "Features":
+            flags.update(value.split())
+            arch = arch or "aarch64"
+        elif key == "model name" and not model:
+            model = value
+        elif key == "CPU implementer" and not implementer:
+            implementer = value
+        elif key == "CPU part" and not part:
+            part = value
+    if not model and (implementer or part):  # Arm Linux rarely says a model name
+        model = f"Arm implementer {implementer} part {part}"
+    return CpuInfo(arch or machine, model or platform.processor() or "unknown", frozenset(flags))
+
+
+@dataclass(frozen=True)
+class Choice:
+    """The measured choice for one model on one CPU: the precision and why."""
+
+    precision: str  # "int8" or "fp32"
+    reason: str
+    int8_ms: float | None  # median encode+decode per call; None when int8 did not pass its export check
+    fp32_ms: float
+    cached: bool = False
+
+
+def time_pair(a: Callable[[], object], b: Callable[[], object], seconds: float = CHOICE_SECONDS) -> tuple[float, float]:
+    """Median milliseconds per call of a and b, interleaved (a, b, a, b, ...) so that a noisy neighbour
+    slows both alike; CHOICE_WARMUP untimed calls each first (allocations, kernel selection)."""
+    for _ in range(CHOICE_WARMUP):
+        a()
+        b()
+    ta: list[float] = []
+    tb: list[float] = []
+    end = time.perf_counter() + seconds
+    while len(ta) < 3 or (time.perf_counter() < end and len(ta) < CHOICE_MAX_ROUNDS):
+        for f, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            f()
+            out.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(ta), statistics.median(tb)
+
+
+def _median_ms(b: Any, frames: np.ndarray, n: int = 5) -> float:
+    """Median ms of encode+decode, for the record when there is nothing to compare with."""
+    b.decode(b.encode(frames))
+    ts = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        b.decode(b.encode(frames))
+        ts.append((time.perf_counter() - t0) * 1000)
+    return statistics.median(ts)
+
+
+def choice_path(fields: dict[str, Any], cache_dir: str | os.PathLike[str] | None) -> Path:
+    from livevae.backends.cache import cache_root, key_of
+
+    return cache_root(cache_dir) / "cpu-choice" / f"{key_of(fields)}.json"
+
+
+def choice_fields(model_sha256: str, batch: int | None, threads: int, cpu: CpuInfo) -> dict[str, Any]:
+    """Everything the choice depends on: the CPU (model + flags), ONNX Runtime's version (its kernels), the
+    model, the graphs' batch, the thread count and the int8 recipe. A different machine never reuses it."""
+    try:
+        import onnxruntime as ort
+    except ImportError as e:  # `auto` then moves on to the next backend, saying why
+        raise EngineError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from e
+
+    from livevae.backends.quantize import recipe, scheme_for
+
+    return {
+        "choice_format": CHOICE_FORMAT,
+        "cpu": cpu.fingerprint(),
+        "onnxruntime": ort.__version__,
+        "model_sha256": model_sha256,
+        "batch": batch,
+        "threads": threads,
+        "int8": recipe(scheme_for(cpu)),
+    }
+
+
+def _read_choice(path: Path, fields: dict[str, Any]) -> Choice | None:
+    try:
+        info = json.loads(path.read_text())
+        if info.get("fields") != fields or info.get("precision") not in ("int8", "fp32"):
+            return None
+        return Choice(info["precision"], info["reason"], info["int8_ms"], float(info["fp32_ms"]), cached=True)
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.info(f"{path}: unreadable CPU choice ({e}); measuring again")
+        return None
+
+
+def choose_precision(
+    model_path: str | os.PathLike[str],
+    batch: int | None = 1,
+    cache_dir: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    logger: Callable[[str], None] = log.info,
+    force: bool = False,
+    cpu: CpuInfo | None = None,
+) -> Choice:
+    """int8 or fp32 for ONNX Runtime on this CPU, by measuring both on this model (cached).
+
+    Exports (or reuses) both graphs; an int8 graph that fails its accuracy check at export means fp32.
+    Otherwise a short timed run (time_pair, ~CHOICE_SECONDS) picks int8 only where it is at least 5%
+    faster. The result is stored under <cache>/cpu-choice/, keyed by choice_fields, and logged with its
+    reason either way. Raises EngineError only when even the fp32 graph cannot be built.
+    """
+    from livevae.backends.cache import file_sha256
+    from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend, default_threads
+
+    cpu = read_cpu() if cpu is None else cpu
+    threads = threads or default_threads()
+    fields = choice_fields(file_sha256(model_path), batch, threads, cpu)
+    path = choice_path(fields, cache_dir)
+    if not force and (hit := _read_choice(path, fields)) is not None:
+        logger(f"onnxruntime {hit.precision} on this {cpu.kind} CPU: {hit.reason} (measured before; {path})")
+        return hit
+    logger(f"measuring int8 against fp32 on this {cpu.kind} CPU ({cpu.model}); once per model, cached")
+    b32 = OnnxRuntimeBackend.from_file(model_path, batch=batch, precision="fp32", cache_dir=cache_dir, threads=threads)
+    n = batch or 4
+    frames = np.random.default_rng(0).integers(0, 256, (n, b32.cfg.height, b32.cfg.width, 3), dtype=np.uint8)
+    try:
+        b8 = OnnxRuntimeBackend.from_file(
+            model_path, batch=batch, precision="int8", cache_dir=cache_dir, threads=threads
+        )
+    except EngineError as e:
+        choice = Choice("fp32", f"int8 failed its accuracy check at export ({e})", None, _median_ms(b32, frames))
+    else:
+        t8, t32 = time_pair(lambda: b8.decode(b8.encode(frames)), lambda: b32.decode(b32.encode(frames)))
+        ratio = t32 / t8
+        scheme = b8.scheme
+        if t8 < t32 * INT8_MARGIN:
+            choice = Choice("int8", f"int8 ({scheme}) x{ratio:.2f} the speed of fp32", t8, t32)
+        else:
+            why = f"int8 ({scheme}) only x{ratio:.2f} the speed of fp32 (needs x{1 / INT8_MARGIN:.2f})"
+            choice = Choice("fp32", why, t8, t32)
+    _write_choice(path, fields, choice, cpu)
+    logger(f"onnxruntime {choice.precision} on this {cpu.kind} CPU: {choice.reason} (cached in {path})")
+    return choice
+
+
+def _write_choice(path: Path, fields: dict[str, Any], choice: Choice, cpu: CpuInfo) -> None:
+    """Atomically (temp file + rename): a crash mid-write leaves the old choice or none, never half a file."""
+    info = {
+        "fields": fields,
+        "precision": choice.precision,
+        "reason": choice.reason,
+        "int8_ms": choice.int8_ms,
+        "fp32_ms": choice.fp32_ms,
+        "cpu_model": cpu.model,
+        "cpu_kind": cpu.kind,
+        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+    }
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(path.name + f".{os.getpid()}.tmp")
+        tmp.write_text(json.dumps(info, indent=1))
+        os.replace(tmp, path)
+    except OSError as e:  # a read-only cache only costs a re-measure next start
+        log.info(f"{path}: cannot cache the CPU choice ({e}); it will be measured again next start")
