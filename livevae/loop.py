@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -71,6 +72,10 @@ class LiveLoop:
         self.source_index = cfg.source
         self.input: Capture | OrderedReader | None = None
         self._retired: list[Capture] = []
+        # a source being switched to, opening on its own thread: (capture, index in cfg.sources or None)
+        self._incoming: tuple[Capture, int | None] | None = None
+        self._switch_lock = threading.Lock()
+        self._switch_gen = 0
         self.window: Window | DisplayThread | None = None
         self.recorder: Recorder | None = None
         self.render: Recorder | None = None
@@ -131,10 +136,12 @@ class LiveLoop:
         return open_source(spec, size=c.source_size, fps=c.source_fps, hold=c.hold, loop=c.loop)
 
     def switch_source(self, which: int | str) -> None:
-        """Switch to cfg.sources[which] or a new spec; the old capture winds down on its own thread."""
+        """Switch to cfg.sources[which] or a new spec. Live, the new source is built and opened on its own thread
+        while the current one keeps playing; the loop swaps it in at its first frame (see _adopt_incoming)."""
         if isinstance(which, bool) or not isinstance(which, (int, str, float)):
             log.warning(f"source action: {which!r} is neither an index nor a spec; ignored")
             return
+        index: int | None = None
         if isinstance(which, (int, float)) and not isinstance(which, str):
             i = int(which)
             if not 0 <= i < len(self.cfg.sources):
@@ -142,28 +149,84 @@ class LiveLoop:
                     f"source {i}: out of range; expected 0..{len(self.cfg.sources) - 1}; staying on {self.source_name}"
                 )
                 return
-            spec, self.source_index = self.cfg.sources[i], i
+            spec, index = self.cfg.sources[i], i
         else:
             spec = which
+        if not self.offline and isinstance(self.input, Capture) and self.input.status != "stopped":
+            self._switch_in_background(spec, index)
+            return
         try:
             src = self._make_source(spec)
         except Exception as e:  # a bad spec from OSC must not end the show
             log.warning(f"{e}; staying on {self.source_name}")
             return
+        self._swap_input(self._start_input(src), index)
+
+    def _swap_input(self, new: Capture | OrderedReader, index: int | None) -> None:
         old = self.input
         if old is not None:
             self._dropped_before += old.dropped
             self._count_source(old)
             if isinstance(old, Capture):
-                old.stop(wait=False)
-                # forget captures whose thread has ended: each holds its last frame, and a show running for
-                # weeks (watchdog restarts, reopening after closed hours) must not pile them up
-                self._retired = [c for c in self._retired if c._thread is not None and c._thread.is_alive()]
-                self._retired.append(old)
+                self._retire(old)
             else:
                 old.stop()
-        self.input = self._start_input(src)
-        log.info(f"source -> {src.name}")
+        if index is not None:
+            self.source_index = index
+        self.input = new
+        log.info(f"source -> {new.name}")
+
+    def _retire(self, cap: Capture) -> None:
+        cap.stop(wait=False)
+        # forget captures whose thread has ended: each holds its last frame, and a show running for
+        # weeks (watchdog restarts, reopening after closed hours) must not pile them up
+        self._retired = [c for c in self._retired if c._thread is not None and c._thread.is_alive()]
+        self._retired.append(cap)
+
+    def _switch_in_background(self, spec: str, index: int | None) -> None:
+        """Build and open the source on a thread: a spec's filesystem checks, a camera's or a file's open can
+        take seconds, and the frame thread must not wait for them. A later switch replaces one still opening."""
+        with self._switch_lock:
+            self._switch_gen += 1
+            gen = self._switch_gen
+            stale, self._incoming = self._incoming, None
+        if stale is not None:
+            self._retire(stale[0])
+        playing = self.source_name
+
+        def opener() -> None:
+            try:
+                src = self._make_source(spec)
+            except Exception as e:  # a bad spec from OSC must not end the show
+                log.warning(f"{e}; staying on {playing}")
+                return
+            cap = Capture(src, Backoff(), fps=self.cfg.fps, trial=True)
+            with self._switch_lock:
+                if gen != self._switch_gen or self._quit:
+                    return  # a later switch (or the end of the show) won; this one never opens
+                self._incoming = (cap, index)
+                cap.start()
+
+        threading.Thread(target=opener, name=f"source switch {spec[:40]}", daemon=True).start()
+
+    def _adopt_incoming(self) -> None:
+        """Once per loop turn: swap in a source being switched to at its first frame; drop it if it failed."""
+        inc = self._incoming
+        if inc is None:
+            return
+        cap, index = inc
+        if not cap.ready and cap.status not in ("failed", "ended", "stopped"):
+            return  # still opening: the current source keeps playing
+        with self._switch_lock:
+            if self._incoming is not inc:
+                return
+            self._incoming = None
+        if cap.ready:
+            cap.trial = False  # from now on a failure means fallback and reconnect, as for any source
+            self._swap_input(cap, index)
+        else:
+            self._count_source(cap)
+            self._retire(cap)
 
     def _start_input(self, src: Source) -> Capture | OrderedReader:
         if self.offline:
@@ -209,9 +272,8 @@ class LiveLoop:
             return
         rec.end()  # the file ends at this frame, however long the encoder takes to finish it
         self.stats.record_dropped += rec.dropped
-        # Finishing the file flushes the encoder: done on a thread so the show does not stall on the disk.
-        import threading
 
+        # Finishing the file flushes the encoder: done on a thread so the show does not stall on the disk.
         def finish() -> None:
             p = rec.stop()
             if p is not None:
@@ -326,6 +388,11 @@ class LiveLoop:
             self._count_source(self.input)
             self.stats.dropped = self._dropped_before + self.input.dropped
             self.input.stop()
+        with self._switch_lock:
+            self._switch_gen += 1  # an opener still building a source starts nothing
+            if self._incoming is not None:
+                self._retired.append(self._incoming[0])
+                self._incoming = None
         for cap in self._retired:
             cap.stop()
         self.stop_recording()
@@ -411,6 +478,7 @@ class LiveLoop:
             if self._holding:  # reopening: a fresh capture of the source that played before
                 self._holding = False
                 self.switch_source(self.source_index)
+            self._adopt_incoming()
             t_in = perf()
             frame, render = self._next_input(start)
             if frame is None and self.offline and self.input is not None and self.input.status == "ended":

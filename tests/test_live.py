@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import threading
 from fractions import Fraction
 from pathlib import Path
 
@@ -372,3 +373,92 @@ def test_controllers_get_a_handle_not_the_loop(tmp_path: Path, tiny_model_file: 
     assert [s.index for s in seen] == [0, 1, 2]  # the frame being reported (counted after on_frame)
     assert seen[0].offline and seen[0].size == (64, 48) and seen[0].source_spec == str(clip)
     assert seen[0].backend == backend.name
+
+
+class GatedSource(Source):
+    """A source whose open() waits on an Event the test controls (a camera taking its time), or fails."""
+
+    def __init__(self, name: str, value: int, gate: threading.Event | None = None, fail: bool = False) -> None:
+        self.name, self.value, self.gate, self.fail = name, value, gate, fail
+        self.open_threads: list[int] = []
+
+    @property
+    def fps(self) -> float:
+        return 50.0
+
+    def open(self) -> None:
+        self.open_threads.append(threading.get_ident())
+        if self.gate is not None:
+            self.gate.wait(20)  # bounded: a broken test must not hang the suite
+        if self.fail:
+            raise SourceError(f"{self.name}: no such device")
+
+    def read(self) -> np.ndarray:
+        return np.full((24, 32, 3), self.value, np.uint8)
+
+
+class Switcher(Spy):
+    """Asks for source 1 at frame 3; counts the frames shown while the new one opens; quits when it plays."""
+
+    def __init__(self, gate: threading.Event | None, quit_after: int = 15) -> None:
+        super().__init__()
+        self.gate, self.quit_after = gate, quit_after
+        self.loop_thread = 0
+        self.during: list[FrameInfo] = []
+
+    def start(self, loop: LiveLoop) -> None:
+        super().start(loop)
+        self.loop_thread = threading.get_ident()
+
+    def on_frame(self, info: FrameInfo) -> None:
+        super().on_frame(info)
+        assert self.loop is not None
+        if info.index == 3:
+            self.loop.post("source", 1)  # through the handle, as any controller asks
+        elif info.index > 3 and (self.gate is None or not self.gate.is_set()):
+            self.during.append(info)
+            if len(self.during) >= self.quit_after:
+                if self.gate is None:
+                    self.loop.request_quit()
+                else:
+                    self.gate.set()  # the slow open finishes now
+        elif self.gate is not None and self.gate.is_set() and info.source == "slow":
+            self.loop.request_quit()
+
+
+def test_a_slow_source_open_never_stops_the_show(tiny_model_file: Path, backend) -> None:  # type: ignore[no-untyped-def]
+    from livevae.control.state import ControlState
+
+    gate = threading.Event()
+    first, slow = GatedSource("first", 10), GatedSource("slow", 200, gate)
+    built: list[int] = []
+
+    def make(spec: str) -> Source:
+        built.append(threading.get_ident())
+        return {"first": first, "slow": slow}[spec]
+
+    spy = Switcher(gate)
+    cfg = headless(tiny_model_file, ["first", "slow"], realtime=True, seconds=30, fallback="black")
+    LiveLoop(cfg, backend, ControlState(zdim=16), [spy], make_source=make).run()
+    # While the new source's open blocked, the old one kept playing: real frames, not the fallback.
+    assert len(spy.during) >= 15 and all(i.source == "first" and not i.fallback for i in spy.during)
+    assert spy.infos[-1].source == "slow" and not spy.infos[-1].fallback  # swapped in at its first frame
+    # The frame thread never built or opened the source switched to.
+    assert slow.open_threads and spy.loop_thread not in slow.open_threads
+    assert len(built) == 2 and built[1] != spy.loop_thread
+
+
+def test_a_failed_switch_is_one_line_and_the_old_source_stays(tiny_model_file: Path, backend, capsys) -> None:  # type: ignore[no-untyped-def]
+    from livevae.control.state import ControlState
+
+    first, broken = GatedSource("first", 10), GatedSource("broken", 200, fail=True)
+    spy = Switcher(None, quit_after=25)
+    cfg = headless(tiny_model_file, ["first", "broken"], realtime=True, seconds=30, fallback="black")
+    sources: dict[str, Source] = {"first": first, "broken": broken}
+    loop = LiveLoop(cfg, backend, ControlState(zdim=16), [spy], make_source=lambda spec: sources[spec])
+    stats = loop.run()
+    assert all(i.source == "first" and not i.fallback for i in spy.infos)
+    assert len(broken.open_threads) == 1  # no reconnect loop for a source never shown
+    assert loop.source_index == 0 and stats.fallback_frames == 0
+    lines = [ln for ln in capsys.readouterr().err.splitlines() if "broken" in ln]
+    assert lines == ["livevae source: broken: broken: no such device; staying on the current source"]

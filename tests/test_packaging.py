@@ -94,7 +94,19 @@ def test_wheel_install_plays_the_demo_show_from_another_folder(wheel: Path, tmp_
     )  # fmt: skip
     assert where.stdout.startswith(str(site)) and where.stdout.strip().endswith("None"), where.stdout
     exe = venv / ("Scripts/livevae.exe" if os.name == "nt" else "bin/livevae")
-    cmd = [str(exe), "demo", "--headless", "--frames", "6", "--out", "demo.mp4", "--backend", "torch"]
+    cmd = [
+        str(exe),
+        "demo",
+        "--headless",
+        "--frames",
+        "6",
+        "--out",
+        "demo.mp4",
+        "--backend",
+        "torch",
+        "--osc-port",
+        "0",
+    ]
     r = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=240)
     log = r.stdout + r.stderr
     assert r.returncode == 0, log

@@ -75,11 +75,14 @@ class Capture:
         backoff: Backoff | None = None,
         clock: Callable[[], float] = time.monotonic,
         fps: float | None = None,
+        trial: bool = False,
     ) -> None:
+        """trial: a source being switched to while another plays; a failed open ends it (one line, no retry)."""
         self.source = source
         self.backoff = backoff or Backoff()
         self.clock = clock
         self.fps_override = fps
+        self.trial = trial
         self._cond = threading.Condition()
         self._slot: Frame | None = None
         self._seq = 0
@@ -100,6 +103,11 @@ class Capture:
     @property
     def name(self) -> str:
         return self.source.name
+
+    @property
+    def ready(self) -> bool:
+        """The first frame is in the slot: a source switched to may replace the one playing."""
+        return self._slot is not None
 
     def start(self) -> Capture:
         self._thread = threading.Thread(target=self._run, name=f"capture {self.source.name}", daemon=True)
@@ -146,6 +154,13 @@ class Capture:
             try:
                 self.source.open()
             except Exception as e:  # any open failure: keep the show up and retry with backoff
+                # a switch that failed: the playing source stays, so no fallback and no retry
+                if self.trial and not opened_once:
+                    self.failures += 1
+                    self.last_error = str(e)
+                    self.status = "failed"
+                    log.warning(f"{self.source.name}: {e}; staying on the current source")
+                    return
                 if self.status != "failed":
                     self._fail(e)
                 self._stop.wait(self.backoff.step())
