@@ -528,6 +528,7 @@ class LiveLoop:
             t3 = perf()
             out = self.backend.decode(z)[0]  # uint8 [H, W, 3]
             t4 = perf()
+            out = self._compose(out, t)
             ms["modulate"] = (t3 - t2) * 1000
             ms["decode"] = (t4 - t3) * 1000
             self.last_output = out
@@ -556,6 +557,18 @@ class LiveLoop:
                 output=out,
             )
             self._frame_done(info)
+
+    def _compose(self, out: np.ndarray, t: float) -> np.ndarray:
+        """Controllers with an optional compose(picture, t) -> picture (the film mirror's film view) change the
+        decoded picture before every output sees it; a failing one is reported and skipped."""
+        for c in self.controllers:
+            compose = getattr(c, "compose", None)
+            if callable(compose):
+                try:
+                    out = np.asarray(compose(out, t), np.uint8)
+                except Exception as e:  # one broken controller must not black out the show
+                    self._controller_failed(c, "compose", e)
+        return out
 
     def _frame_done(self, info: FrameInfo) -> None:
         """Tell every controller about the frame just presented, then count it."""

@@ -131,7 +131,7 @@ def test_snapshot_cached_until_change_and_threads() -> None:
     for t in ts:
         t.join()
     assert s.snapshot().offset[:4].tolist() == pytest.approx([0.9] * 4)
-    assert len(s.targets()) == 6 + 16 * 2 + 8 * 4
+    assert len(s.targets()) == 6 + 7 + 16 * 2 + 8 * 4  # scalars, the film mirror's 7, z and gain, 8 LFOs
 
 
 def test_defaults_cover_every_target() -> None:

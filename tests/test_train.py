@@ -94,6 +94,14 @@ def test_tiny_training_lowers_the_loss(tmp_path: Path) -> None:
     assert comps.shape == (4, 16)
     assert torch.allclose(comps @ comps.T, torch.eye(4), atol=1e-4)
     assert (m.pca_std > 0).all()
+    # ... and the film mirror's index of every frame (held-out ones too), of exactly this model file.
+    from livevae.mirror.index import index_path, load_index
+
+    idx = load_index(index_path(run / "model.safetensors"), run / "model.safetensors")
+    frames = np.load(data / "frames.npy")
+    with torch.no_grad():
+        mu = m.encoder(torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 127.5 - 1)[0].numpy()
+    assert idx.n == len(frames) == 20 and np.allclose(idx.latents, mu, atol=2e-3, rtol=1e-3)
 
 
 def test_interrupted_and_resumed_equals_uninterrupted(tmp_path: Path) -> None:

@@ -71,6 +71,7 @@ class TrainConfig:
     val_max: int = 256  # held-out frames used for validation metrics
     pca_components: int = 16
     pca_max_frames: int = 4096
+    mirror_index: bool = True  # at the end, the film mirror's latent index of every frame beside the model
     # speed
     threads: int = 0  # torch CPU threads; 0 = leave as is
     compile: bool = False

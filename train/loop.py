@@ -388,6 +388,23 @@ class Trainer:
         }
         return save_model(model.eval(), self.out / MODEL_FILE, meta=meta)
 
+    @torch.no_grad()
+    def write_index(self, model_file: Path) -> Path:
+        """The film mirror's latent index (livevae.mirror.index) of every dataset frame, encoded on the training
+        device by exactly the weights in `model_file`, written beside it."""
+        from livevae.mirror.index import build_index, index_path, model_sha256, open_film, save_index
+        from livevae.model import load_model
+
+        vae = load_model(model_file, device=self.device)  # eval mode: batch norm's running statistics
+
+        def encode(frames: np.ndarray) -> np.ndarray:
+            x = to_model_input(torch.from_numpy(frames), self.device, False)  # [B, 3, H, W] in [-1, 1]
+            return vae.encoder(x)[0].float().cpu().numpy()  # [B, zdim] mean
+
+        size = (self.mcfg.width, self.mcfg.height)
+        idx = build_index(encode, open_film(self.data_path), model_sha256(model_file), size, 64, self.progress)
+        return save_index(idx, index_path(model_file))
+
     def checkpoint(self, tb: Any) -> None:
         val = self.validate()
         self.last_val = val
@@ -540,6 +557,8 @@ class Trainer:
         model = self.out / MODEL_FILE
         if main and not model.is_file():  # e.g. zero steps this call: still leave an eval-ready model
             self.write_model(self.last_val)
+        if main and cfg.mirror_index and model.is_file():
+            self.write_index(model)
         return RunResult(
             out=self.out,
             step=self.step,

@@ -19,6 +19,11 @@ COMMANDS: dict[str, tuple[str, str]] = {
         "livevae.cli.reconstruct",
         "pass a whole film through a model into a new video, with its audio",
     ),
+    "index": ("livevae.cli.index", "build a model's latent index of its training film (the film mirror)"),
+    "resequence": (
+        "livevae.cli.resequence",
+        "remake a video out of the training film's nearest frames (originals or reconstructions), with its audio",
+    ),
     "export": ("livevae.cli.export", "export a model to ONNX and build TensorRT engines ahead of a show"),
     "bench": ("livevae.cli.bench", "measure every backend x preset against torch eager"),
     "live": ("livevae.cli.live", "run a show: camera/video in, reconstruction out, OSC/MIDI/audio control"),
@@ -32,6 +37,8 @@ EPILOG = """examples:
   livevae prep blade_runner.mkv -o data/br --crop auto
   livevae train --recipe train/recipes/blade_runner.toml --data data/br --out runs/br
   livevae reconstruct runs/br/model.safetensors other_film.mp4 -o out.mp4 --side-by-side
+  livevae index runs/br/model.safetensors data/br
+  livevae resequence runs/br/model.safetensors webcam.mp4 -o resequenced.mp4
   livevae export runs/br/model.safetensors --backend tensorrt
   livevae live shows/demo.toml
   livevae live --model runs/br/model.safetensors --source 0

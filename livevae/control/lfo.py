@@ -8,7 +8,15 @@ from collections.abc import Sequence
 
 import numpy as np
 
-from livevae.control.state import LFO_SHAPES, SCALARS, VECTORS, ControlError, ControlSnapshot, LfoSettings
+from livevae.control.state import (
+    LFO_SHAPES,
+    SCALARS,
+    VECTORS,
+    ControlError,
+    ControlSnapshot,
+    LfoSettings,
+    scalar_attr,
+)
 
 _MASK = (1 << 64) - 1
 
@@ -119,9 +127,9 @@ def apply_lfos(
     for target, d in offs.items():
         if target in SCALARS:
             lo, hi, _ = SCALARS[target]
-            base = float(getattr(snap, target))
+            base = float(getattr(snap, scalar_attr(target)))
             v = min(max(base + d, lo), hi)
-            scal[target] = v >= 0.5 if target == "freeze" else v
+            scal[scalar_attr(target)] = v >= 0.5 if target == "freeze" else v
             continue
         prefix, _, idx = target.partition("/")
         if prefix in VECTORS and idx.isdigit():

@@ -30,7 +30,16 @@ SCALARS: dict[str, tuple[float, float, float]] = {
     "slew": (0.0, 10.0, 0.0),  # default slew time in seconds for controls without their own smoothing
     "freeze": (0.0, 1.0, 0.0),  # >= 0.5 holds the current z
     "bpm": (20.0, 300.0, 120.0),  # tempo for tempo-synced LFOs
+    # the film mirror (livevae.mirror; active when the model has a latent index)
+    "mirror": (0.0, 1.0, 0.0),  # blend of z toward its nearest latents of the training film
+    "mirror/k": (1.0, 64.0, 8.0),  # how many nearest film moments are blended
+    "mirror/soft": (0.0, 1.0, 0.5),  # softness of their weights: 0 = the nearest only, 1 = nearly equal
+    "mirror/snap": (0.0, 1.0, 0.0),  # >= 0.5 jumps to the single nearest moment
+    "mirror/hold": (0.0, 1.0, 0.0),  # >= 0.5 keeps the current moment and plays the film on from it
+    "mirror/film": (0.0, 1.0, 0.0),  # output: 0 = the reconstruction, 1 = the film's own matched frame, between: blend
+    "mirror/split": (0.0, 1.0, 0.0),  # >= 0.5: output left half reconstruction | right half film frame
 }
+MIRROR_SCALARS = tuple(k for k in SCALARS if k.startswith("mirror"))
 # per-dimension controls: prefix -> (lo, hi, default)
 VECTORS: dict[str, tuple[float, float, float]] = {
     "z": (-8.0, 8.0, 0.0),  # offset added to dimension i, in latent units
@@ -95,13 +104,20 @@ class ControlSnapshot:
     lfos: tuple[LfoSettings, ...] = ()
     anchor: np.ndarray | None = None  # [zdim] float32, the latent mixed toward; None = the film's mean latent
     slews: Mapping[str, float] = field(default_factory=dict)  # per-target slew time in seconds
+    mirror: float = 0.0  # the film mirror's controls (SCALARS "mirror", "mirror/k", ... as attributes)
+    mirror_k: float = 8.0
+    mirror_soft: float = 0.5
+    mirror_snap: float = 0.0
+    mirror_hold: float = 0.0
+    mirror_film: float = 0.0
+    mirror_split: float = 0.0
     version: int = 0  # bumps on every change, so consumers can skip work when nothing moved
 
     def get(self, target: str) -> float:
         """The value of one numeric target ("mix", "z/3", "pc/0", "lfo/1/rate", ...)."""
         target = canonical(target)
         if target in SCALARS:
-            v = getattr(self, target)
+            v = getattr(self, scalar_attr(target))
             return float(v)
         m = _VEC_RE.match(target)
         if m:
@@ -118,7 +134,7 @@ class ControlSnapshot:
         """Every numeric control that differs from its default (for scene snapshots and feedback)."""
         out: dict[str, float] = {}
         for name, (_, _, d) in SCALARS.items():
-            v = float(getattr(self, name))
+            v = float(getattr(self, scalar_attr(name)))
             if v != d:
                 out[name] = v
         for prefix, arr in (("z", self.offset), ("gain", self.gain), ("pc", self.pc)):
@@ -131,6 +147,11 @@ class ControlSnapshot:
                 if getattr(lfo, p) != getattr(base, p):
                     out[f"lfo/{n}/{p}"] = float(getattr(lfo, p))
         return out
+
+
+def scalar_attr(name: str) -> str:
+    """The ControlSnapshot attribute of a scalar control: "mirror/k" -> "mirror_k", "mix" -> "mix"."""
+    return name.replace("/", "_")
 
 
 def default_value(target: str) -> float:
@@ -400,6 +421,7 @@ class ControlState:
                     anchor=self._anchor,
                     slews=dict(self._slews),
                     version=self._version,
+                    **{scalar_attr(k): s[k] for k in MIRROR_SCALARS},  # type: ignore[arg-type]
                 )
             return self._snap
 

@@ -111,6 +111,7 @@ class OscFeedback:
         self._thread: threading.Thread | None = None
         self._groups: dict[str, list[Mapping]] = {}
         self._status = Status()
+        self._extra: dict[str, tuple[Any, ...]] = {}  # address -> args, sent with every status (the mirror's)
         self._warned: set[Target] = set()
 
     # -- configuration --
@@ -209,6 +210,10 @@ class OscFeedback:
         """The status without a frame boundary (kept for embedders that have no FrameInfo)."""
         self._status = Status(fps, source, scene, index, self._status.recording, self._status.audio)
 
+    def note_extra(self, address: str, *args: Any) -> None:
+        """Another status message (e.g. /livevae/mirror/status), latest args kept, sent with every status."""
+        self._extra = {**self._extra, address: tuple(args)}  # one reference swap: the sender sees old or new
+
     # -- sending --
     def _sock_for(self, to: Target) -> socket.socket:
         fam = socket.AF_INET6 if ":" in to[0] else socket.AF_INET
@@ -249,6 +254,8 @@ class OscFeedback:
                 self.flush()
             if self.status_interval > 0 and time.monotonic() >= next_status:
                 self.send(f"{PREFIX}/status", *self._status.args())
+                for address, args in self._extra.items():
+                    self.send(address, *args)
                 next_status = time.monotonic() + self.status_interval
 
     def pending(self) -> dict[Target, OrderedDict[str, list[Any]]]:

@@ -61,6 +61,7 @@ class InstallationController:
         self.schedule = sched.make_schedule(s.open, s.timezone, s.closed_dates, what="installation.schedule")
         self.restart_at = sched.parse_time_of_day(s.nightly_restart) if s.nightly_restart else None
         self.loop: LoopHandle | None = None
+        self._film_warned = False
         self.weight = 1.0 if ap.enabled else 0.0  # nobody is playing when the doors open
         self.driving = ap.enabled
         self.scene = ""
@@ -96,6 +97,7 @@ class InstallationController:
 
     def start(self, loop: LoopHandle | None) -> None:
         self.loop = loop
+        self._film_warned = False
         if not self.sec.enabled:  # `enabled = false`: the section stays in the file, the show runs as a plain one
             self.weight, self.driving = 0.0, False
             return
@@ -194,10 +196,30 @@ class InstallationController:
         if self.weight <= 0.0:
             return z
         zdim = z.shape[-1]
+        if ap.drift_along == "film" and (path := self._film_trajectory(t)) is not None:
+            # Pulled onto the film's own path (the weight fades it in and out), the autopilot's LFOs on top.
+            zf = (z + self.weight * (path[None, :] - z)).astype(np.float32)
+            return (
+                (zf + self.weight * lfo_offset(ap.lfos, t, zdim, ap.seed)[None, :]).astype(np.float32)
+                if ap.lfos
+                else zf
+            )
         off = drift(t, zdim, ap.drift, ap.drift_period, ap.seed)
         if ap.lfos:
             off = off + lfo_offset(ap.lfos, t, zdim, ap.seed)
         return (z + self.weight * off[None, :]).astype(np.float32, copy=False)
+
+    def _film_trajectory(self, t: float) -> np.ndarray | None:
+        """The film's latent at show time t (float32 [zdim]) from the film mirror's service; None without an index
+        (said once; the random walk drifts instead)."""
+        mirror = self.loop.service("mirror") if self.loop is not None else None
+        walk = getattr(mirror, "trajectory", None)
+        path = walk(t, self.sec.autopilot.film_rate) if callable(walk) else None
+        if path is None and not self._film_warned:
+            self._film_warned = True
+            log.warning("autopilot: drift_along = 'film' but the model has no latent index (livevae index MODEL "
+                        "DATASET); drifting at random")  # fmt: skip
+        return path
 
     def handle_action(self, action: str, arg: object) -> bool:
         return False  # scenes are the control layer's; the autopilot only posts them

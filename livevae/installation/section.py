@@ -56,6 +56,10 @@ class AutopilotSection(_Section):
     release: float = Field(default=0.5, ge=0.0, le=60.0)  # s to fade it out when a performer touches a control
     drift: float = Field(default=0.8, ge=0.0, le=8.0)  # size of the latent drift, in latent units (the prior's std)
     drift_period: float = Field(default=20.0, gt=0.0, le=3600.0)  # s per step of the random walk
+    # "film": walk the training film's own trajectory through latent space (needs the film mirror's index);
+    # "random": the seeded random walk above
+    drift_along: Literal["random", "film"] = "random"
+    film_rate: float = Field(default=0.25, gt=0.0, le=8.0)  # "film": x the film's own frame rate
     seed: int = Field(default=0, ge=0, le=2**31 - 1)
     scenes: list[str] = Field(default_factory=list)  # recalled in turn; [] = every scene of the show
     scene_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)  # s per scene

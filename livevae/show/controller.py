@@ -136,6 +136,8 @@ class ShowController:
         out: dict[str, object] = {"scenes": self.scenes}
         if self.server is not None:
             out["osc.routes"] = self.server
+        if self.feedback is not None:
+            out["osc.feedback"] = self.feedback
         return out
 
     def hud_lines(self) -> list[str]:

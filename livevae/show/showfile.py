@@ -14,6 +14,8 @@ from livevae.control.modulate import load_pca
 from livevae.control.scenes import SceneBank
 from livevae.control.state import ControlError, ControlState
 from livevae.errors import LivevaeError
+from livevae.mirror.controller import MirrorController
+from livevae.mirror.index import index_path
 from livevae.show.controller import ShowController
 from livevae.show.resolve import (
     apply_lfos,
@@ -80,6 +82,8 @@ def build_show(
             if callable(configure):  # e.g. installation mode owns the display settings
                 cfg = configure(cfg)
             controllers.append(c)
+    if show.mirror is None and index_path(model_path(show)).is_file():  # an index beside the model: mirror on
+        controllers.append(MirrorController(state))
     return cfg, state, controllers
 
 
@@ -112,7 +116,10 @@ def default_controllers(
         log.info(f"{cfg.model}: no PCA ({e})")
     if pca is not None and pca.k != state.n_pcs:
         pca = None
-    return [ShowController(show, state, pca)]
+    controllers: list[Controller] = [ShowController(show, state, pca)]
+    if index_path(cfg.model).is_file():  # the film mirror, when the model has a latent index beside it
+        controllers.append(MirrorController(state))
+    return controllers
 
 
 # --- checking a show without playing it ---------------------------------------------------------------------
