@@ -9,11 +9,12 @@ TORCH_SPEC ?= $(shell command -v nvidia-smi >/dev/null 2>&1 && echo 'torch>=2.9'
 .PHONY: demo test lint sys deps clean
 
 # System libraries: PortAudio for sounddevice, libGL/glib for opencv-python, Xvfb for window tests, qemu-user for
-# the test that runs ONNX Runtime's AVX2 int8 kernels on an emulated Haswell (skipped where it is missing).
+# the test that runs ONNX Runtime's AVX2 int8 kernels on an emulated Haswell (skipped where it is missing), x11-utils,
+# liblo-tools, and chromium + chromium-driver for the browser tests of the remote control surface.
 sys:
 	@if command -v apt-get >/dev/null 2>&1 && [ "$$(id -u)" = 0 ]; then \
 	  missing=""; \
-	  for p in libportaudio2 libgl1 libglib2.0-0 xvfb xauth x11-utils liblo-tools qemu-user; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	  for p in libportaudio2 libgl1 libglib2.0-0 xvfb xauth x11-utils liblo-tools qemu-user chromium chromium-driver; do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	  if [ -n "$$missing" ]; then echo "installing system packages:$$missing"; \
 	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing >/dev/null; fi; \
 	else echo "note: not root or no apt-get; make sure libportaudio2, libgl1 and libglib2.0-0 are installed"; fi

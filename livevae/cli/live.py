@@ -106,6 +106,11 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "several. Replaces the show's [midi] inputs; without a [midi] section, MIDI learn binds controls "
         "(`python -m livevae.controllers.midi` lists the ports)",
     )
+    g = p.add_argument_group("remote (OSCQuery and the browser control surface; docs/remote.md)")
+    g.add_argument("--remote", action="store_const", const=True, help="serve them (default on 127.0.0.1:8080)")
+    g.add_argument("--remote-host", help="listen address (0.0.0.0 = the LAN, with a PIN printed at start)")
+    g.add_argument("--remote-port", type=int, help="HTTP/WebSocket port (default 8080; 0 = any free port)")
+    g.add_argument("--remote-pin", help="the PIN pages must give (default on the LAN: a random one)")
 
 
 def _size(text: str) -> tuple[int, int]:
@@ -185,7 +190,21 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
 
             # no show file: MIDI learn writes ./livevae.midi-learn.toml, read back at the next start
             controllers.append(midi_from_show({"inputs": list(args.midi_port)}, state, Path.cwd() / "livevae.toml"))
-    return cfg, backend, state, controllers
+    assert state is not None
+    return cfg, backend, state, with_remote(args, state, controllers)
+
+
+def with_remote(args: argparse.Namespace, state: ControlState, controllers: list[Controller]) -> list[Controller]:
+    """The controllers with a RemoteServer made from the --remote* flags (over the show's [remote], if any)."""
+    flags = {k: getattr(args, f"remote_{k}", None) for k in ("host", "port", "pin")}
+    if not getattr(args, "remote", None) and all(v is None for v in flags.values()):
+        return controllers
+    from livevae.controllers.remote import RemoteServer, remote_section
+
+    old = next((c for c in controllers if isinstance(c, RemoteServer)), None)
+    base = old.cfg.model_dump() if old is not None else {}
+    cfg = remote_section({**base, **{k: v for k, v in flags.items() if v is not None}}, "--remote-* flags")
+    return [c for c in controllers if c is not old] + [RemoteServer(state, cfg)]
 
 
 def run(args: argparse.Namespace) -> int:

@@ -29,6 +29,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "live": ("livevae.cli.live", "run a show: camera/video in, reconstruction out, OSC/MIDI/audio control"),
     "check-show": ("livevae.cli.check_show", "validate a show file without playing it"),
     "osc-map": ("livevae.cli.osc_map", "print the OSC address map"),
+    "touchosc": ("livevae.cli.touchosc", "write a TouchOSC layout (.tosc) of a show's mappings and main controls"),
     "demo": ("livevae.cli.demo", "run the bundled demo show (window if there is a display, else a file)"),
 }
 

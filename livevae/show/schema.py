@@ -33,6 +33,7 @@ EXTENSIONS: dict[str, str] = {
     "audio": "livevae.controllers.audio",
     "installation": "livevae.installation.controller",
     "tempo": "livevae.controllers.tempo",
+    "remote": "livevae.controllers.remote",
     "mirror": "livevae.mirror.controller",
 }
 
@@ -197,6 +198,7 @@ class Show(_Section):
     audio: dict[str, Any] | None = None  # validated by livevae.controllers.audio.from_show
     installation: dict[str, Any] | None = None  # validated by livevae.installation.controller.from_show
     tempo: dict[str, Any] | None = None  # validated by livevae.controllers.tempo.from_show
+    remote: dict[str, Any] | None = None  # validated by livevae.controllers.remote.from_show
     mirror: dict[str, Any] | None = None  # validated by livevae.mirror.controller.from_show
 
     # filled by load_show, not by the file
