@@ -1,4 +1,8 @@
-"""The live loop: source -> preprocess -> encode -> modulate -> decode -> outputs; `livevae live`."""
+"""The live loop: source -> preprocess -> encode -> modulate -> decode -> outputs; `livevae live`.
+
+Over 600 lines on purpose: it is the one frame loop, LiveLoop, read top to bottom in the order a frame flows; its
+handle for controllers is the short class at the end.
+"""
 
 from __future__ import annotations
 

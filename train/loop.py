@@ -1,5 +1,9 @@
 """The training loop: data in order, the two loss phases, optimizers, DDP gradient averaging, validation,
-checkpoints, TensorBoard, sample grids, and the eval-ready model.safetensors with its latent PCA."""
+checkpoints, TensorBoard, sample grids, and the eval-ready model.safetensors with its latent PCA.
+
+Over 600 lines on purpose: the Trainer's phases share one optimizer/RNG/checkpoint state that a split would pass
+around.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""OSC in and out: the /livevae address space and show mappings into the control state, feedback, ping, status."""
+"""OSC in and out: the /livevae address space and show mappings into the control state, feedback, ping, status.
+
+Over 600 lines on purpose: it is one class, OscServer (its socket thread, flood throttle, caps and dispatch);
+matching, mapping and feedback live in osc_match.py, osc_mapping.py and osc_feedback.py.
+"""
 
 from __future__ import annotations
 

@@ -1,4 +1,8 @@
-"""Remote control: an OSCQuery server and the browser control surface, on one aiohttp server on its own thread."""
+"""Remote control: an OSCQuery server and the browser control surface, on one aiohttp server on its own thread.
+
+Over 600 lines on purpose: one aiohttp server (HTTP, WebSocket, PIN, zeroconf) on one event loop; the tree itself is
+built in oscquery.py.
+"""
 
 from __future__ import annotations
 

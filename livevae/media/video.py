@@ -1,4 +1,8 @@
-"""Film decoding and encoding with PyAV (FFmpeg): probe, frame iteration with error counting, MP4 writing."""
+"""Film decoding and encoding with PyAV (FFmpeg): probe, frame iteration with error counting, MP4 writing.
+
+Over 600 lines on purpose: every PyAV call of the project is here, so FFmpeg's quirks (rotation, stream choice,
+timestamps) are handled in one place.
+"""
 
 from __future__ import annotations
 
