@@ -260,21 +260,31 @@ _TRANSPOSE = {90: ("transpose", "cclock"), 270: ("transpose", "clock"), 180: ("r
 
 
 def scale_graph(
-    frame: av.VideoFrame, crop: tuple[int, int, int, int], size: tuple[int, int], flags: str, rotation: int = 0
+    frame: av.VideoFrame,
+    crop: tuple[int, int, int, int],
+    size: tuple[int, int],
+    flags: str,
+    rotation: int = 0,
+    threads: int | None = None,
 ) -> Any:
     """An FFmpeg filter graph: rotate for display -> crop (x, y, w, h) -> scale to size with `flags` -> rgb24.
 
     Push decoded frames of this frame's size and format, pull RGB frames. Scaling the YUV planes
-    in one pass costs far less than converting the whole frame to RGB first.
+    in one pass costs far less than converting the whole frame to RGB first. threads: the graph's worker
+    threads (None: FFmpeg's default, one per core plus one); 1 runs swscale on the calling thread.
     """
     x, y, w, h = crop
     g = av.filter.Graph()
+    if threads is not None:
+        g.threads = threads  # before any filter is added: each filter takes its thread count at creation
     src = g.add_buffer(width=frame.width, height=frame.height, format=frame.format, time_base=Fraction(1, 1000))
     prev = src
     turn = [g.add(*_TRANSPOSE[rotation])] if rotation in _TRANSPOSE else []
     for node in (
         *turn,
-        g.add("crop", f"{w}:{h}:{x}:{y}"),
+        # exact: FFmpeg otherwise rounds x and y down to the chroma grid (even on yuv420p), which moves the
+        # picture a source line off the box that prep records and that the live path (cv2) crops exactly
+        g.add("crop", f"{w}:{h}:{x}:{y}:exact=1"),
         g.add("scale", f"{size[0]}:{size[1]}:flags={flags}"),
         g.add("format", "rgb24"),
         g.add("buffersink"),
@@ -290,11 +300,13 @@ class Scaler:
 
     flags None: prep's rule (area averaging when shrinking, so no aliasing; bicubic when growing), so a
     model sees at show time exactly the pixels it was trained on; otherwise swscale flags for growing.
-    box: (x, y, w, h) in source pixels, checked against each new frame size.
+    box: (x, y, w, h) in source pixels, checked against each new frame size. threads: see scale_graph.
     """
 
-    def __init__(self, box: CropBox, size: tuple[int, int], flags: str | None = None) -> None:
-        self.box, self.size, self.flags = box, size, flags
+    def __init__(
+        self, box: CropBox, size: tuple[int, int], flags: str | None = None, threads: int | None = None
+    ) -> None:
+        self.box, self.size, self.flags, self.threads = box, size, flags, threads
         self._graph: Any = None
         self._fmt: tuple[int, int, str, int] | None = None
         self._ref: tuple[int, int] | None = None  # the shown size `box` was chosen for (the first frame's)
@@ -314,7 +326,7 @@ class Scaler:
         box.check(w, h)
         shrink = box.w >= self.size[0] and box.h >= self.size[1]
         flags = "area" if shrink else (self.flags or "bicubic")
-        return scale_graph(frame, (box.x, box.y, box.w, box.h), self.size, flags, rotation)
+        return scale_graph(frame, (box.x, box.y, box.w, box.h), self.size, flags, rotation, self.threads)
 
     def __call__(self, frame: av.VideoFrame) -> np.ndarray:
         rotation = frame_rotation(frame)
