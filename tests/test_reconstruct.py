@@ -161,7 +161,9 @@ def test_model_sees_frames_as_prep_makes_them(
         return run
 
     monkeypatch.setattr(rec, "make_runner", recording)
-    reconstruct(_opts(tiny_model_file, film, tmp_path / "id.mp4", batch=4, crf=0, pix_fmt="yuv444p"))
+    # One inference worker, so the runner is called in film order (two may finish in either order; the
+    # file is written in order either way: test_two_workers_write_batches_in_film_order).
+    reconstruct(_opts(tiny_model_file, film, tmp_path / "id.mp4", batch=4, crf=0, pix_fmt="yuv444p", workers=1))
     prep(film, tmp_path / "ds", size=(64, 48), progress=False)
     want = np.load(tmp_path / "ds" / FRAMES_FILE)
     assert [len(x) for x in seen] == [4, 4, 1]
@@ -173,11 +175,66 @@ def test_model_sees_frames_as_prep_makes_them(
         VAE(preset("tiny")).eval(), tmp_path / "m.safetensors", meta={"dataset": {"path": str(tmp_path / "ds2")}}
     )
     seen.clear()
-    reconstruct(_opts(trained, film, tmp_path / "id2.mp4", batch=16))
+    reconstruct(_opts(trained, film, tmp_path / "id2.mp4", batch=16, workers=1))
     assert np.array_equal(np.concatenate(seen), np.load(tmp_path / "ds2" / FRAMES_FILE))
     seen.clear()
-    reconstruct(_opts(trained, film, tmp_path / "id3.mp4", batch=16, crop="centre"))
+    reconstruct(_opts(trained, film, tmp_path / "id3.mp4", batch=16, crop="centre", workers=1))
     assert np.array_equal(np.concatenate(seen), want)
+
+
+def test_two_workers_write_batches_in_film_order(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import threading
+    import time
+
+    import livevae.offline.reconstruct as rec
+
+    film = write_video(tmp_path / "in.mp4", pattern_frames(21, 96, 64))
+    lossless = {"crf": 0, "pix_fmt": "yuv444p", "batch": 4}
+    reconstruct(_opts(tiny_model_file, film, tmp_path / "one.mp4", workers=1, **lossless))
+    real = rec.make_runner
+    who: dict[int, str] = {}
+
+    def uneven(backend: object, precision: str = "auto") -> rec.Runner:
+        inner = real(backend, precision)
+        calls = [0]
+
+        def run(x: np.ndarray) -> np.ndarray:
+            calls[0] += 1
+            who[calls[0]] = threading.current_thread().name
+            if calls[0] == 1:
+                time.sleep(0.3)  # the first batch finishes last: the second worker runs ahead of it
+            return inner(x)
+
+        return run
+
+    monkeypatch.setattr(rec, "make_runner", uneven)
+    summary = reconstruct(_opts(tiny_model_file, film, tmp_path / "two.mp4", workers=2, **lossless))
+    assert summary["frames"] == 21
+    assert len(set(who.values())) == 2  # both workers ran batches
+    assert np.array_equal(_frames(tmp_path / "two.mp4"), _frames(tmp_path / "one.mp4"))
+    assert _times(tmp_path / "two.mp4") == _times(tmp_path / "one.mp4")
+
+
+def test_workers_share_the_threads_on_cpu_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    from livevae.offline.reconstruct import inference_workers
+
+    def opts(backend: str, threads: int | None, workers: int = 0) -> Options:
+        return Options(models=["m"], input="i", out="o", backend=backend, threads=threads, workers=workers)
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert inference_workers(opts("auto", 2)) == (2, 1)
+    assert inference_workers(opts("onnxruntime", 8)) == (2, 4)
+    assert inference_workers(opts("torch-cpu", 1)) == (1, 1)
+    assert inference_workers(opts("torch-cpu", 4, workers=1)) == (1, 4)
+    assert inference_workers(opts("torch-cpu", 6, workers=3)) == (3, 2)
+    for gpu in ("torch-cuda", "tensorrt", "onnxruntime-cuda"):
+        assert inference_workers(opts(gpu, 2)) == (1, 2)
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert inference_workers(opts("auto", 2)) == (1, 2)
+    with pytest.raises(ReconstructError, match="--workers -1"):
+        reconstruct(opts("torch-cpu", 2, workers=-1))
 
 
 def test_start_end_grid_size_labels(tmp_path: Path, tiny_model_file: Path) -> None:

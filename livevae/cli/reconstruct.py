@@ -78,7 +78,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         choices=["auto", "fp32", "fp16", "bf16", "int8"],
         help="auto: fp16 on GPUs; on CPU int8 or fp32 ONNX Runtime, whichever measured faster on this CPU",
     )
-    r.add_argument("--threads", type=int, default=None, help="CPU inference threads, every backend (default 2)")
+    r.add_argument("--threads", type=int, default=None, help="CPU inference threads in all, every backend (default 2)")
+    r.add_argument(
+        "--workers",
+        type=int,
+        default=0,
+        help="inference threads running whole batches, sharing --threads (0: 2 on CPU, 1 on a GPU)",
+    )
     r.add_argument("--no-progress", action="store_true", help="no progress bar")
     s = p.add_argument_group("long films on several GPUs")
     s.add_argument("--shard", default=None, help="process part INDEX/COUNT only, written to OUT.shard-I-of-N.mp4")
@@ -113,6 +119,7 @@ def options_from_args(args: argparse.Namespace) -> Options:
         backend=args.backend,
         precision=args.precision,
         threads=args.threads,
+        workers=args.workers,
         audio="none" if args.no_audio else args.audio,
         shard=parse_shard(args.shard) if args.shard else None,
         progress=not args.no_progress,

@@ -57,7 +57,7 @@ def machine_info() -> dict[str, Any]:
     info: dict[str, Any] = {
         "cpu": platform.processor() or platform.machine(),
         "cores": os.cpu_count(),
-        "load_avg_1m": os.getloadavg()[0] if hasattr(os, "getloadavg") else None,
+        "load_avg_1m": load_avg(),
         "torch": torch.__version__,
         "onnxruntime": ort.__version__,
         "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
@@ -73,6 +73,42 @@ def machine_info() -> dict[str, Any]:
     info["cpu_flags"] = sorted(cpu.flags)
     info["int8_scheme"] = scheme_for(cpu).name
     return info
+
+
+# A run is evidence only on a quiet machine. Other work's share of the cores, from the 1-minute load average
+# before the run starts, above this marks it contended: torch's OpenMP pool collapses under contention (the
+# eager baselines swung 4x between repeats at load 4-6), so ratios to eager from such runs are not quoted.
+CONTENDED_LOAD = 0.5
+
+
+def load_avg() -> float | None:
+    """The 1-minute load average, or None where the OS has none (Windows)."""
+    return os.getloadavg()[0] if hasattr(os, "getloadavg") else None
+
+
+def conditions(load_before: float | None) -> dict[str, Any]:
+    """The machine and the load around a run: `load_before` taken at its start, the load now, and whether
+    the run was contended (load before above CONTENDED_LOAD x cores; unknown counts as contended)."""
+    cores = os.cpu_count() or 1
+    info = machine_info()
+    info.update(
+        load_avg_1m_before=load_before,
+        load_avg_1m_after=load_avg(),
+        contended=load_before is None or load_before > CONTENDED_LOAD * cores,
+    )
+    return info
+
+
+def conditions_line(info: dict[str, Any]) -> str:
+    """One line naming the CPU, its int8-relevant flags, the cores and the load: for under every table."""
+    state = "CONTENDED: not evidence" if info["contended"] else "quiet"
+    before, after = info["load_avg_1m_before"], info["load_avg_1m_after"]
+    load = "unknown" if before is None else f"{before:.2f} before, {after:.2f} after"
+    return (
+        f"machine: {info['cpu']} ({info['cpu_kind']}; {' '.join(info['cpu_int8_flags'])}), {info['cores']} cores, "
+        f"load average {load}: {state}; torch {info['torch']}, onnxruntime {info['onnxruntime']}, "
+        f"{info['date_utc']} UTC"
+    )
 
 
 def random_model(name: str, seed: int = 0) -> VAE:

@@ -44,6 +44,11 @@ SHARD_TAG = "livevae-reconstruct"
 # cache and frames/s stops rising (bench/bench_reconstruct.py).
 GPU_BATCH = 256
 CPU_BATCH = 16
+# Automatic --workers on CPU: the inference threads split into this many workers of one batch each, instead
+# of one pool sharing every op. An intra-op pool waits at each op for its slowest thread, and on 2 cores
+# one of them is always preempted by the decode or encode thread; whole batches on separate threads never wait
+# for each other (ONNX Runtime sessions and torch modules take concurrent calls).
+CPU_WORKERS = 2
 
 
 # ---------------------------------------------------------------- small parsers
@@ -113,7 +118,8 @@ class Options:
     batch: int = 0  # 0: by device (GPU_BATCH on CUDA/TensorRT, CPU_BATCH otherwise)
     backend: str = "auto"
     precision: str = "auto"
-    threads: int | None = None  # CPU inference threads, every backend; None = the backends' defaults
+    threads: int | None = None  # CPU inference threads in all, every backend; None = the backends' defaults
+    workers: int = 0  # inference threads, each running whole batches; 0: CPU_WORKERS on CPU, 1 on a GPU
     audio: str = "auto"  # auto | copy | aac | none
     shard: tuple[int, int] | None = None
     progress: bool = True
@@ -126,6 +132,7 @@ class _Batch:
     inputs: list[np.ndarray]  # per model: uint8 [n, h, w, 3]
     originals: np.ndarray | None  # uint8 [n, th, tw, 3] for --side-by-side
     outputs: list[np.ndarray] = field(default_factory=list)
+    index: int = 0  # the batch's place in the film, set as it is sent
 
 
 class _Stop(Exception):
@@ -183,6 +190,8 @@ def reconstruct(opts: Options) -> dict[str, Any]:
     """Run the whole pipeline; returns a summary. Raises ReconstructError, ModelError, VideoError."""
     if opts.batch < 0:
         raise ReconstructError(f"--batch {opts.batch}: expected a positive integer (or 0 for automatic)")
+    if opts.workers < 0:
+        raise ReconstructError(f"--workers {opts.workers}: expected a positive integer (or 0 for automatic)")
     if opts.filter not in FILTERS:
         raise ReconstructError(f"--filter {opts.filter!r}: expected one of {', '.join(FILTERS)}")
     if opts.audio not in (*AUDIO_MODES, "none"):
@@ -204,7 +213,9 @@ def reconstruct(opts: Options) -> dict[str, Any]:
         meta.update(shard=list(opts.shard), origin=origin, origin0=opts.start or 0.0)
         out = shard_path(out, *opts.shard)
 
-    backends = [load_backend(m, opts.backend, opts.precision, opts.threads) for m in opts.models]
+    workers, per_worker = inference_workers(opts)
+    opts = dataclasses.replace(opts, workers=workers)
+    backends = [load_backend(m, opts.backend, opts.precision, per_worker) for m in opts.models]
     runners = [make_runner(b, opts.precision) for b in backends]
     if opts.batch == 0:
         on_gpu = any(k in str(getattr(b, "name", "")) for b in backends for k in ("cuda", "tensorrt"))
@@ -254,6 +265,27 @@ def reconstruct(opts: Options) -> dict[str, Any]:
         shard=list(opts.shard) if opts.shard else None,
     )
     return summary
+
+
+def inference_workers(opts: Options) -> tuple[int, int | None]:
+    """(inference workers, threads for each backend): --threads split between the workers on CPU.
+
+    A GPU backend (or `auto` where CUDA exists) gets one worker, since the CUDA runner owns one stream and
+    its pinned buffers. On CPU, `workers` 0 means CPU_WORKERS where there are threads for them.
+    """
+    import torch
+
+    from livevae.backends.onnxruntime_backend import default_threads
+
+    name = opts.backend.lower()
+    gpu = any(k in name for k in ("cuda", "tensorrt")) or (name == "auto" and torch.cuda.is_available())
+    if gpu:
+        return 1, opts.threads
+    total = opts.threads or default_threads()
+    workers = opts.workers or max(1, min(CPU_WORKERS, total))
+    if workers == 1:
+        return 1, opts.threads
+    return workers, max(1, total // workers)
 
 
 def _check_writable(out: Path) -> None:
@@ -313,11 +345,16 @@ def _run_pipeline(
     writer: VideoWriter,
     audio: AudioMux | None,
 ) -> dict[str, Any]:
-    """Decode thread -> inference (this thread) -> encode thread, joined by bounded queues."""
+    """Decode thread -> inference (this thread, and opts.workers - 1 more) -> encode thread, joined by bounded
+    queues. Batches carry their index; the encode thread writes them in order whichever worker finished first."""
     stop = threading.Event()
     errors: list[BaseException] = []
     to_infer: queue.Queue[_Batch | None] = queue.Queue(maxsize=opts.queue)
     to_write: queue.Queue[_Batch | None] = queue.Queue(maxsize=opts.queue)
+    workers = max(1, opts.workers)
+    # Batches between decode and encode, at most: the queues' and one in each worker; this also bounds the
+    # encode thread's reordering buffer when one worker is slow and another runs ahead.
+    in_flight = threading.BoundedSemaphore(2 * opts.queue + workers)
     tile = layout.tile
     span = (hi if hi is not None else info.duration) - (lo or 0.0)
     estimate = max(1, round(span * float(info.fps))) if span > 0 else (info.frames or None)
@@ -333,6 +370,16 @@ def _run_pipeline(
     written = [0]
     stats = DecodeStats()  # corrupt packets are skipped and counted, as in prep
 
+    sent = [0]
+
+    def send(batch: _Batch) -> None:
+        while not in_flight.acquire(timeout=0.1):
+            if stop.is_set():
+                raise _Stop
+        batch.index = sent[0]
+        sent[0] += 1
+        _put(to_infer, batch, stop)
+
     def decode() -> None:
         try:
             b = opts.batch
@@ -347,7 +394,8 @@ def _run_pipeline(
                 times = []
 
             fresh()
-            scalers = {s: Scaler(boxes[s], s) for s in set(sizes)}  # one per distinct model size
+            # swscale on this thread (threads=1): less CPU than its own pool, and the CPU goes to inference
+            scalers = {s: Scaler(boxes[s], s, threads=1) for s in set(sizes)}  # one per distinct model size
             tile_scaler = Scaler(tile_box, tile, SWS_FLAGS[opts.filter])
             for frame, t in iter_av_frames(opts.input, start=lo, end=hi, stats=stats):
                 k = len(times)
@@ -359,12 +407,13 @@ def _run_pipeline(
                 times.append(t)
                 decoded[0] += 1
                 if len(times) == b:
-                    _put(to_infer, _Batch(times, bufs, orig), stop)
+                    send(_Batch(times, bufs, orig))
                     fresh()
             if times:  # the last partial batch is never dropped
                 n = len(times)
-                _put(to_infer, _Batch(times, [x[:n] for x in bufs], None if orig is None else orig[:n]), stop)
-            _put(to_infer, None, stop)
+                send(_Batch(times, [x[:n] for x in bufs], None if orig is None else orig[:n]))
+            for _ in range(workers):  # one end mark for each inference worker
+                _put(to_infer, None, stop)
         except _Stop:
             pass
         except BaseException as e:
@@ -373,18 +422,19 @@ def _run_pipeline(
 
     def encode() -> None:
         try:
-            while True:
-                batch = _get(to_write, stop)
-                if batch is None:
-                    break
-                for i, t in enumerate(batch.times):
-                    tiles = [] if batch.originals is None else [batch.originals[i]]
-                    tiles += [resize_to(y[i], tile, opts.filter) for y in batch.outputs]
-                    writer.write(layout.compose(tiles), t - origin)
-                    if audio is not None:
-                        audio.feed(t)
-                    written[0] += 1
-                bar.update(len(batch.times))
+            pending: dict[int, _Batch] = {}  # finished out of order, waiting for an earlier batch
+            ended, nxt = 0, 0
+            while ended < workers:
+                got = _get(to_write, stop)
+                if got is None:
+                    ended += 1
+                    continue
+                pending[got.index] = got
+                while nxt in pending:
+                    write(pending.pop(nxt))
+                    nxt += 1
+            if pending:  # cannot happen unless a worker lost a batch: never ship such a file
+                raise ReconstructError(f"{opts.out}: batches {sorted(pending)} finished but batch {nxt} never did")
             if audio is not None:
                 audio.finish()
         except _Stop:
@@ -393,19 +443,44 @@ def _run_pipeline(
             errors.append(e)
             stop.set()
 
-    threads = [threading.Thread(target=decode, name="decode", daemon=True)]
-    threads.append(threading.Thread(target=encode, name="encode", daemon=True))
-    t_start = time.perf_counter()
-    for th in threads:
-        th.start()
-    try:
+    def write(batch: _Batch) -> None:
+        for i, t in enumerate(batch.times):
+            tiles = [] if batch.originals is None else [batch.originals[i]]
+            tiles += [resize_to(y[i], tile, opts.filter) for y in batch.outputs]
+            writer.write(layout.compose(tiles), t - origin)
+            if audio is not None:
+                audio.feed(t)
+            written[0] += 1
+        bar.update(len(batch.times))
+        in_flight.release()
+
+    def infer() -> None:
+        """One inference worker: batches until its end mark, which it passes on to the encode thread."""
         while True:
             batch = _get(to_infer, stop)
             if batch is None:
                 _put(to_write, None, stop)
-                break
+                return
             batch.outputs = [run(x) for run, x in zip(runners, batch.inputs, strict=True)]
             _put(to_write, batch, stop)
+
+    def worker() -> None:
+        try:
+            infer()
+        except _Stop:
+            pass
+        except BaseException as e:
+            errors.append(e)
+            stop.set()
+
+    threads = [threading.Thread(target=decode, name="decode", daemon=True)]
+    threads.append(threading.Thread(target=encode, name="encode", daemon=True))
+    threads += [threading.Thread(target=worker, name=f"infer-{k}", daemon=True) for k in range(1, workers)]
+    t_start = time.perf_counter()
+    for th in threads:
+        th.start()
+    try:
+        infer()  # this thread is inference worker 0
         for th in threads:
             while th.is_alive():
                 th.join(0.1)  # short joins keep Ctrl-C deliverable to this thread
