@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_train import make_dataset, tiny_cfg
+from tests.test_train_losses import grads, setup
 from train.config import ConfigError, TrainConfig
 from train.dataset import DatasetError, FrameDataset
 from train.losses import feature_distance, kl_divergence, temporal_terms
-
-from tests.test_train import make_dataset, tiny_cfg
-from tests.test_train_losses import grads, setup
 
 # --- the split -------------------------------------------------------------------------------------
 

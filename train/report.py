@@ -11,7 +11,6 @@ override it (and are needed for model files written before the split was stored)
 from __future__ import annotations
 
 import argparse
-import json
 from pathlib import Path
 from typing import Any
 
