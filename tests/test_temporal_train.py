@@ -194,3 +194,29 @@ def test_report_refuses_a_model_without_its_split(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"--segments '3,x': expected COUNT,LENGTH,GAP"):
         report.main([str(path), "--data", str(data), "--segments", "3,x"])
     assert report.main([str(path), "--data", str(data), "--segments", "2,6,2"]) == 0
+
+
+def test_synthetic_pans_move_the_first_frame_and_augmentation_keeps_pairs_alike() -> None:
+    from train.batches import augment, synthetic_motion, translate
+
+    x = torch.rand(8, 3, 16, 20) * 2 - 1
+    cfg = TrainConfig(temporal=True, batch=8, temporal_shift=3, temporal_shift_p=1.0)
+    y = synthetic_motion(x, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(y[0::2], x[0::2])  # first frames untouched
+    for i in range(1, 8, 2):  # every second frame is its first frame moved by a non-zero shift
+        found = [
+            (dx, dy)
+            for dx in range(-3, 4)
+            for dy in range(-3, 4)
+            if torch.equal(y[i], translate(x[i - 1 : i], torch.tensor([[dx, dy]]), 3)[0])
+        ]
+        assert found and found[0] != (0, 0)
+    none = synthetic_motion(x, cfg.replace(temporal_shift_p=0.0), torch.Generator().manual_seed(0))
+    assert torch.equal(none, x)
+    # Augmentation of a temporal batch: a pair of identical frames stays identical (same flip, shift, jitter).
+    pairs = torch.cat([x[:1], x[:1], x[2:3], x[2:3]])
+    acfg = TrainConfig(temporal=True, batch=4, augment=True, aug_translate=3, aug_jitter=0.1)
+    a = augment(pairs, acfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], a[1]) and torch.equal(a[2], a[3])
+    plain = augment(pairs, acfg.replace(temporal=False), torch.Generator().manual_seed(1))
+    assert not torch.equal(plain[0], plain[1])  # without temporal, frames are augmented independently
