@@ -183,7 +183,7 @@ def test_temporal_run_reports_temporal_figures_per_checkpoint(tmp_path: Path) ->
 FIG = ("psnr", "ssim", "sharpness", "motion_ratio", "temporal_error", "collapse_rate")
 
 
-def test_report_refuses_a_model_without_its_split(tmp_path: Path) -> None:
+def test_report_refuses_a_model_without_its_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from livevae.model import random_model, save_model
     from train import report
 
@@ -194,6 +194,10 @@ def test_report_refuses_a_model_without_its_split(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"--segments '3,x': expected COUNT,LENGTH,GAP"):
         report.main([str(path), "--data", str(data), "--segments", "3,x"])
     assert report.main([str(path), "--data", str(data), "--segments", "2,6,2"]) == 0
+    assert report.main([str(path), "--data", str(tmp_path / "nowhere"), "--segments", "2,6,2"]) == 2
+    assert report.main([str(path), "--data", str(data), "--segments", "1,50,2"]) == 2  # too long: one line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("livevae report: ") and "expected a longer film" in err[-1] and len(err) == 2
 
 
 def test_synthetic_pans_move_the_first_frame_and_augmentation_keeps_pairs_alike() -> None:
