@@ -40,12 +40,15 @@ def test_every_kth_frame_split_is_kept_for_old_runs(tmp_path: Path) -> None:
     assert all(len(s) == 1 for s in ds.val_segments)
 
 
-def test_short_film_gets_fewer_blocks_or_a_clear_error(tmp_path: Path) -> None:
+def test_short_film_gets_fewer_or_shorter_blocks_or_a_clear_error(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "d", n=40)
     ds = FrameDataset(data, segments=(10, 6, 2))  # 10 blocks of 10 in 40 frames: only 2 fit in half
     assert len(ds.val_segments) == 2 and "fit 2 held-out blocks" in ds.split_note
-    with pytest.raises(DatasetError, match=r"held_out_segment=30 .*held_out_gap=2.*expected a longer film"):
-        FrameDataset(data, segments=(1, 30, 2))
+    ds = FrameDataset(data, segments=(10, 48, 24))  # the defaults on a 40-frame clip: shorter blocks
+    assert [len(v) for v in ds.val_segments] == [5, 5] and "shortened to 5 frames, gaps to 2" in ds.split_note
+    assert len(ds.train_idx) == 40 - 10 - 8 and np.abs(ds.train_idx[:, None] - ds.val_idx[None, :]).min() >= 3
+    with pytest.raises(DatasetError, match=r"6 frames; too few to hold out .*expected at least 8 frames"):
+        FrameDataset(make_dataset(tmp_path / "e", n=6), segments=(1, 48, 24))
 
 
 def test_pairs_are_consecutive_training_frames_and_ranks_share_them(tmp_path: Path) -> None:
