@@ -255,18 +255,12 @@ def settings(smooths: list[float], slews: list[float]) -> list[Setting]:
 
 
 def cpu_info() -> dict[str, Any]:
-    """The CPU's model name, its vector flags (from /proc/cpuinfo), the cores and the load when called."""
-    name, flags = "", list[str]()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name") and not name:
-                name = line.split(":", 1)[1].strip()
-            if line.startswith("flags") and not flags:
-                flags = line.split(":", 1)[1].split()
-    except OSError:
-        pass
-    keep = sorted(f for f in flags if f.startswith(("avx", "amx", "fma", "f16c")))
-    return {"model": name or platform.processor() or platform.machine(), "flags": keep, "cores": os.cpu_count(),
+    """The CPU's model name and vector flags (livevae's own /proc/cpuinfo reader), the cores and the load now."""
+    from livevae.backends.cpuchoice import read_cpu
+
+    cpu = read_cpu()
+    keep = sorted(f for f in cpu.flags if f.startswith(("avx", "amx", "fma", "f16c", "asimd", "sve", "i8mm")))
+    return {"model": cpu.model or platform.machine(), "flags": keep, "cores": os.cpu_count(),
             "load_avg_1m": round(os.getloadavg()[0], 2)}  # fmt: skip
 
 

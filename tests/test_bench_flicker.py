@@ -11,21 +11,10 @@ import pytest
 from bench import bench_flicker as bf
 from livevae.backends import create
 from livevae.control.modulate import Pca
-from livevae.handle import FrameInfo, Watcher
 from livevae.loop import LiveLoop
 from livevae.show.showfile import build_show
 from tests.helpers.media import pattern_frames, write_video
-
-
-class Recorder(Watcher):
-    """Keeps every picture the live loop put out."""
-
-    def __init__(self) -> None:
-        self.outputs: list[np.ndarray] = []
-
-    def on_frame(self, info: FrameInfo) -> None:
-        assert info.output is not None
-        self.outputs.append(info.output.copy())
+from tests.helpers.remote import FrameLog
 
 
 class LinearDecoder:
@@ -56,14 +45,15 @@ def test_the_measured_path_is_the_live_loops_frame_for_frame(tmp_path: Path, tin
     cfg, state, controllers = build_show(show)
     cfg.headless, cfg.frames, cfg.record_audio = True, 12, False
     backend = create(str(tiny_model_file), "torch")
-    rec = Recorder()
-    LiveLoop(cfg, backend, state, [*controllers, rec]).run()
-    assert len(rec.outputs) == 12
+    log = FrameLog()  # keeps every picture the live loop put out
+    LiveLoop(cfg, backend, state, [*controllers, log]).run()
+    outputs = [f[3] for f in log.frames]
+    assert len(outputs) == 12
 
     frames, fps = bf.read_clip(clip, (backend.cfg.width, backend.cfg.height))
     ours, _ = bf.play(backend, bf.encode_clip(backend, "in.mp4", frames, fps), None, bf.Setting("still", 0.6, 0.0))
     assert fps == 25.0
-    assert all(np.array_equal(a, b) for a, b in zip(rec.outputs, ours, strict=True))
+    assert all(np.array_equal(a, b) for a, b in zip(outputs, ours, strict=True))
     plain, _ = bf.play(backend, bf.encode_clip(backend, "in.mp4", frames, fps), None, bf.Setting("still", 0.0, 0.0))
     assert not np.array_equal(plain[5], ours[5])  # and smooth did something there, so the match is not trivial
 
