@@ -9,12 +9,11 @@ import numpy as np
 import pytest
 import torch
 
+from tests.test_train import make_dataset, tiny_cfg
+from tests.test_train_losses import grads, setup
 from train.config import ConfigError, TrainConfig
 from train.dataset import DatasetError, FrameDataset
 from train.losses import feature_distance, kl_divergence, temporal_terms
-
-from tests.test_train import make_dataset, tiny_cfg
-from tests.test_train_losses import grads, setup
 
 # --- the split -------------------------------------------------------------------------------------
 
@@ -41,12 +40,15 @@ def test_every_kth_frame_split_is_kept_for_old_runs(tmp_path: Path) -> None:
     assert all(len(s) == 1 for s in ds.val_segments)
 
 
-def test_short_film_gets_fewer_blocks_or_a_clear_error(tmp_path: Path) -> None:
+def test_short_film_gets_fewer_or_shorter_blocks_or_a_clear_error(tmp_path: Path) -> None:
     data = make_dataset(tmp_path / "d", n=40)
     ds = FrameDataset(data, segments=(10, 6, 2))  # 10 blocks of 10 in 40 frames: only 2 fit in half
     assert len(ds.val_segments) == 2 and "fit 2 held-out blocks" in ds.split_note
-    with pytest.raises(DatasetError, match=r"held_out_segment=30 .*held_out_gap=2.*expected a longer film"):
-        FrameDataset(data, segments=(1, 30, 2))
+    ds = FrameDataset(data, segments=(10, 48, 24))  # the defaults on a 40-frame clip: shorter blocks
+    assert [len(v) for v in ds.val_segments] == [5, 5] and "shortened to 5 frames, gaps to 2" in ds.split_note
+    assert len(ds.train_idx) == 40 - 10 - 8 and np.abs(ds.train_idx[:, None] - ds.val_idx[None, :]).min() >= 3
+    with pytest.raises(DatasetError, match=r"6 frames; too few to hold out .*expected at least 8 frames"):
+        FrameDataset(make_dataset(tmp_path / "e", n=6), segments=(1, 48, 24))
 
 
 def test_pairs_are_consecutive_training_frames_and_ranks_share_them(tmp_path: Path) -> None:
@@ -184,7 +186,7 @@ def test_temporal_run_reports_temporal_figures_per_checkpoint(tmp_path: Path) ->
 FIG = ("psnr", "ssim", "sharpness", "motion_ratio", "temporal_error", "collapse_rate")
 
 
-def test_report_refuses_a_model_without_its_split(tmp_path: Path) -> None:
+def test_report_refuses_a_model_without_its_split(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     from livevae.model import random_model, save_model
     from train import report
 
@@ -195,3 +197,33 @@ def test_report_refuses_a_model_without_its_split(tmp_path: Path) -> None:
     with pytest.raises(SystemExit, match=r"--segments '3,x': expected COUNT,LENGTH,GAP"):
         report.main([str(path), "--data", str(data), "--segments", "3,x"])
     assert report.main([str(path), "--data", str(data), "--segments", "2,6,2"]) == 0
+    assert report.main([str(path), "--data", str(tmp_path / "nowhere"), "--segments", "2,6,2"]) == 2
+    assert report.main([str(path), "--data", str(data), "--segments", "1,50,2"]) == 2  # too long: one line
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[-1].startswith("livevae report: ") and "expected a longer film" in err[-1] and len(err) == 2
+
+
+def test_synthetic_pans_move_the_first_frame_and_augmentation_keeps_pairs_alike() -> None:
+    from train.batches import augment, synthetic_motion, translate
+
+    x = torch.rand(8, 3, 16, 20) * 2 - 1
+    cfg = TrainConfig(temporal=True, batch=8, temporal_shift=3, temporal_shift_p=1.0)
+    y = synthetic_motion(x, cfg, torch.Generator().manual_seed(0))
+    assert torch.equal(y[0::2], x[0::2])  # first frames untouched
+    for i in range(1, 8, 2):  # every second frame is its first frame moved by a non-zero shift
+        found = [
+            (dx, dy)
+            for dx in range(-3, 4)
+            for dy in range(-3, 4)
+            if torch.equal(y[i], translate(x[i - 1 : i], torch.tensor([[dx, dy]]), 3)[0])
+        ]
+        assert found and found[0] != (0, 0)
+    none = synthetic_motion(x, cfg.replace(temporal_shift_p=0.0), torch.Generator().manual_seed(0))
+    assert torch.equal(none, x)
+    # Augmentation of a temporal batch: a pair of identical frames stays identical (same flip, shift, jitter).
+    pairs = torch.cat([x[:1], x[:1], x[2:3], x[2:3]])
+    acfg = TrainConfig(temporal=True, batch=4, augment=True, aug_translate=3, aug_jitter=0.1)
+    a = augment(pairs, acfg, torch.Generator().manual_seed(1))
+    assert torch.equal(a[0], a[1]) and torch.equal(a[2], a[3])
+    plain = augment(pairs, acfg.replace(temporal=False), torch.Generator().manual_seed(1))
+    assert not torch.equal(plain[0], plain[1])  # without temporal, frames are augmented independently

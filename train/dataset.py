@@ -72,18 +72,23 @@ class FrameDataset:
             self.val_segments = []
 
     def _segments(self, n: int, count: int, length: int, gap: int) -> tuple[list[np.ndarray], np.ndarray]:
-        """Blocks centred at (k + 1/2) n / count; a film too short for `count` blocks (held out and guard gaps
-        together over half the film) gets fewer, and says so in split_note."""
+        """Blocks centred at (k + 1/2) n / count. The blocks and their gaps take at most half the film: a shorter
+        film gets fewer blocks, and one too short for a single block gets a shorter block and gaps (a quarter of
+        the film); split_note says which."""
         span = length + 2 * gap
+        if 2 * span > n:
+            f = n / (4 * span)
+            length, gap = max(2, int(length * f)), max(1, int(gap * f))
+            if length + 2 * gap > n // 2:
+                raise DatasetError(
+                    f"{self.path}: {n} frames; too few to hold out a block of consecutive frames with a gap on each "
+                    f"side (held_out_segment, held_out_gap); expected at least 8 frames, or held_out_segments = 0"
+                )
+            self.split_note = f"{self.path}: {n} frames: held-out blocks shortened to {length} frames, gaps to {gap}"
+            span = length + 2 * gap
         fits = (n // 2) // span
-        if fits < 1:
-            raise DatasetError(
-                f"{self.path}: {n} frames; a held-out block of held_out_segment={length} frames with "
-                f"held_out_gap={gap} on each side needs {2 * span} (half the film at most); expected a longer film "
-                f"or smaller held_out_segment / held_out_gap"
-            )
         if count > fits:
-            self.split_note = f"{self.path}: {n} frames fit {fits} held-out blocks of {length}, not {count}"
+            self.split_note = self.split_note or f"{self.path}: {n} frames fit {fits} held-out blocks, not {count}"
             count = fits
         guard = np.zeros(n, bool)
         out = []

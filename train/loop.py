@@ -28,7 +28,7 @@ from livevae.errors import LivevaeError
 from livevae.model import VAE, save_model
 
 from . import metrics
-from .batches import Loader, augment, to_model_input
+from .batches import Loader, augment, synthetic_motion, to_model_input
 from .checkpoint import (
     CheckpointError,
     CheckpointFolder,
@@ -335,6 +335,8 @@ class Trainer:
 
     def train_step(self, frames: torch.Tensor) -> dict[str, float]:
         x = to_model_input(frames, self.device, self.channels_last)  # [B, 3, H, W] in [-1, 1]
+        if self.cfg.temporal and self.cfg.temporal_shift > 0:
+            x = synthetic_motion(x, self.cfg, self.gen)
         if self.cfg.augment:
             x = augment(x, self.cfg, self.gen)
         self.vae.train()

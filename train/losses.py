@@ -78,6 +78,13 @@ def temporal_terms(fw: Forward) -> tuple[torch.Tensor, torch.Tensor | None]:
     return pix, torch.stack(terms).mean()
 
 
+def temporal_ramp(start: int, step: int) -> float:
+    """The temporal term's factor: 0 before `start`, then linear to 1 over `start` more steps (1 when start = 0)."""
+    if start <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (step - start) / start))
+
+
 @dataclass
 class Forward:
     """One batch's forward pass through all three networks, shared by both phases."""
@@ -223,9 +230,12 @@ class VAEGANLoss:
         pix = (fw.xr - fw.x).abs().mean() if cfg.pixel_weight else fw.xr.new_zeros(())
         stats = {"loss/kl": float(kl.detach()), "loss/pixel_l1": float(pix.detach())}
         tmp = fw.xr.new_zeros(())  # the weighted temporal term, a function of xr only
+        ramp = temporal_ramp(cfg.temporal_start, step) if cfg.temporal else 0.0
         if cfg.temporal:
             t_pix, t_feat = temporal_terms(fw)
             tmp = cfg.temporal_weight * t_pix + (cfg.temporal_feature_weight * t_feat if t_feat is not None else 0.0)
+            tmp = ramp * tmp
+            stats["loss/temporal_ramp"] = ramp
             stats["loss/temporal_pixel"] = float(t_pix.detach())
             if t_feat is not None:
                 stats["loss/temporal_feature"] = float(t_feat.detach())
@@ -251,7 +261,7 @@ class VAEGANLoss:
         # d(term)/d(xr): backward through the discriminator only (its weights are not inputs: no grads there).
         g_sim = torch.autograd.grad(sim, fw.xr, retain_graph=True)[0]
         g_pix = torch.autograd.grad(pix, fw.xr, retain_graph=True)[0] if cfg.pixel_weight else torch.zeros_like(fw.xr)
-        g_tmp = torch.autograd.grad(tmp, fw.xr, retain_graph=True)[0] if cfg.temporal else torch.zeros_like(fw.xr)
+        g_tmp = torch.autograd.grad(tmp, fw.xr, retain_graph=True)[0] if ramp > 0 else torch.zeros_like(fw.xr)
         # The adaptive GAN weight balances against the reconstruction terms without the temporal one, so a
         # temporal run's GAN pressure matches its baseline's.
         g_rec_dec = cfg.gamma * cfg.sim_weight * g_sim + cfg.pixel_weight * g_pix

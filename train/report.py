@@ -11,13 +11,14 @@ override it (and are needed for model files written before the split was stored)
 from __future__ import annotations
 
 import argparse
-import json
+import sys
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 
+from livevae.errors import LivevaeError
 from livevae.model import load_model, read_model_header
 
 from . import metrics
@@ -89,6 +90,14 @@ def _png(path: Path, rows: list[torch.Tensor], scale: float) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    try:
+        return _main(argv)
+    except LivevaeError as e:  # a missing dataset, a model that does not fit: one line, no traceback
+        print(f"livevae report: {e}", file=sys.stderr)
+        return 2
+
+
+def _main(argv: list[str] | None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("models", nargs="+", type=Path)
     ap.add_argument("--data", type=Path, required=True, help="the dataset the models were trained on")
