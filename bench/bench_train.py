@@ -130,7 +130,10 @@ def main() -> None:
             mc = base.model_config()
             data = write_dataset(Path(tmp) / name, max(batch * 2, 8), mc.width, mc.height)
             tr = Trainer(
-                base.replace(compile=a.compile, held_out_every=0), data, Path(tmp) / f"run-{name}", progress=False
+                base.replace(compile=a.compile, held_out="every", held_out_every=0),
+                data,
+                Path(tmp) / f"run-{name}",
+                progress=False,
             )
             eager = EagerStep(base, tr.device)
             frames = torch.from_numpy(tr.ds.get(np.arange(batch)))
