@@ -81,8 +81,12 @@ class NdiOutput(NewestFrameOutput):
         self._sender, self._frame_buf = sender, vf
         log.info(f"NDI: sending {sender.name!r} at {self.size[0]}x{self.size[1]} {self.fps:g} fps")
 
+    def _picture(self, rgb: np.ndarray) -> np.ndarray:
+        """The send buffer for one picture: uint8 [w*h*3/2] I420 at self.size, from the model-size picture."""
+        return self._yuv.convert(rgb)
+
     def _send(self, rgb: np.ndarray, captured: float | None) -> None:
-        frame = self._yuv.convert(rgb)  # uint8 [w*h*3/2] I420 at self.size, from the model-size picture
+        frame = self._picture(rgb)
         cap = captured if captured is not None else time.monotonic()
         self._frame_buf.set_metadata(f'<livevae frame="{self.current}" captured="{cap:.6f}"/>'.encode())
         if not self._sender.write_video(frame):
