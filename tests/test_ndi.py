@@ -242,11 +242,8 @@ def test_ndi_out_sends_i420_made_on_its_thread_from_the_model_size_picture() -> 
     output's size, made from the model-size picture the loop hands over."""
     from cyndilib.wrapper.ndi_structs import FourCC
 
-    from livevae.outputs.yuv import I420Scaler
-
     out = NdiOutput(unique("livevae-fmt"), (320, 240), 30.0).start()
     try:
-        assert out.takes_model_size  # the loop passes the model's picture; no RGB upscale on the frame thread
         frame = np.zeros((48, 64, 3), np.uint8)
         frame[:, 32:] = (200, 60, 30)
         out.write(frame)
@@ -257,6 +254,9 @@ def test_ndi_out_sends_i420_made_on_its_thread_from_the_model_size_picture() -> 
         vf = out._frame_buf
         assert vf.get_fourcc() == FourCC.I420 and vf.get_resolution() == (320, 240)
         assert vf.get_buffer_size() == 320 * 240 * 3 // 2  # 1.5 bytes a pixel, where RGBA was 4
+        assert out.takes_model_size  # the loop passes the model's picture; no RGB upscale on the frame thread
+        from livevae.outputs.yuv import I420Scaler
+
         want = I420Scaler((320, 240)).convert(frame)
         assert np.array_equal(out._yuv.buffer, want)  # what was written is the I420 of the model-size frame
     finally:
