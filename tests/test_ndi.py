@@ -37,9 +37,11 @@ class KeepOutputs(Watcher):
     """Waits (at start) until the show's NDI sender counts a receiver, so no frame goes out before the probe
     listens; keeps every decoded frame the show presents."""
 
-    def __init__(self, probe: NdiProbe) -> None:
+    def __init__(self, probe: NdiProbe, fps: float = 30.0) -> None:
         self.probe = probe
         self.outputs: list[np.ndarray] = []
+        self.period = 1.0 / fps
+        self._next = 0.0
 
     def start(self, loop: LoopHandle | None) -> None:
         assert loop is not None
@@ -54,6 +56,13 @@ class KeepOutputs(Watcher):
         if info.index == 0:
             # a new NDI connection shows video from its first full frame on: give it time to come up
             self.probe.wait_first(timeout=5)
+        # Paced at the frame rate, as a show is (NDI drops frames at the sender, uncounted, when they come in a
+        # burst faster than a busy receiver reads them: seen here under load). Not realtime=True: after the wait
+        # above, the loop would catch up in just such a burst.
+        now = time.monotonic()
+        if now < self._next:
+            time.sleep(self._next - now)
+        self._next = max(now, self._next) + self.period
 
 
 def test_ndi_out_a_receiver_on_loopback_gets_the_frames_sent_with_rising_timecodes(
