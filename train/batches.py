@@ -63,30 +63,61 @@ def to_model_input(frames: torch.Tensor, device: torch.device, channels_last: bo
     return x.contiguous(memory_format=torch.channels_last if channels_last else torch.contiguous_format)
 
 
+def translate(x: torch.Tensor, shifts: torch.Tensor, t: int) -> torch.Tensor:
+    """Each frame of x [N, 3, H, W] moved by its integer (dx, dy) in shifts [N, 2], |d| <= t, edges reflected."""
+    n, c, h, w = x.shape
+    dev = x.device
+    padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")  # [N, 3, H + 2t, W + 2t]
+    # One gather on the device: reading the shifts to the host (int(...)) would sync 2·N times a step.
+    rows = (t + shifts[:, 1, None] + torch.arange(h, device=dev))[:, None, :, None]  # [N, 1, H, 1]
+    cols = (t + shifts[:, 0, None] + torch.arange(w, device=dev))[:, None, None, :]  # [N, 1, 1, W]
+    batch = torch.arange(n, device=dev)[:, None, None, None]
+    chans = torch.arange(c, device=dev)[None, :, None, None]
+    return padded[batch, chans, rows, cols]  # [N, 3, H, W]
+
+
+def synthetic_motion(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
+    """Temporal batches [a, a+1, b, b+1, ...]: in a share `temporal_shift_p` of the pairs the second frame becomes
+    the first moved by a random integer (dx, dy), |d| <= temporal_shift, not (0, 0). A pan of known size: the
+    change-matching loss then teaches the model to move a picture it has seen, rather than snap an unseen,
+    moved frame back to the nearest one it knows (Broad's collapse of runs of similar frames)."""
+    t = cfg.temporal_shift
+    first = x[0::2]  # [N/2, 3, H, W]
+    m, dev = first.shape[0], x.device
+    shifts = torch.randint(-t, t + 1, (m, 2), generator=gen, device=dev)
+    still = (shifts == 0).all(1)
+    shifts[still, 0] = 1  # never a zero move: that pair would teach nothing
+    pick = torch.rand(m, generator=gen, device=dev) < cfg.temporal_shift_p
+    moved = translate(first, shifts, t)
+    out = x.clone()
+    out[1::2] = torch.where(pick[:, None, None, None], moved, x[1::2])
+    return out
+
+
 def augment(x: torch.Tensor, cfg: TrainConfig, gen: torch.Generator) -> torch.Tensor:
     """Device-side augmentation per frame: flip, integer translation (reflect), brightness/contrast."""
     n = x.shape[0]
     dev = x.device
     channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    # Temporal batches are pairs [a, a+1, ...]: both frames of a pair get the same draw, or a flip or a shift of
+    # one of them would be a huge change the temporal loss must then copy.
+    m = (n + 1) // 2 if cfg.temporal else n
+
+    def per_pair(t: torch.Tensor) -> torch.Tensor:
+        return t.repeat_interleave(2, 0)[:n] if cfg.temporal else t
+
     if cfg.aug_flip:
-        flip = torch.rand(n, generator=gen, device=dev) < 0.5
+        flip = per_pair(torch.rand(m, generator=gen, device=dev)) < 0.5
         x = torch.where(flip[:, None, None, None], x.flip(3), x)
     if cfg.aug_translate:
         t = cfg.aug_translate
-        shifts = torch.randint(-t, t + 1, (n, 2), generator=gen, device=dev)  # [N, (dx, dy)]
-        padded = torch.nn.functional.pad(x, (t, t, t, t), mode="reflect")  # [N, 3, H + 2t, W + 2t]
-        h, w = x.shape[2:]
-        # One gather on the device: reading the shifts to the host (int(...)) would sync 2·N times a step.
-        rows = (t + shifts[:, 1, None] + torch.arange(h, device=dev))[:, None, :, None]  # [N, 1, H, 1]
-        cols = (t + shifts[:, 0, None] + torch.arange(w, device=dev))[:, None, None, :]  # [N, 1, 1, W]
-        batch = torch.arange(n, device=dev)[:, None, None, None]
-        chans = torch.arange(x.shape[1], device=dev)[None, :, None, None]
-        x = padded[batch, chans, rows, cols]  # [N, 3, H, W]
+        shifts = per_pair(torch.randint(-t, t + 1, (m, 2), generator=gen, device=dev))  # [N, (dx, dy)]
+        x = translate(x, shifts, t)
         if channels_last:
             x = x.contiguous(memory_format=torch.channels_last)
     if cfg.aug_jitter:
         j = cfg.aug_jitter
-        b = (torch.rand(n, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j
-        c = 1 + (torch.rand(n, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j
+        b = per_pair((torch.rand(m, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j)
+        c = 1 + per_pair((torch.rand(m, 1, 1, 1, generator=gen, device=dev) * 2 - 1) * j)
         x = (x * c + b).clamp(-1, 1)
     return x

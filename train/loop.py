@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import copy
 import json
+import logging
 import math
 import os
 import sys
@@ -27,7 +28,7 @@ from livevae.errors import LivevaeError
 from livevae.model import VAE, save_model
 
 from . import metrics
-from .batches import Loader, augment, to_model_input
+from .batches import Loader, augment, synthetic_motion, to_model_input
 from .checkpoint import (
     CheckpointError,
     CheckpointFolder,
@@ -46,6 +47,7 @@ from .dist import average_, enable_determinism, fast_fp32_matmul, init_distribut
 from .losses import VAEGANLoss
 
 MODEL_FILE = "model.safetensors"
+log = logging.getLogger("livevae.train")
 
 
 class TrainError(LivevaeError):
@@ -164,8 +166,16 @@ class Trainer:
             torch.backends.cudnn.benchmark = not cfg.deterministic
 
         self.mcfg = cfg.model_config()
-        self.ds = FrameDataset(data, held_out_every=cfg.held_out_every)
+        self.ds = FrameDataset(data, **cfg.split())
         self.ds.check_size(self.mcfg.width, self.mcfg.height)
+        if self.ds.split_note:
+            log.warning("%s", self.ds.split_note)
+        # Other films scored at each checkpoint, for information: how the model does on footage it never saw.
+        self.eval_clips: dict[str, FrameDataset] = {}
+        for c in cfg.eval_clips:
+            clip = FrameDataset(c)
+            clip.check_size(self.mcfg.width, self.mcfg.height)
+            self.eval_clips[Path(c).name] = clip
         if len(self.ds.train_idx) < self.dist.world:
             raise DatasetError(f"{data}: {len(self.ds.train_idx)} training frames for {self.dist.world} ranks")
         self.data_path = Path(data)
@@ -214,9 +224,16 @@ class Trainer:
         if self.dist.world > 1:  # same starting weights everywhere, whatever each rank initialised
             for t in self._synced_tensors(params=True):
                 dist.broadcast(t, 0)
-        # Fixed held-out frames for the reconstruction grids; evenly spaced validation subset.
-        vi = self.ds.val_idx if len(self.ds.val_idx) else self.ds.train_idx
-        self.val_idx = vi[np.linspace(0, len(vi) - 1, min(cfg.val_max, len(vi))).round().astype(np.int64)]
+        # Validation: whole held-out segments (consecutive frames: the temporal figures need pairs), spread through
+        # the film, up to val_max frames; single frames under the "every" split. No split: the training frames.
+        segs = self.ds.val_segments or [self.ds.train_idx]
+        pick = np.linspace(0, len(segs) - 1, len(segs)).round().astype(np.int64)
+        if sum(len(x) for x in segs) > cfg.val_max:
+            per = max(1, len(segs[0]))
+            pick = np.linspace(0, len(segs) - 1, max(1, cfg.val_max // per)).round().astype(np.int64)
+        self.val_segments = [segs[i][: cfg.val_max] for i in sorted(set(pick.tolist()))]
+        self.val_idx = np.concatenate(self.val_segments)
+        vi = self.val_idx
         self.grid_idx = vi[np.linspace(0, len(vi) - 1, min(6, len(vi))).round().astype(np.int64)]
 
     # --- state -------------------------------------------------------------------------------------
@@ -318,6 +335,8 @@ class Trainer:
 
     def train_step(self, frames: torch.Tensor) -> dict[str, float]:
         x = to_model_input(frames, self.device, self.channels_last)  # [B, 3, H, W] in [-1, 1]
+        if self.cfg.temporal and self.cfg.temporal_shift > 0:
+            x = synthetic_motion(x, self.cfg, self.gen)
         if self.cfg.augment:
             x = augment(x, self.cfg, self.gen)
         self.vae.train()
@@ -351,18 +370,30 @@ class Trainer:
     # --- validation, images, model file ------------------------------------------------------------
 
     @torch.no_grad()
-    def validate(self) -> dict[str, float]:
-        """Eval-mode reconstruction (running BN statistics, z = mean) of the held-out frames."""
-        self.vae.eval()
+    def _reconstruct(self, ds: FrameDataset, idx: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
+        """(reconstructions, originals) [N, 3, H, W] in [-1, 1] of frames `idx`, eval mode (running BN
+        statistics, z = mean): each frame's output is what batch-1 live playback gives."""
         recs, origs = [], []
-        for i in range(0, len(self.val_idx), 32):
-            x = to_model_input(torch.from_numpy(self.ds.get(self.val_idx[i : i + 32])), self.device, False)
+        for i in range(0, len(idx), 32):
+            x = to_model_input(torch.from_numpy(ds.get(idx[i : i + 32])), self.device, False)
             recs.append(self.vae(x).float().cpu())
             origs.append(x.cpu())
-        self.vae.train()
-        m = metrics.summarize(torch.cat(recs), torch.cat(origs))
+        return torch.cat(recs), torch.cat(origs)
+
+    @torch.no_grad()
+    def validate(self) -> dict[str, float]:
+        """Held-out figures: PSNR, SSIM, sharpness and score over the held-out segments' frames, the temporal
+        figures (motion ratio, temporal error, collapse rate) over their consecutive pairs, and the same for each
+        eval clip under "<clip>/<figure>"."""
+        self.vae.eval()
+        pairs = [self._reconstruct(self.ds, seg) for seg in self.val_segments]
+        m = metrics.summarize_segments([r for r, _ in pairs], [o for _, o in pairs])
         m["score"] = metrics.score(m)
-        m["frames"] = float(len(self.val_idx))
+        for name, clip in self.eval_clips.items():
+            r, o = self._reconstruct(clip, np.arange(min(len(clip), self.cfg.eval_clip_frames)))
+            cm = metrics.summarize_segments([r], [o])
+            m.update({f"{name}/{k}": v for k, v in cm.items() if k != "frames"})
+        self.vae.train()
         return m
 
     @torch.no_grad()
@@ -387,6 +418,10 @@ class Trainer:
             "epoch": self.epoch,
             "val": val,
             "train": "pixel-vae" if self.cfg.pixel_vae else "vae-gan",
+            "temporal": self.cfg.temporal,
+            # The held-out split, so `train.report` scores the model on frames it never trained on.
+            "split": {"held_out": self.cfg.held_out, **json.loads(json.dumps(self.cfg.split()))},
+            "held_out_frames": len(self.ds.val_idx),
             "dataset": {"path": str(self.data_path), "frames": len(self.ds), "source": self.ds.meta.get("source")},
             "recipe": self.info.get("recipe"),
         }
@@ -425,8 +460,9 @@ class Trainer:
             self.ckpts.save_best(tensors, state)
             self.write_model(val)
         if tb is not None:
-            for k in ("psnr", "ssim", "sharpness", "score"):
-                tb.add_scalar(f"val/{k}", val[k], self.step)
+            for k, v in val.items():
+                if k != "frames" and math.isfinite(v):
+                    tb.add_scalar(f"val/{k}", v, self.step)
             tb.add_image("val/recon_grid", self.sample_grid(), self.step, dataformats="HWC")
             tb.flush()
 
@@ -441,6 +477,13 @@ class Trainer:
         if c.time_budget and time.monotonic() - t0 >= c.time_budget:
             return "time_budget"
         return ""
+
+    def _order(self, epoch: int) -> np.ndarray:
+        """This rank's frame indices for one epoch: shuffled frames, or shuffled consecutive pairs (temporal)."""
+        d, c = self.dist, self.cfg
+        if c.temporal:
+            return self.ds.pair_order(epoch, c.seed, d.rank, d.world)
+        return self.ds.epoch_order(epoch, c.seed, d.rank, d.world)
 
     def _write_run_config(self) -> None:
         self.out.mkdir(parents=True, exist_ok=True)
@@ -472,7 +515,7 @@ class Trainer:
             from torch.utils.tensorboard import SummaryWriter
 
             tb = SummaryWriter(str(self.out / "tb"), purge_step=self.step or None)
-        steps_per_epoch = math.ceil(len(self.ds.epoch_order(0, cfg.seed, self.dist.rank, self.dist.world)) / cfg.batch)
+        steps_per_epoch = math.ceil(len(self._order(0)) / cfg.batch)
         total = cfg.max_steps or (cfg.epochs * steps_per_epoch if cfg.epochs else None)
         bar = None
         if main and self.progress:
@@ -486,7 +529,7 @@ class Trainer:
         indices_log = open(self.out / f"indices-rank{self.dist.rank}.txt", "a") if cfg.record_indices else None  # noqa: SIM115
         try:
             while not stopped:
-                order = self.ds.epoch_order(self.epoch, cfg.seed, self.dist.rank, self.dist.world)
+                order = self._order(self.epoch)
                 n_batches = math.ceil(len(order) / cfg.batch)
 
                 def batches(

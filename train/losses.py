@@ -57,6 +57,34 @@ def feature_distance(fake: list[torch.Tensor], real: list[torch.Tensor]) -> torc
     return torch.stack(terms).mean()
 
 
+def temporal_terms(fw: Forward) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """The temporal loss on a batch of consecutive pairs [a, a+1, b, b+1, ...]: (pixel term, feature term).
+
+    pixel:   mean |(xr_t+1 - xr_t) - (x_t+1 - x_t)|, the temporal error of the training pairs;
+    feature: the same change matched in the discriminator's activations, each layer's MSE divided by the mean
+             square of the real activations (a constant for the gradient), as in feature_distance; None without
+             a discriminator. The source's change is detached: only the reconstruction is moved."""
+    n = fw.x.shape[0]
+    dx = fw.x[1::2] - fw.x[0::2]  # [N/2, 3, H, W]
+    dr = fw.xr[1::2] - fw.xr[0::2]
+    pix = (dr - dx).abs().mean()
+    if fw.fake_feats is None or fw.real_feats is None:
+        return pix, None
+    terms = []
+    for f, r in zip(fw.fake_feats, fw.real_feats, strict=True):
+        f, r = f[:n].float(), r.detach().float()
+        df, drl = f[1::2] - f[0::2], r[1::2] - r[0::2]
+        terms.append(F.mse_loss(df, drl) / (r.pow(2).mean() + 1e-6))
+    return pix, torch.stack(terms).mean()
+
+
+def temporal_ramp(start: int, step: int) -> float:
+    """The temporal term's factor: 0 before `start`, then linear to 1 over `start` more steps (1 when start = 0)."""
+    if start <= 0:
+        return 1.0
+    return min(1.0, max(0.0, (step - start) / start))
+
+
 @dataclass
 class Forward:
     """One batch's forward pass through all three networks, shared by both phases."""
@@ -77,8 +105,11 @@ class VAEGANLoss:
 
     Gradient routing (Larsen et al. 2016, section 2.2):
       discriminator  <- GAN loss on real / reconstructed / prior-sampled frames
-      encoder        <- kl_weight * KL + sim_weight * similarity + pixel_weight * L1   (no GAN term)
-      decoder        <- gamma * sim_weight * similarity + pixel_weight * L1 + w_gan * GAN
+      encoder        <- kl_weight * KL + sim_weight * similarity + pixel_weight * L1 + temporal   (no GAN term)
+      decoder        <- gamma * sim_weight * similarity + pixel_weight * L1 + temporal + w_gan * GAN
+    where temporal (cfg.temporal only) = temporal_weight * pixel change error + temporal_feature_weight * feature
+    change error (temporal_terms), a reconstruction term like L1: it reaches the encoder and the decoder through
+    xr, never the discriminator's weights.
     Every gradient is taken with torch.autograd.grad on an explicit list of inputs, so no term reaches a
     network it is not meant for (the generator terms never touch the discriminator's weights, the
     discriminator's loss never reaches the decoder, the GAN term never reaches the encoder).
@@ -150,7 +181,13 @@ class VAEGANLoss:
         with self._ac():
             mu, logvar = self.vae.encoder(x)
             mu, logvar = mu.float(), logvar.float().clamp(-30.0, 20.0)
-            eps = torch.randn(mu.shape, device=mu.device, generator=generator)
+            if self.cfg.temporal:
+                # One noise draw per pair: the pair's change in xr is then the encoder's, not the sampling
+                # noise's, which the temporal term would otherwise penalise. Each frame's own z ~ q(z|x) still.
+                half = torch.randn((mu.shape[0] + 1) // 2, mu.shape[1], device=mu.device, generator=generator)
+                eps = half.repeat_interleave(2, 0)[: mu.shape[0]]
+            else:
+                eps = torch.randn(mu.shape, device=mu.device, generator=generator)
             z = mu + eps * (0.5 * logvar).exp()  # reparameterisation; [N, zdim]
             xr = self.vae.decoder(z).float()
             fw = Forward(x, mu, logvar, xr, None)
@@ -192,8 +229,18 @@ class VAEGANLoss:
         kl = kl_divergence(fw.mu, fw.logvar)
         pix = (fw.xr - fw.x).abs().mean() if cfg.pixel_weight else fw.xr.new_zeros(())
         stats = {"loss/kl": float(kl.detach()), "loss/pixel_l1": float(pix.detach())}
+        tmp = fw.xr.new_zeros(())  # the weighted temporal term, a function of xr only
+        ramp = temporal_ramp(cfg.temporal_start, step) if cfg.temporal else 0.0
+        if cfg.temporal:
+            t_pix, t_feat = temporal_terms(fw)
+            tmp = cfg.temporal_weight * t_pix + (cfg.temporal_feature_weight * t_feat if t_feat is not None else 0.0)
+            tmp = ramp * tmp
+            stats["loss/temporal_ramp"] = ramp
+            stats["loss/temporal_pixel"] = float(t_pix.detach())
+            if t_feat is not None:
+                stats["loss/temporal_feature"] = float(t_feat.detach())
         if not self.gan_on:
-            loss = cfg.pixel_weight * pix + cfg.kl_weight * kl
+            loss = cfg.pixel_weight * pix + cfg.kl_weight * kl + tmp
             grads = torch.autograd.grad(loss, self.enc_params + self.dec_params)
             for p, g in zip(self.enc_params + self.dec_params, grads, strict=True):
                 p.grad = g
@@ -214,6 +261,9 @@ class VAEGANLoss:
         # d(term)/d(xr): backward through the discriminator only (its weights are not inputs: no grads there).
         g_sim = torch.autograd.grad(sim, fw.xr, retain_graph=True)[0]
         g_pix = torch.autograd.grad(pix, fw.xr, retain_graph=True)[0] if cfg.pixel_weight else torch.zeros_like(fw.xr)
+        g_tmp = torch.autograd.grad(tmp, fw.xr, retain_graph=True)[0] if ramp > 0 else torch.zeros_like(fw.xr)
+        # The adaptive GAN weight balances against the reconstruction terms without the temporal one, so a
+        # temporal run's GAN pressure matches its baseline's.
         g_rec_dec = cfg.gamma * cfg.sim_weight * g_sim + cfg.pixel_weight * g_pix
         w_gan = torch.zeros((), device=fw.xr.device)
         g_gan_r = torch.zeros_like(fw.xr)
@@ -234,13 +284,13 @@ class VAEGANLoss:
                 w_gan = torch.ones((), device=fw.xr.device)
             w_gan = w_gan * cfg.gan_weight
         # Decoder: its own upstream gradient at xr (and xp), one backward through the decoder.
-        outs, g_outs = [fw.xr], [g_rec_dec + w_gan * g_gan_r]
+        outs, g_outs = [fw.xr], [g_rec_dec + g_tmp + w_gan * g_gan_r]
         if fw.xp is not None and g_gan_p is not None:
             outs.append(fw.xp)
             g_outs.append(w_gan * g_gan_p)
         dec_grads = torch.autograd.grad(outs, self.dec_params, g_outs, retain_graph=True)
         # Encoder: similarity + pixel through the decoder (decoder weights are not inputs), plus KL.
-        g_rec_enc = cfg.sim_weight * g_sim + cfg.pixel_weight * g_pix
+        g_rec_enc = cfg.sim_weight * g_sim + cfg.pixel_weight * g_pix + g_tmp
         enc_grads = torch.autograd.grad([fw.xr, cfg.kl_weight * kl], self.enc_params, [g_rec_enc, torch.ones_like(kl)])
         for p, g in zip(self.dec_params, dec_grads, strict=True):
             p.grad = g
@@ -256,5 +306,7 @@ class VAEGANLoss:
         )
         if gan_p is not None:
             stats["loss/gan_prior"] = float(gan_p.detach())
-        stats["loss/encoder"] = float((cfg.kl_weight * kl + cfg.sim_weight * sim + cfg.pixel_weight * pix).detach())
+        stats["loss/encoder"] = float(
+            (cfg.kl_weight * kl + cfg.sim_weight * sim + cfg.pixel_weight * pix + tmp).detach()
+        )
         return stats

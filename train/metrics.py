@@ -65,6 +65,21 @@ def summarize(recon: torch.Tensor, orig: torch.Tensor) -> dict[str, float]:
     }
 
 
+def summarize_segments(recs: list[torch.Tensor], origs: list[torch.Tensor]) -> dict[str, float]:
+    """summarize() over all frames of the segments, plus the temporal figures (livevae.offline.temporal) pooled
+    over the pairs inside each segment; recs[i], origs[i] [T_i, 3, H, W] in [-1, 1], consecutive frames.
+    Segments of one frame (the "every" split) have no pairs: the temporal keys are then left out."""
+    from livevae.offline.temporal import pool_summaries, temporal_summary
+
+    out = summarize(torch.cat(recs), torch.cat(origs))
+    parts = [temporal_summary(_unit(r), _unit(o)) for r, o in zip(recs, origs, strict=True) if len(r) > 1]
+    if parts:
+        pooled = pool_summaries(parts)
+        out.update({k: pooled[k] for k in ("motion_ratio", "temporal_error", "collapse_rate")})
+    out["frames"] = float(sum(len(r) for r in recs))
+    return out
+
+
 def score(m: dict[str, float]) -> float:
     """One number for choosing the best checkpoint: PSNR minus 10 dB per unit of |log sharpness|, so a
     blurred (0.7) or noisy (1.4) checkpoint loses about 3.5 dB against one with sharpness 1."""
