@@ -521,17 +521,15 @@ def test_sync_keys_are_checked_with_one_line_errors(tmp_path: Path, tiny_model_f
 def test_a_midi_clock_through_a_mido_socket_port_lands_scene_changes_on_its_bars(tmp_path: Path) -> None:
     """Real time: a 128 bpm clock (with Start) over a mido socket, the tempo controller reading it, frames at
     30 fps; each scene change lands on the frame nearest a bar line (a bar is 96 ticks, 1.875 s)."""
-    import socket
     import threading
 
-    from mido import Message, sockets
+    from mido import Message
 
     from livevae.controllers.tempo import TempoController, TempoSection
     from livevae.loop import FrameInfo
+    from tests.helpers.midi import connect_when_listening, free_port
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = int(s.getsockname()[1])
+    port = free_port()
     tstate = ControlState(16)
     tempo = TempoController(tstate, TempoSection(lead="midi", midi_port=f"listen:127.0.0.1:{port}"))
     tempo.start(None)
@@ -547,15 +545,7 @@ def test_a_midi_clock_through_a_mido_socket_port_lands_scene_changes_on_its_bars
     stop = threading.Event()
 
     def clock() -> None:
-        deadline = time.monotonic() + 5
-        out = None
-        while out is None:
-            try:
-                out = sockets.connect("127.0.0.1", port)
-            except OSError:
-                if time.monotonic() > deadline:
-                    return
-                time.sleep(0.02)
+        out = connect_when_listening(port)
         out.send(Message("start"))
         t0 = time.monotonic() + 0.1
         k = 0

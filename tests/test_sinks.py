@@ -34,17 +34,19 @@ class Recording(NewestFrameOutput):
         self.frames.append(rgb)
 
 
-def test_three_outputs_each_get_their_own_size_from_one_resize_per_size(
-    tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fake_outputs(
+    monkeypatch: pytest.MonkeyPatch, ndi: type[Recording] = Recording
+) -> tuple[list[Recording], list[tuple[int, int]]]:
+    """The loop opens Recordings instead of devices (`ndi` for kind ndi) and counts every RGB resize: returns
+    (the outputs made, the sizes resized to), both filled as the show runs."""
     made: list[Recording] = []
+    resizes: list[tuple[int, int]] = []
+    real_scale = scaling.scale
 
     def fake_open(spec: OutputSpec, fps: float, filter: str = "bilinear") -> Recording:
-        made.append(Recording(f"{spec.kind}:{spec.name}", spec.size).start())
+        cls = ndi if spec.kind == "ndi" else Recording
+        made.append(cls(f"{spec.kind}:{spec.name}", spec.size).start())
         return made[-1]
-
-    resizes = []
-    real_scale = scaling.scale
 
     def counting(rgb: np.ndarray, size: tuple[int, int], filter: str = "bilinear") -> np.ndarray:
         resizes.append(size)
@@ -52,6 +54,13 @@ def test_three_outputs_each_get_their_own_size_from_one_resize_per_size(
 
     monkeypatch.setattr("livevae.loop.open_output", fake_open)
     monkeypatch.setattr(scaling, "scale", counting)
+    return made, resizes
+
+
+def test_three_outputs_each_get_their_own_size_from_one_resize_per_size(
+    tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made, resizes = fake_outputs(monkeypatch)
     status: list[LoopStatus] = []
 
     class Look(Watcher):
@@ -265,22 +274,7 @@ def test_an_output_that_scales_itself_gets_the_model_picture_and_the_others_keep
     class ScalesItself(Recording):
         takes_model_size = True
 
-    made: list[Recording] = []
-
-    def fake_open(spec: OutputSpec, fps: float, filter: str = "bilinear") -> Recording:
-        cls = ScalesItself if spec.kind == "ndi" else Recording
-        made.append(cls(f"{spec.kind}:{spec.name}", spec.size).start())
-        return made[-1]
-
-    resizes = []
-    real_scale = scaling.scale
-
-    def counting(rgb: np.ndarray, size: tuple[int, int], filter: str = "bilinear") -> np.ndarray:
-        resizes.append(size)
-        return real_scale(rgb, size, filter)
-
-    monkeypatch.setattr("livevae.loop.open_output", fake_open)
-    monkeypatch.setattr(scaling, "scale", counting)
+    made, resizes = fake_outputs(monkeypatch, ndi=ScalesItself)
     specs = [OutputSpec("ndi", "a", (1280, 720)), OutputSpec("spout", "b", (320, 240))]
     cfg = LiveConfig(model=str(tiny_model_file), sources=["testcard"], headless=True, frames=5, outputs=specs)
     assert LiveLoop(cfg, create(str(tiny_model_file), "torch")).run().frames == 5

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -12,12 +11,7 @@ from livevae.control.lfo import LfoClock
 from livevae.control.state import ControlState, LfoSettings
 from livevae.control.tempo import ClockTempo, TapTempo
 from livevae.controllers.tempo import TempoController, TempoError, TempoSection, from_show
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers.midi import connect_when_listening, free_port
 
 
 def synced_lfo_bpm(state: ControlState, seconds: float = 4.0, fps: float = 30.0) -> float:
@@ -31,21 +25,14 @@ def synced_lfo_bpm(state: ControlState, seconds: float = 4.0, fps: float = 30.0)
 
 
 def test_a_128_bpm_midi_clock_on_a_mido_socket_port_moves_a_synced_lfo_at_128_bpm() -> None:
-    from mido import Message, sockets
+    from mido import Message
 
     port = free_port()
     state = ControlState(8)
     tempo = TempoController(state, TempoSection(lead="midi", midi_port=f"listen:127.0.0.1:{port}"))
     tempo.start(None)
     try:
-        deadline = time.monotonic() + 5
-        out = None
-        while out is None:
-            try:
-                out = sockets.connect("127.0.0.1", port)
-            except OSError:
-                assert time.monotonic() < deadline, "the tempo controller's MIDI socket never listened"
-                time.sleep(0.05)
+        out = connect_when_listening(port)
         period = 60.0 / (128 * 24)  # 19.53 ms between ticks at 128 bpm
         out.send(Message("start"))
         t0 = time.perf_counter()
