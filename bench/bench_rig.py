@@ -6,8 +6,12 @@ python bench/bench_rig.py --preset tiny --frames 90        # quicker
 
 Method. Every show is realtime, headless (no display on the bench machines, so the baseline is the show with no
 window and no outputs), decoding the untrained `live` preset (256x144, z=200) in torch eager on a 30 fps source.
-CPU = the show process's CPU time (all its threads, so the NDI sender's conversion and compression count) over
-its frames. A receiver in a process of its own (its CPU is not counted, but it shares the 2 cores) is connected
+CPU = the show process's CPU time (time.process_time: all its threads, so the NDI sender's conversion and the
+SDK's compression count) from the first frame presented to the last, over the frames between (start-up, the model
+load and the wait for the receiver are not per-frame costs). Each NDI size runs twice in the same run: as livevae
+sends it (I420 made from the model-size picture on the NDI thread) and as it sent before 2026-12-01 (RGB upscaled
+on the frame thread, RGBA to the SDK), so the change is measured against the same baseline.
+A receiver in a process of its own (its CPU is not counted, but it shares the 2 cores) is connected
 to each NDI output, as Resolume or OBS would be. Latency: a peer process sends a 1280x720 feed as ndi:IN (black,
 with a white frame every 15), the show plays it with wet = 0 (the output is the input picture, so the flash can
 be seen through the model's path: capture, preprocess, encode, decode, blend, scale, send) and sends ndi:OUT; the
@@ -18,6 +22,7 @@ frames of 1/30 s. NDI discovery goes to 127.0.0.1 by an ndi-config.v1.json (no m
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import subprocess
@@ -25,6 +30,7 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -122,7 +128,7 @@ def start_peer(out_name: str, in_name: str, seconds: float, folder: Path) -> tup
 def run_show(model: Path, frames: int, sources: list[str], outputs: list[Any], wet: float = 1.0) -> dict[str, Any]:
     from livevae.backends import create
     from livevae.control.state import ControlState
-    from livevae.handle import LoopHandle, Watcher
+    from livevae.handle import FrameInfo, LoopHandle, Watcher
     from livevae.loop import LiveConfig, LiveLoop
 
     class WaitReceivers(Watcher):
@@ -134,17 +140,89 @@ def run_show(model: Path, frames: int, sources: list[str], outputs: list[Any], w
             while time.monotonic() < deadline and not all(", 1 receiver" in s for s in loop.status().outputs):
                 time.sleep(0.01)
 
+    class CpuWindow(Watcher):
+        """Process CPU (all threads) and wall time at the first and the last frame presented."""
+
+        def __init__(self) -> None:
+            self.marks: list[tuple[int, float, float]] = []
+
+            self.threads: list[dict[int, tuple[str, float]]] = []
+
+        def on_frame(self, info: FrameInfo) -> None:
+            if info.index == 0 or info.index == frames - 1:
+                self.marks.append((info.index, time.process_time(), time.monotonic()))
+                self.threads.append(thread_cpu())
+
     backend = create(str(model), "torch")
     state = ControlState(backend.cfg.zdim)
     state.set("wet", wet)
     cfg = LiveConfig(model=str(model), sources=sources, source_fps=30, fps=30, headless=True, realtime=True,
                      frames=frames, outputs=outputs)  # fmt: skip
-    loop = LiveLoop(cfg, backend, state=state, controllers=[WaitReceivers()])
-    c0, w0 = time.process_time(), time.monotonic()
+    window = CpuWindow()
+    loop = LiveLoop(cfg, backend, state=state, controllers=[WaitReceivers(), window])
     stats = loop.run()
-    cpu, wall = time.process_time() - c0, time.monotonic() - w0
-    return {"frames": stats.frames, "cpu_ms_per_frame": 1000 * cpu / max(stats.frames, 1), "fps": stats.frames / wall,
-            "sinks": stats.sinks, "dropped": stats.dropped}  # fmt: skip
+    (i0, c0, w0), (i1, c1, w1) = window.marks[0], window.marks[-1]
+    n = max(i1 - i0, 1)
+    by_thread: dict[str, float] = {}  # where the CPU went, by thread name (a thread's name is its kernel comm)
+    t0, t1 = window.threads[0], window.threads[-1]
+    for tid, (comm, cpu) in t1.items():
+        by_thread[comm] = by_thread.get(comm, 0.0) + 1000 * (cpu - t0.get(tid, (comm, 0.0))[1]) / n
+    top = dict(sorted(((k, round(v, 3)) for k, v in by_thread.items() if v >= 0.05), key=lambda kv: -kv[1]))
+    return {"frames": stats.frames, "cpu_ms_per_frame": 1000 * (c1 - c0) / n, "fps": n / (w1 - w0),
+            "sinks": stats.sinks, "dropped": stats.dropped, "cpu_ms_per_frame_by_thread": top}  # fmt: skip
+
+
+def thread_cpu() -> dict[int, tuple[str, float]]:
+    """{thread id: (name, CPU seconds user + system)} of this process, from /proc (Linux; {} elsewhere). Python
+    threads go by their threading name ("MainThread" runs the frame loop here, "ndi NAME" the sender), the
+    others (the NDI SDK's, OpenCV's, torch's) by their kernel name."""
+    names = {t.native_id: t.name for t in threading.enumerate()}
+    out: dict[int, tuple[str, float]] = {}
+    tick = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
+    for task in Path("/proc/self/task").glob("*"):
+        try:
+            stat = (task / "stat").read_text()
+        except OSError:  # the thread ended between the listing and the read
+            continue
+        comm = stat[stat.index("(") + 1 : stat.rindex(")")]
+        fields = stat[stat.rindex(")") + 2 :].split()
+        tid = int(task.name)
+        out[tid] = (names.get(tid, comm), (int(fields[11]) + int(fields[12])) / tick)  # utime, stime
+    return out
+
+
+@contextlib.contextmanager
+def rgba_ndi() -> Iterator[None]:
+    """NDI outputs as livevae sent them before: the loop upscales RGB on the frame thread (one scale per size),
+    the NDI thread converts it to RGBA, the SDK converts RGBA to YUV before compressing."""
+    import cv2
+
+    import livevae.loop
+    from livevae.outputs.ndi import NdiOutput
+    from livevae.outputs.sinks import OutputSpec
+
+    class RgbaNdi(NdiOutput):
+        takes_model_size = False
+        FOURCC = "RGBA"
+
+        def _picture(self, rgb: np.ndarray) -> np.ndarray:
+            if not hasattr(self, "_rgba"):
+                self._rgba = np.empty((self.size[1], self.size[0], 4), np.uint8)
+            cv2.cvtColor(rgb, cv2.COLOR_RGB2RGBA, dst=self._rgba)
+            return self._rgba.reshape(-1)
+
+    real = livevae.loop.open_output
+
+    def open_rgba(spec: OutputSpec, fps: float, filter: str = "bilinear") -> Any:
+        if spec.kind != "ndi":
+            return real(spec, fps, filter)
+        return RgbaNdi(spec.name, spec.size, spec.fps or fps, filter).start()
+
+    livevae.loop.open_output = open_rgba  # type: ignore[assignment]
+    try:
+        yield
+    finally:
+        livevae.loop.open_output = real
 
 
 def cpu_flags() -> dict[str, Any]:
@@ -187,12 +265,16 @@ def main() -> int:
     secs = args.frames / 30 + 20
     report["baseline"] = run_show(model, args.frames, card, [])
     base = report["baseline"]["cpu_ms_per_frame"]
-    for label, size in (("ndi_720p", (1280, 720)), ("ndi_1080p", (1920, 1080))):
+    runs = [(f"ndi_{p}{tag}", size, fmt) for p, size in (("720p", (1280, 720)), ("1080p", (1920, 1080)))
+            for tag, fmt in (("", "I420"), ("_rgba", "RGBA"))]  # fmt: skip
+    for label, size, fmt in runs:
         name = f"livevae-bench-{label}-{os.getpid()}"
         proc, result = start_peer(name, "", secs, tmp)
-        r = run_show(model, args.frames, card, [OutputSpec("ndi", name, size)])
+        with rgba_ndi() if fmt == "RGBA" else contextlib.nullcontext():
+            r = run_show(model, args.frames, card, [OutputSpec("ndi", name, size)])
         proc.kill()  # the peer's figures are not needed here, only its connection
         proc.wait(10)
+        r["send_format"] = fmt
         r["extra_cpu_ms_per_frame"] = r["cpu_ms_per_frame"] - base
         r["ratio_vs_baseline"] = r["cpu_ms_per_frame"] / base
         report[label] = r

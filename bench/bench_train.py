@@ -23,13 +23,13 @@ from pathlib import Path
 import numpy as np
 import torch
 import torch.nn.functional as F
+from livevae.train.batches import to_model_input
+from livevae.train.config import TrainConfig
+from livevae.train.discriminator import Discriminator
+from livevae.train.loop import Trainer
+from livevae.train.losses import feature_distance, kl_divergence
 
 from livevae.model import VAE
-from train.batches import to_model_input
-from train.config import TrainConfig
-from train.discriminator import Discriminator
-from train.loop import Trainer
-from train.losses import feature_distance, kl_divergence
 
 # CPU defaults: broad2016 takes seconds per image on 2 cores, so it gets a small batch and few steps.
 CPU_PLAN = {"tiny": (16, 10), "live": (12, 4), "broad2016": (4, 2)}
@@ -130,7 +130,10 @@ def main() -> None:
             mc = base.model_config()
             data = write_dataset(Path(tmp) / name, max(batch * 2, 8), mc.width, mc.height)
             tr = Trainer(
-                base.replace(compile=a.compile, held_out_every=0), data, Path(tmp) / f"run-{name}", progress=False
+                base.replace(compile=a.compile, held_out="every", held_out_every=0),
+                data,
+                Path(tmp) / f"run-{name}",
+                progress=False,
             )
             eager = EagerStep(base, tr.device)
             frames = torch.from_numpy(tr.ds.get(np.arange(batch)))

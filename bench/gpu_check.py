@@ -435,8 +435,8 @@ class Check:
 
     def train_broad2016(self) -> dict[str, Any]:
         torch = need_cuda()
-        from train.config import TrainConfig
-        from train.loop import Trainer
+        from livevae.train.config import TrainConfig
+        from livevae.train.loop import Trainer
 
         data = self.tmp / "data"
         data.mkdir(exist_ok=True)
@@ -554,9 +554,8 @@ def torch_executor(model: Any) -> Any:
 def child_deterministic(folder: str) -> None:
     """Two deterministic tiny runs on CUDA from the same seed: their weights must be bit-identical."""
     import torch
-
-    from train.config import TrainConfig
-    from train.loop import train
+    from livevae.train.config import TrainConfig
+    from livevae.train.loop import train
 
     data = Path(folder) / "data"
     data.mkdir(parents=True, exist_ok=True)

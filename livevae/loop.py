@@ -647,7 +647,8 @@ class LiveLoop:
         if self.sinks:
             scaled = ScaledFrame(out, self.cfg.scale_filter)  # each output size computed once per frame
             for spec, sink in self.sinks:
-                sink.write(scaled.at(spec.size), captured)
+                # NDI scales on its own thread, in YUV planes; the others share one RGB copy per size
+                sink.write(scaled.rgb if sink.takes_model_size else scaled.at(spec.size), captured)
         if self.window is not None:  # the window alone draws the HUD over the picture
             self.window.present(out, hud_lines(self.hud_info(ms)) if self.window.show_hud else None, captured)
 

@@ -436,3 +436,150 @@ def test_gallery_show_builds(tmp_path: Path) -> None:
     finally:
         for c in controllers:
             c.stop()
+
+
+# --- scene changes on the beat ---------------------------------------------------------------------------------
+def synced(tmp_path: Path, autopilot: dict[str, Any], tempo: Any, scenes: tuple[str, ...] = ("a", "b", "c")) -> Any:
+    ctl, state, mono, _ = make(tmp_path, {"autopilot": autopilot}, scenes=scenes)
+    loop = fake_loop()
+    if tempo is not None:
+        loop.offered["tempo"] = tempo
+    ctl.start(loop)
+    return ctl, state, mono
+
+
+def play(ctl: Any, state: ControlState, mono: Clock, seconds: float, fps: float = 25.0) -> list[float]:
+    """Frames at `fps` on the fake clock from 0 s; the time each scene recall lands (the frame after its post)."""
+    from livevae.loop import FrameInfo
+
+    base, landed = mono.t, []
+    for i in range(int(seconds * fps)):
+        ctl.on_frame(FrameInfo(index=i, t=i / fps, fps=fps, source="clip.mp4", dropped=0, latency_ms=0.0))
+        if [a for a in state.drain_actions() if a[0] == "scene.recall"]:
+            landed.append(mono.t - base + 1 / fps)  # applied at the start of the next frame
+        mono.t += 1 / fps
+    return landed
+
+
+def test_synced_scenes_land_on_the_bar_lines_of_tap_tempo(tmp_path: Path) -> None:
+    from livevae.controllers.tempo import TempoController
+
+    tempo = TempoController(ControlState(16))  # lead = "tap"
+    ctl, state, mono = synced(tmp_path, {"sync": "bar", "scene_seconds": 5}, tempo)
+    for k in range(4):  # four taps at 120 bpm just before the show: the first is the downbeat, a bar is 2 s
+        tempo.tap(mono.t - 1.7 + 0.5 * k)
+    landed = play(ctl, state, mono, 14.0)
+    # bar lines at 0.3 + 2n; due at once, then 5 s after each change, each waits for the next line: 0.3, 6.3, 12.3
+    assert landed == pytest.approx([0.3, 6.3, 12.3], abs=0.04 + 1e-9)  # within the one frame it lands on
+
+
+def test_scene_bars_change_every_n_bars_on_n_bar_lines_and_sync_beat_on_beats(tmp_path: Path) -> None:
+    from livevae.controllers.tempo import TempoController
+
+    tempo = TempoController(ControlState(16))
+    ctl, state, mono = synced(tmp_path, {"sync": "bar", "scene_bars": 2}, tempo)
+    for k in range(4):
+        tempo.tap(mono.t - 3.0 + 0.5 * k)  # beat 0 at -3 s; a 2-bar phrase is 4 s: lines at 1, 5, 9, 13
+    assert play(ctl, state, mono, 14.0) == pytest.approx([1.0, 5.0, 9.0, 13.0], abs=0.04 + 1e-9)
+
+    tempo = TempoController(ControlState(16))
+    ctl, state, mono = synced(tmp_path, {"sync": "beat", "scene_seconds": 3}, tempo)
+    for k in range(4):
+        tempo.tap(mono.t - 1.5 + 0.4 * k)  # 150 bpm: beats at 0.1 + 0.4 n
+    # due at once, then 3 s after each change; each waits for the next beat: 0.1, 3.3 (not 3.1), 6.5
+    assert play(ctl, state, mono, 7.0) == pytest.approx([0.1, 3.3, 6.5], abs=0.04 + 1e-9)
+
+
+def test_without_a_beat_the_seconds_rule_runs_and_says_why_once(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from livevae.controllers.tempo import TempoController, TempoSection
+
+    tempo = TempoController(ControlState(16), TempoSection(lead="midi", midi_port="tcp:127.0.0.1:9"))  # no clock
+    ctl, state, mono = synced(tmp_path, {"sync": "bar", "scene_seconds": 2}, tempo)
+    with caplog.at_level("WARNING", logger="livevae.installation.controller"):
+        landed = play(ctl, state, mono, 5.0)
+    assert landed == pytest.approx([0.04, 2.04, 4.04], abs=1e-6)  # a clock that is not there never holds a scene
+    said = [r.getMessage() for r in caplog.records if "sync" in r.getMessage()]
+    assert said == ["autopilot: sync = 'bar' but no beat from the tempo lead yet; changing scenes on scene_seconds"]
+
+
+def test_sync_keys_are_checked_with_one_line_errors(tmp_path: Path, tiny_model_file: Path) -> None:
+    from livevae.show.schema import ShowError
+    from livevae.show.showfile import build_show
+
+    with pytest.raises(InstallationError, match=r'autopilot.scene_bars: counts bars; expected sync = "bar" beside'):
+        parse_section({"autopilot": {"scene_bars": 8}})
+    with pytest.raises(InstallationError, match=r"autopilot.sync: Input should be 'off', 'beat' or 'bar'"):
+        parse_section({"autopilot": {"sync": "bars"}})
+    show = tmp_path / "show.toml"
+    show.write_text(f'model = "{tiny_model_file}"\n[installation.autopilot]\nsync = "bar"\n')
+    with pytest.raises(ShowError, match=r"show.toml: installation.autopilot.sync = 'bar' follows the tempo lead; "):
+        build_show(show)
+
+
+def test_a_midi_clock_through_a_mido_socket_port_lands_scene_changes_on_its_bars(tmp_path: Path) -> None:
+    """Real time: a 128 bpm clock (with Start) over a mido socket, the tempo controller reading it, frames at
+    30 fps; each scene change lands on the frame nearest a bar line (a bar is 96 ticks, 1.875 s)."""
+    import threading
+
+    from mido import Message
+
+    from livevae.controllers.tempo import TempoController, TempoSection
+    from livevae.loop import FrameInfo
+    from tests.helpers.midi import connect_when_listening, free_port
+
+    port = free_port()
+    tstate = ControlState(16)
+    tempo = TempoController(tstate, TempoSection(lead="midi", midi_port=f"listen:127.0.0.1:{port}"))
+    tempo.start(None)
+    raw = {"health": {"heartbeat": None}, "watchdog": {"enabled": False},
+           "autopilot": {"sync": "bar", "scene_bars": 1}}  # fmt: skip
+    state = ControlState(16)
+    ctl = InstallationController(parse_section(raw), state, tmp_path, ("a", "b"))
+    loop = fake_loop()
+    loop.offered["tempo"] = tempo
+    ctl.start(loop)
+    period = 60.0 / (128 * 24)  # 19.53 ms a tick
+    bars: list[float] = []  # when each bar's first tick went out (tick 0, 96, 192 ...)
+    stop = threading.Event()
+
+    def clock() -> None:
+        out = connect_when_listening(port)
+        out.send(Message("start"))
+        t0 = time.monotonic() + 0.1
+        k = 0
+        while not stop.is_set():
+            while time.monotonic() < t0 + k * period:
+                time.sleep(0.0005)
+            out.send(Message("clock"))
+            if k % 96 == 0:
+                bars.append(time.monotonic())
+            k += 1
+        out.close()
+
+    th = threading.Thread(target=clock, daemon=True)
+    th.start()
+    fps, landed = 30.0, []
+    start = time.monotonic()
+    try:
+        for i in range(int(4.3 * fps)):  # 4.3 s: the bar lines at ~1.9 and ~3.8 s after the first tick
+            while time.monotonic() < start + i / fps:
+                time.sleep(0.001)
+            if landed and landed[-1] < 0:  # the recall posted last frame is applied now, at this frame's start
+                landed[-1] = time.monotonic()
+            ctl.on_frame(FrameInfo(index=i, t=i / fps, fps=fps, source="clip.mp4", dropped=0, latency_ms=0.0))
+            if [a for a in state.drain_actions() if a[0] == "scene.recall"]:
+                landed.append(-1.0)
+    finally:
+        stop.set()
+        th.join(2)
+        tempo.stop()
+    assert tempo.ticks > 96 * 2 and len(bars) >= 3, (tempo.ticks, bars)
+    landed = [t for t in landed if t > 0]
+    # the first scene goes on at once, before the clock is heard (nothing waits on a clock not there yet); then
+    # one change a bar, on bar 1 and bar 2
+    assert len(landed) == 3 and landed[0] < bars[0], (landed, bars)
+    for n, t in enumerate(landed[1:], start=1):
+        off = t - bars[n]
+        assert -1 / fps - 0.005 <= off <= 1 / fps + 0.015, f"change {n} {off * 1000:+.0f} ms from its bar line"

@@ -37,9 +37,11 @@ class KeepOutputs(Watcher):
     """Waits (at start) until the show's NDI sender counts a receiver, so no frame goes out before the probe
     listens; keeps every decoded frame the show presents."""
 
-    def __init__(self, probe: NdiProbe) -> None:
+    def __init__(self, probe: NdiProbe, fps: float = 30.0) -> None:
         self.probe = probe
         self.outputs: list[np.ndarray] = []
+        self.period = 1.0 / fps
+        self._next = 0.0
 
     def start(self, loop: LoopHandle | None) -> None:
         assert loop is not None
@@ -54,6 +56,13 @@ class KeepOutputs(Watcher):
         if info.index == 0:
             # a new NDI connection shows video from its first full frame on: give it time to come up
             self.probe.wait_first(timeout=5)
+        # Paced at the frame rate, as a show is (NDI drops frames at the sender, uncounted, when they come in a
+        # burst faster than a busy receiver reads them: seen here under load). Not realtime=True: after the wait
+        # above, the loop would catch up in just such a burst.
+        now = time.monotonic()
+        if now < self._next:
+            time.sleep(self._next - now)
+        self._next = max(now, self._next) + self.period
 
 
 def test_ndi_out_a_receiver_on_loopback_gets_the_frames_sent_with_rising_timecodes(
@@ -190,3 +199,74 @@ def test_ndi_in_an_absent_sender_is_one_line_naming_it() -> None:
     src = NdiSource("nobody-sends-this", find_timeout=0.3)
     with pytest.raises(SourceError, match=r"ndi:nobody-sends-this: no NDI source of that name within 0.3 s"):
         src.open()
+
+
+# the colour chart of tests/test_yuv.py: saturated primaries and secondaries (a BT.601 matrix shows there, up to
+# 40 levels off), greys and mid tones (a full-range send shows there, 8 to 11 levels off)
+CHART = [
+    ((255, 0, 0), 16), ((0, 255, 0), 16), ((0, 0, 255), 16), ((255, 255, 0), 16), ((0, 255, 255), 16),
+    ((255, 0, 255), 16), ((255, 255, 255), 4), ((0, 0, 0), 4), ((64, 64, 64), 4), ((192, 192, 192), 4),
+    ((200, 60, 30), 7), ((90, 140, 200), 7),
+]  # fmt: skip
+# Tolerances, each (r, g, b) patch's mean against the show's own output: NDI's SpeedHQ at 8 bits loses up to 12.5
+# levels on saturated blue whatever is sent (its own RGBA path measured 15.5), 1 to 5 on the rest.
+
+
+def test_ndi_out_colours_arrive_right_saturated_greys_and_mid_tones(tiny_model_file: Path, tmp_path: Path) -> None:
+    import cv2
+
+    from livevae.control.state import ControlState
+
+    chart = np.zeros((48, 64, 3), np.uint8)  # the tiny model's own size: 12 patches of 16x16
+    for k, (c, _) in enumerate(CHART):
+        r, col = divmod(k, 4)
+        chart[r * 16 : (r + 1) * 16, col * 16 : (col + 1) * 16] = c
+    png = tmp_path / "chart.png"
+    cv2.imwrite(str(png), cv2.cvtColor(chart, cv2.COLOR_RGB2BGR))
+    name = unique("livevae-colour")
+    probe = NdiProbe(name, tmp_path).start()
+    keep = KeepOutputs(probe)
+    state = ControlState(16)
+    state.set("wet", 0.0)  # all dry: the decoded output is the chart itself
+    cfg = LiveConfig(model=str(tiny_model_file), sources=[str(png)], headless=True, realtime=True, frames=30,
+                     outputs=[OutputSpec("ndi", name, (256, 192))])  # fmt: skip
+    loop = LiveLoop(cfg, create(str(tiny_model_file), "torch"), state=state, controllers=[keep])
+    try:
+        loop.run()
+    finally:
+        probe.stop()
+    assert probe.frames, loop.sinks[0][1].describe()
+    got = probe.frames[-1][0].astype(np.float64)  # RGB [192, 256, 3] as NDI's receiver decoded it
+    want = scale(keep.outputs[-1], (256, 192), "bilinear").astype(np.float64)
+    assert mae(keep.outputs[-1], chart) < 1  # the show's output is the chart (crop and resize are identities)
+    for k, (c, tol) in enumerate(CHART):
+        r, col = divmod(k, 4)
+        ys, xs = slice(r * 64 + 16, r * 64 + 48), slice(col * 64 + 16, col * 64 + 48)  # each patch's middle
+        err = np.abs(got[ys, xs].reshape(-1, 3).mean(0) - want[ys, xs].reshape(-1, 3).mean(0)).max()
+        assert err <= tol, f"patch {c}: {err:.1f} levels off (allowed {tol})"
+
+
+def test_ndi_out_sends_i420_made_on_its_thread_from_the_model_size_picture() -> None:
+    """The send format and conversion: a real cyndilib sender (no receiver needed) gets an I420 frame at the
+    output's size, made from the model-size picture the loop hands over."""
+    from cyndilib.wrapper.ndi_structs import FourCC
+
+    out = NdiOutput(unique("livevae-fmt"), (320, 240), 30.0).start()
+    try:
+        frame = np.zeros((48, 64, 3), np.uint8)
+        frame[:, 32:] = (200, 60, 30)
+        out.write(frame)
+        deadline = time.monotonic() + 10
+        while out.sent < 1 and not out.failed and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert out.sent == 1 and not out.failed, out.describe()
+        vf = out._frame_buf
+        assert vf.get_fourcc() == FourCC.I420 and vf.get_resolution() == (320, 240)
+        assert vf.get_buffer_size() == 320 * 240 * 3 // 2  # 1.5 bytes a pixel, where RGBA was 4
+        assert out.takes_model_size  # the loop passes the model's picture; no RGB upscale on the frame thread
+        from livevae.outputs.yuv import I420Scaler
+
+        want = I420Scaler((320, 240)).convert(frame)
+        assert np.array_equal(out._yuv.buffer, want)  # what was written is the I420 of the model-size frame
+    finally:
+        out.close()

@@ -34,17 +34,19 @@ class Recording(NewestFrameOutput):
         self.frames.append(rgb)
 
 
-def test_three_outputs_each_get_their_own_size_from_one_resize_per_size(
-    tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def fake_outputs(
+    monkeypatch: pytest.MonkeyPatch, ndi: type[Recording] = Recording
+) -> tuple[list[Recording], list[tuple[int, int]]]:
+    """The loop opens Recordings instead of devices (`ndi` for kind ndi) and counts every RGB resize: returns
+    (the outputs made, the sizes resized to), both filled as the show runs."""
     made: list[Recording] = []
+    resizes: list[tuple[int, int]] = []
+    real_scale = scaling.scale
 
     def fake_open(spec: OutputSpec, fps: float, filter: str = "bilinear") -> Recording:
-        made.append(Recording(f"{spec.kind}:{spec.name}", spec.size).start())
+        cls = ndi if spec.kind == "ndi" else Recording
+        made.append(cls(f"{spec.kind}:{spec.name}", spec.size).start())
         return made[-1]
-
-    resizes = []
-    real_scale = scaling.scale
 
     def counting(rgb: np.ndarray, size: tuple[int, int], filter: str = "bilinear") -> np.ndarray:
         resizes.append(size)
@@ -52,6 +54,13 @@ def test_three_outputs_each_get_their_own_size_from_one_resize_per_size(
 
     monkeypatch.setattr("livevae.loop.open_output", fake_open)
     monkeypatch.setattr(scaling, "scale", counting)
+    return made, resizes
+
+
+def test_three_outputs_each_get_their_own_size_from_one_resize_per_size(
+    tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    made, resizes = fake_outputs(monkeypatch)
     status: list[LoopStatus] = []
 
     class Look(Watcher):
@@ -254,3 +263,28 @@ def test_a_show_file_sends_to_several_outputs_and_names_its_tempo_lead(tiny_mode
     show.write_text(f'model = "{tiny_model_file}"\n[[output.send]]\nkind = "ndi"\nsize = "8x8"\n')
     with pytest.raises(ShowError, match=r"output ndi:livevae size 8x8; expected 16x16"):
         build_show(show)
+
+
+def test_an_output_that_scales_itself_gets_the_model_picture_and_the_others_keep_one_resize_per_size(
+    tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """NDI scales in YUV planes on its own thread: the loop hands it the model-size picture and does no RGB resize
+    for it; a window-side output of another size still gets its one shared resize a frame."""
+
+    class ScalesItself(Recording):
+        takes_model_size = True
+
+    made, resizes = fake_outputs(monkeypatch, ndi=ScalesItself)
+    specs = [OutputSpec("ndi", "a", (1280, 720)), OutputSpec("spout", "b", (320, 240))]
+    cfg = LiveConfig(model=str(tiny_model_file), sources=["testcard"], headless=True, frames=5, outputs=specs)
+    assert LiveLoop(cfg, create(str(tiny_model_file), "torch")).run().frames == 5
+    assert resizes == [(320, 240)] * 5  # none at 1280x720: NDI's scale is its own
+    ndi, spout = made
+    assert ndi.frames and all(f.shape == (48, 64, 3) for f in ndi.frames)
+    assert spout.frames and all(f.shape == (240, 320, 3) for f in spout.frames)
+
+
+def test_an_ndi_output_of_odd_size_is_one_line_naming_it() -> None:
+    with pytest.raises(SinkError, match=r"output ndi:Stage size 1281x720; expected an even width and height"):
+        parse_output("ndi:Stage@1281x720")
+    assert parse_output("spout:x@1281x721").size == (1281, 721)  # RGBA outputs take any size

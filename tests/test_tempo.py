@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import time
 from pathlib import Path
 
@@ -12,12 +11,7 @@ from livevae.control.lfo import LfoClock
 from livevae.control.state import ControlState, LfoSettings
 from livevae.control.tempo import ClockTempo, TapTempo
 from livevae.controllers.tempo import TempoController, TempoError, TempoSection, from_show
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+from tests.helpers.midi import connect_when_listening, free_port
 
 
 def synced_lfo_bpm(state: ControlState, seconds: float = 4.0, fps: float = 30.0) -> float:
@@ -31,21 +25,14 @@ def synced_lfo_bpm(state: ControlState, seconds: float = 4.0, fps: float = 30.0)
 
 
 def test_a_128_bpm_midi_clock_on_a_mido_socket_port_moves_a_synced_lfo_at_128_bpm() -> None:
-    from mido import Message, sockets
+    from mido import Message
 
     port = free_port()
     state = ControlState(8)
     tempo = TempoController(state, TempoSection(lead="midi", midi_port=f"listen:127.0.0.1:{port}"))
     tempo.start(None)
     try:
-        deadline = time.monotonic() + 5
-        out = None
-        while out is None:
-            try:
-                out = sockets.connect("127.0.0.1", port)
-            except OSError:
-                assert time.monotonic() < deadline, "the tempo controller's MIDI socket never listened"
-                time.sleep(0.05)
+        out = connect_when_listening(port)
         period = 60.0 / (128 * 24)  # 19.53 ms between ticks at 128 bpm
         out.send(Message("start"))
         t0 = time.perf_counter()
@@ -153,3 +140,45 @@ def test_ableton_link_tempo_reaches_the_bpm_control() -> None:
     if not any(peers):
         pytest.skip("no Ableton Link peer seen within 4 s (Link discovers peers by multicast, not routed here)")
     assert state.get("bpm") == pytest.approx(128, abs=0.01)
+
+
+def test_beat_position_extrapolates_caps_goes_stale_and_finds_the_next_line() -> None:
+    from livevae.control.tempo import BeatPosition, next_line
+
+    pos = BeatPosition(stale=0.5, max_ahead=2 / 24)
+    assert pos.beat_at(0.0) is None and pos.tempo() is None
+    pos.anchor(10.0, 4.0, 120.0)
+    assert pos.beat_at(10.01) == pytest.approx(4.02)  # 120 bpm: 2 beats a second
+    assert pos.beat_at(10.2) == pytest.approx(4 + 2 / 24)  # a clock never runs more than two ticks ahead
+    assert pos.beat_at(10.6) is None  # nothing for 0.5 s: no position, nothing waits on it
+    pos.clear()
+    assert pos.beat_at(10.0) is None
+    assert next_line(3.2, 4) == 4 and next_line(4.0, 4) == 8 and next_line(-0.5, 4) == 0 and next_line(5.5, 1) == 6
+
+
+def test_midi_start_songpos_stop_and_continue_move_the_bar_position() -> None:
+    from mido import Message
+
+    tempo = TempoController(ControlState(8), TempoSection(lead="midi", beats_per_bar=3))
+    assert tempo.services() == {"tempo": tempo} and tempo.beats_per_bar == 3
+    period = 60.0 / (120 * 24)
+    for k in range(30):  # joined mid-song: counted from the first tick heard
+        tempo._on_midi(Message("clock"), 1.0 + k * period)
+    assert tempo.beat_at(1.0 + 29 * period) == pytest.approx(29 / 24)
+    tempo._on_midi(Message("start"), 2.0)  # the next tick is beat 0
+    tempo._on_midi(Message("clock"), 2.01)
+    assert tempo.beat_at(2.01) == 0.0
+    tempo._on_midi(Message("songpos", pos=16), 2.02)  # 16 sixteenths: beat 4
+    tempo._on_midi(Message("clock"), 2.03)
+    assert tempo.beat_at(2.03) == 4.0
+    tempo._on_midi(Message("stop"), 2.04)
+    tempo._on_midi(Message("clock"), 2.05)  # many clocks keep ticking while stopped
+    assert tempo.beat_at(2.05) is None
+    tempo._on_midi(Message("continue"), 2.06)
+    tempo._on_midi(Message("clock"), 2.07)
+    assert tempo.beat_at(2.07) == pytest.approx(4 + 1 / 24)  # on from where it stopped
+
+
+def test_beats_per_bar_is_checked_with_a_one_line_error() -> None:
+    with pytest.raises(TempoError, match=r"tempo.beats_per_bar: Input should be less than or equal to 16 \(got 17\)"):
+        from_show({"beats_per_bar": 17}, ControlState(8), Path("show.toml"))

@@ -82,3 +82,19 @@ def test_pooling_is_over_pairs_not_a_mean_of_ratios() -> None:
     both = np.concatenate([a_src, b_src])
     # Pooled segments never count the jump between them as motion.
     assert pooled["motion_ratio"] != pytest.approx(motion_ratio(np.concatenate([a_rec, b_rec]), both))
+
+
+def test_still_flicker_counts_only_motion_where_the_source_is_still() -> None:
+    from livevae.offline.temporal import still_flicker, still_flicker_sums
+
+    src = np.zeros((4, 3, 2, 2), np.float32)
+    src[:, :, 0, 0] = np.array([0.0, 0.5, 0.0, 0.5])[:, None]  # one pixel moves a lot; three are still
+    rec = src.copy()
+    rec[:, :, 1, 1] = np.array([0.0, 0.1, 0.0, 0.1])[:, None]  # a still pixel boils by 0.1 a frame
+    assert still_flicker(src, src) == 0.0
+    assert still_flicker(rec, src) == pytest.approx(0.1 / 3, rel=1e-5)  # 1 boiling pixel of 3 still ones
+    total, n = still_flicker_sums(rec, src)
+    assert n == 3 * 3 * 3  # 3 pairs x 3 still pixels x 3 channels
+    assert total == pytest.approx(0.1 * 3 * 3, rel=1e-5)
+    moving = np.stack([np.full((3, 2, 2), 0.1 * i, np.float32) for i in range(4)])
+    assert still_flicker(moving, moving) == 0.0  # no still pixel: nothing to flicker against

@@ -198,9 +198,10 @@ def test_report_refuses_a_model_without_its_split(tmp_path: Path, capsys: pytest
         report.main([str(path), "--data", str(data), "--segments", "3,x"])
     assert report.main([str(path), "--data", str(data), "--segments", "2,6,2"]) == 0
     assert report.main([str(path), "--data", str(tmp_path / "nowhere"), "--segments", "2,6,2"]) == 2
-    assert report.main([str(path), "--data", str(data), "--segments", "1,50,2"]) == 2  # too long: one line
+    short = make_dataset(tmp_path / "short", n=6)
+    assert report.main([str(path), "--data", str(short), "--segments", "1,50,2"]) == 2  # too short: one line
     err = capsys.readouterr().err.strip().splitlines()
-    assert err[-1].startswith("livevae report: ") and "expected a longer film" in err[-1] and len(err) == 2
+    assert err[-1].startswith("livevae report: ") and "expected at least 8 frames" in err[-1] and len(err) == 2
 
 
 def test_synthetic_pans_move_the_first_frame_and_augmentation_keeps_pairs_alike() -> None:

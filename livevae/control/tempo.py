@@ -70,3 +70,44 @@ class TapTempo:
 def beats_between(t0: float, t1: float, bpm: float) -> float:
     """How many beats pass from t0 to t1 (seconds) at bpm: for beat-synced scene changes and LFO checks."""
     return (t1 - t0) * bpm / 60.0
+
+
+class BeatPosition:
+    """Where the lead source is in its bars: the beat count at a known instant, extrapolated at its tempo.
+
+    A source writes anchor(t, beat, bpm) as it learns where it is (a MIDI clock at every tick, Link every poll, a
+    tap at every tap); beat_at(now) reads it from any thread (the anchor is one tuple, swapped whole). Beat 0 is
+    the first downbeat: MIDI start, the first tap of a count, Link's own beat 0. A source that goes quiet for
+    `stale` seconds, or stops, has no position (None), so nothing waits forever on a clock that is not there."""
+
+    def __init__(self, stale: float = 1.0, max_ahead: float | None = None) -> None:
+        self.stale = stale
+        self.max_ahead = max_ahead  # beats it may run past the last anchor (a MIDI clock: 2 ticks), None = no cap
+        self._anchor: tuple[float, float, float] | None = None  # (t seconds, beat, bpm)
+
+    def anchor(self, t: float, beat: float, bpm: float) -> None:
+        self._anchor = (t, beat, bpm)
+
+    def clear(self) -> None:
+        """The source stopped: no position until it anchors again."""
+        self._anchor = None
+
+    def tempo(self) -> float | None:
+        """The bpm the position runs at (its last anchor's), or None before the first anchor."""
+        a = self._anchor
+        return a[2] if a is not None else None
+
+    def beat_at(self, now: float) -> float | None:
+        """The beat count at `now` (seconds on the anchors' clock), or None with no fresh anchor."""
+        a = self._anchor
+        if a is None or now - a[0] > self.stale:
+            return None
+        t, beat, bpm = a
+        ahead = max(0.0, now - t) * bpm / 60.0
+        return beat + (ahead if self.max_ahead is None else min(ahead, self.max_ahead))
+
+
+def next_line(beat: float, every: float) -> float:
+    """The first beat count after `beat` that is a multiple of `every` (beats): the next beat (1), bar (4), or
+    phrase (4 x bars). A position exactly on a line gives the one after it."""
+    return (math.floor(beat / every + 1e-9) + 1) * every

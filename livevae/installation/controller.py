@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from livevae import logs
+from livevae.control.tempo import next_line
 from livevae.installation import schedule as sched
 from livevae.installation.autopilot import autopilot_wanted, drift, lfo_offset, scene_at, step_weight
 from livevae.installation.health import HealthError, Heartbeat, StderrTee, rss_bytes, setup_log_file
@@ -67,6 +68,8 @@ class InstallationController:
         self.scene = ""
         self.scene_count = 0
         self._scene_due = 0.0  # show time t of the next scene change (renders repeat: t is index / fps there)
+        self._line: tuple[float, float] | None = None  # sync: (the beat count the next change waits for, its step)
+        self._sync_said = ""  # why the last change could not follow the beat (said once per reason)
         self._last_t: float | None = None
         self.is_open = True
         self._next_sched_check = 0.0
@@ -229,7 +232,7 @@ class InstallationController:
             return
         now = self.clock()
         self._update_schedule(now)
-        self._autopilot_turns(now, info.t)
+        self._autopilot_turns(now, info.t, info.fps)
         self._check_restart(now)
         if self.heartbeat is not None and now >= self._next_hb:
             self._next_hb = now + 1.0
@@ -251,7 +254,7 @@ class InstallationController:
             atexit.register(_reexec)  # after every output is closed and the stats printed
 
     # --- autopilot -----------------------------------------------------------------------------------------
-    def _autopilot_turns(self, now: float, t: float) -> None:
+    def _autopilot_turns(self, now: float, t: float, fps: float = 30.0) -> None:
         ap = self.sec.autopilot
         if not ap.enabled or self.state is None:
             return
@@ -263,11 +266,12 @@ class InstallationController:
             if ap.reset_on_resume:
                 self._restore_home()
             self._scene_due = t
+            self._line = None
         elif not wanted and self.driving:
             self.driving = False
             self.handovers += 1
             log.info("autopilot: performer input (%s); handing over", self.state.last_origin or "?")
-        if self.driving and self.scenes and t >= self._scene_due and self.is_open:
+        if self.driving and self.scenes and self.is_open and self._scene_turn(now, t, fps):
             self.scene = scene_at(self.scene_count, self.scenes, ap.order, ap.seed)
             self.scene_count += 1
             self._scene_due = t + ap.scene_seconds
@@ -275,6 +279,51 @@ class InstallationController:
                 self.state.post("scene.recall", self.scene, origin="autopilot")
             except Exception as e:  # a control layer without scenes: keep drifting
                 log.warning("autopilot: cannot recall scene %r: %s", self.scene, e)
+
+    def _scene_turn(self, now: float, t: float, fps: float) -> bool:
+        """Whether the next scene goes on now. Unsynced: scene_seconds after the last. sync = "beat" / "bar": a
+        change due on seconds waits for the lead's next beat / bar line (scene_bars: the next N-bar line, no
+        seconds). The recall posted now lands on the next frame, so the line is looked for one frame ahead: the
+        change shows on the frame nearest the line. With no beat to follow (a clock stopped or not yet there) the
+        seconds rule runs, said once."""
+        ap = self.sec.autopilot
+        beat = None
+        if ap.sync != "off":
+            beat = self._beat(now + 1.0 / max(fps, 1.0))
+        if beat is None:
+            self._line = None
+            return t >= self._scene_due
+        if self._line is None:
+            if ap.scene_bars is None and t < self._scene_due:
+                return False
+            bar = float(getattr(self._tempo(), "beats_per_bar", 4))
+            step = bar * (ap.scene_bars or 1) if ap.sync == "bar" else 1.0
+            self._line = (next_line(beat, step), step)
+            return False
+        line, step = self._line
+        if beat + step < line:  # the lead jumped back (MIDI Start, Song Position): the next line from here
+            self._line = (next_line(beat, step), step)
+            return False
+        if beat < line:
+            return False
+        self._line = None
+        return True
+
+    def _tempo(self) -> object | None:
+        return self.loop.service("tempo") if self.loop is not None else None
+
+    def _beat(self, now: float) -> float | None:
+        """The [tempo] lead's beat count at monotonic time `now`, or None (said once per reason) without one."""
+        tempo = self._tempo()
+        beat_at = getattr(tempo, "beat_at", None)
+        beat = beat_at(now) if callable(beat_at) else None
+        why = "" if beat is not None else "no [tempo] section" if tempo is None else "no beat from the tempo lead yet"
+        if why and why != self._sync_said:
+            log.warning(f"autopilot: sync = {self.sec.autopilot.sync!r} but {why}; changing scenes on scene_seconds")
+        elif not why and self._sync_said:
+            log.info(f"autopilot: following the tempo lead's {self.sec.autopilot.sync}s again")
+        self._sync_said = why
+        return float(beat) if beat is not None else None
 
     def _restore_home(self) -> None:
         """Every control back to the show's starting values and LFOs (as they were when the show started)."""

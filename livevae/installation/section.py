@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 
 from livevae.errors import LivevaeError
 from livevae.installation import schedule as sched
@@ -64,8 +64,18 @@ class AutopilotSection(_Section):
     scenes: list[str] = Field(default_factory=list)  # recalled in turn; [] = every scene of the show
     scene_seconds: float = Field(default=300.0, ge=1.0, le=86400.0)  # s per scene
     order: Literal["cycle", "shuffle"] = "cycle"
+    # scene changes on the [tempo] lead's beats or bars: a change due after scene_seconds waits for the next line
+    sync: Literal["off", "beat", "bar"] = "off"
+    scene_bars: int | None = Field(default=None, ge=1, le=1024)  # sync = "bar": N bars a scene, on N-bar lines
     reset_on_resume: bool = True  # controls back to the show's starting values when the autopilot takes back
     lfos: list[AutopilotLfo] = Field(default_factory=list)
+
+    @field_validator("scene_bars")
+    @classmethod
+    def _bars_need_bar_sync(cls, v: int | None, info: ValidationInfo) -> int | None:
+        if v is not None and info.data.get("sync") != "bar":
+            raise ValueError('counts bars; expected sync = "bar" beside it')
+        return v
 
 
 class ScheduleSection(_Section):

@@ -98,3 +98,27 @@ def pool_summaries(parts: list[dict[str, float]]) -> dict[str, float]:
         "collapse_rate": sum(p["_collapsed"] for p in parts) / moving if moving else 0.0,
         "pairs": float(pairs),
     }
+
+
+STILL = 2.0 / 255.0  # a pixel is "still" in a pair when no channel of the source changes by this much
+
+
+def still_flicker_sums(rec: Any, src: Any, still: float = STILL) -> tuple[float, float]:
+    """(sum of |rec_t - rec_{t-1}| over the still pixels of every pair, how many such pixel-channels): the two
+    sums behind `still_flicker`, so that clips pool exactly. A pixel is still when every channel of the source
+    changes by less than `still` in that pair."""
+    r, s = _arr(rec), _arr(src)
+    if r.shape != s.shape:
+        raise ValueError(f"reconstruction {r.shape} and source {s.shape} differ; expected the same [T, 3, H, W]")
+    dr = np.abs(np.diff(r, axis=0))  # [T-1, C, H, W]
+    calm = np.abs(np.diff(s, axis=0)).max(axis=1, keepdims=True) < still  # [T-1, 1, H, W]
+    mask = np.broadcast_to(calm, dr.shape)
+    return float(dr[mask].sum()), float(mask.sum())
+
+
+def still_flicker(rec: Any, src: Any, still: float = STILL) -> float:
+    """Mean |rec_t - rec_{t-1}| where the source is still: the boiling of a picture that should not move, which
+    is what a VJ calls flicker. It is motion the source does not have, so a smoother picture lowers it even when
+    the motion ratio is below 1. 0.0 when the source has no still pixel."""
+    total, n = still_flicker_sums(rec, src, still)
+    return total / n if n else 0.0

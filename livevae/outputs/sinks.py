@@ -33,6 +33,8 @@ class OutputSpec:
         w, h = self.size
         if not (16 <= w <= 7680 and 16 <= h <= 4320):
             raise SinkError(f"output {self.kind}:{self.name} size {w}x{h}; expected 16x16 .. 7680x4320")
+        if self.kind == "ndi" and (w % 2 or h % 2):  # sent as I420: 4:2:0 chroma, one sample per 2x2 pixels
+            raise SinkError(f"output ndi:{self.name} size {w}x{h}; expected an even width and height (4:2:0)")
         if self.fps is not None and not 0 < self.fps <= 240:
             raise SinkError(f"output {self.kind}:{self.name} fps {self.fps}; expected 0 < fps <= 240")
 

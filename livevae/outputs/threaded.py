@@ -43,6 +43,9 @@ class NewestFrameOutput(Output):
     _open() (called on that thread first, for APIs that want their context there) and _release()."""
 
     kind = "output"
+    # True: write() takes the model-size picture and _send scales it (NDI, in YUV planes); False: the frame loop
+    # hands over the picture already at `size`, one scale per size per frame shared by every output of that size
+    takes_model_size = False
 
     def __init__(self, name: str, size: tuple[int, int], filter: str = "bilinear") -> None:
         self.name = name
@@ -109,7 +112,7 @@ class NewestFrameOutput(Output):
                     item, self._frame = self._frame, None
                 assert item is not None
                 rgb, captured, self.current = item
-                if (rgb.shape[1], rgb.shape[0]) != self.size:
+                if not self.takes_model_size and (rgb.shape[1], rgb.shape[0]) != self.size:
                     rgb = cv2.resize(rgb, self.size, interpolation=interpolation(self.filter))
                 self._send(np.ascontiguousarray(rgb), captured)
                 self.sent += 1
@@ -127,7 +130,8 @@ class NewestFrameOutput(Output):
 
     @abstractmethod
     def _send(self, rgb: np.ndarray, captured: float | None) -> None:
-        """Send one frame, uint8 [h, w, 3] RGB at self.size, C-contiguous; `captured` is its capture time."""
+        """Send one frame, uint8 [h, w, 3] RGB, C-contiguous, at self.size (at the model's size when
+        takes_model_size); `captured` is its capture time."""
 
     def _release(self) -> None:
         """Free the device; called once on the output's thread when it ends."""

@@ -62,6 +62,7 @@ def build_show(
         show = show.model_copy(update={"midi": {**(show.midi or {}), "inputs": list(midi_ports)}})
     zdim, n_pcs = model_sizes(show)
     check_targets(show, zdim, n_pcs)
+    check_sync(show)
     cfg = live_config(show)
     state = ControlState(zdim, n_pcs, n_lfos=max(8, len(show.lfo)))
     try:
@@ -85,6 +86,15 @@ def build_show(
     if show.mirror is None and index_path(model_path(show)).is_file():  # an index beside the model: mirror on
         controllers.append(MirrorController(state))
     return cfg, state, controllers
+
+
+def check_sync(show: Show) -> None:
+    """An autopilot synced to the beat needs a [tempo] section to say who leads. Raises ShowError naming the key."""
+    auto = (show.installation or {}).get("autopilot")
+    sync = auto.get("sync", "off") if isinstance(auto, dict) else "off"
+    if sync != "off" and show.tempo is None:
+        raise ShowError(f"{show.path}: installation.autopilot.sync = {sync!r} follows the tempo lead; expected a "
+                        '[tempo] section (lead = "midi", "link", "tap" or "manual")')  # fmt: skip
 
 
 def with_osc(show: Show, host: str | None = None, port: int | None = None, feedback: str | None = None) -> Show:
@@ -129,6 +139,7 @@ def check_show(path: str | Path, with_model: bool = True) -> Show:
     # Without the model: the live preset's sizes, so names and ranges are still checked, not the model's own.
     zdim, n_pcs = model_sizes(show) if with_model else (200, 16)
     check_targets(show, zdim, n_pcs)
+    check_sync(show)
     state = ControlState(zdim, n_pcs, n_lfos=max(8, len(show.lfo)))
     for name in EXTENSIONS:
         section = getattr(show, name)
