@@ -227,10 +227,8 @@ class Trainer:
         # Validation: whole held-out segments (consecutive frames: the temporal figures need pairs), spread through
         # the film, up to val_max frames; single frames under the "every" split. No split: the training frames.
         segs = self.ds.val_segments or [self.ds.train_idx]
-        pick = np.linspace(0, len(segs) - 1, len(segs)).round().astype(np.int64)
-        if sum(len(x) for x in segs) > cfg.val_max:
-            per = max(1, len(segs[0]))
-            pick = np.linspace(0, len(segs) - 1, max(1, cfg.val_max // per)).round().astype(np.int64)
+        keep = len(segs) if sum(len(x) for x in segs) <= cfg.val_max else max(1, cfg.val_max // len(segs[0]))
+        pick = np.linspace(0, len(segs) - 1, keep).round().astype(np.int64)
         self.val_segments = [segs[i][: cfg.val_max] for i in sorted(set(pick.tolist()))]
         self.val_idx = np.concatenate(self.val_segments)
         vi = self.val_idx
@@ -420,7 +418,10 @@ class Trainer:
             "train": "pixel-vae" if self.cfg.pixel_vae else "vae-gan",
             "temporal": self.cfg.temporal,
             # The held-out split, so `train.report` scores the model on frames it never trained on.
-            "split": {"held_out": self.cfg.held_out, **json.loads(json.dumps(self.cfg.split()))},
+            "split": {
+                "held_out": self.cfg.held_out,
+                **{k: list(v) if isinstance(v, tuple) else v for k, v in self.cfg.split().items()},
+            },
             "held_out_frames": len(self.ds.val_idx),
             "dataset": {"path": str(self.data_path), "frames": len(self.ds), "source": self.ds.meta.get("source")},
             "recipe": self.info.get("recipe"),

@@ -45,45 +45,36 @@ def motion_ratio(rec: Any, src: Any) -> float:
     """Mean |rec_t - rec_{t-1}| over mean |src_t - src_{t-1}|: below 1 the reconstruction moves less than the
     source (collapse onto fewer pictures), above 1 it moves more (flicker). 1.0 for a static source and a static
     reconstruction; inf for a static source and a moving reconstruction."""
-    mr, ms, _ = _pair_motion(rec, src)
-    if ms.sum() == 0.0:
-        return 1.0 if mr.sum() == 0.0 else float("inf")
-    return float(mr.sum() / ms.sum())
+    return temporal_summary(rec, src)["motion_ratio"]
 
 
 def temporal_error(rec: Any, src: Any) -> float:
     """Mean |(rec_t - rec_{t-1}) - (src_t - src_{t-1})|, in [0, 1] pixel units: motion in the wrong place or of the
     wrong size, which the motion ratio alone misses (a late reconstruction has the right ratio)."""
-    _, _, te = _pair_motion(rec, src)
-    return float(te.mean()) if len(te) else 0.0
+    return temporal_summary(rec, src)["temporal_error"]
 
 
 def collapse_rate(rec: Any, src: Any, distinct: float = DISTINCT, near: float = NEAR) -> float:
     """The fraction of consecutive source pairs that differ (mean |diff| >= `distinct`) whose reconstructions
     barely do (change < `near` x the source's change): Broad's runs of similar frames collapsed into one picture.
     0.0 when no source pair moves."""
-    mr, ms, _ = _pair_motion(rec, src)
-    moving = ms >= distinct
-    if not moving.any():
-        return 0.0
-    return float((mr[moving] < near * ms[moving]).mean())
+    return temporal_summary(rec, src, distinct, near)["collapse_rate"]
 
 
-def temporal_summary(rec: Any, src: Any) -> dict[str, float]:
-    """The three figures for one segment, plus the sums `pool_summaries` needs to pool segments exactly."""
+def temporal_summary(rec: Any, src: Any, distinct: float = DISTINCT, near: float = NEAR) -> dict[str, float]:
+    """The three figures for one segment, plus the sums `pool_summaries` needs to pool segments exactly (one pass
+    over the frames; the figures are that segment pooled on its own)."""
     mr, ms, te = _pair_motion(rec, src)
-    moving = ms >= DISTINCT
-    return {
-        "motion_ratio": motion_ratio(rec, src),
-        "temporal_error": temporal_error(rec, src),
-        "collapse_rate": collapse_rate(rec, src),
+    moving = ms >= distinct
+    sums = {
         "pairs": float(len(ms)),
         "_rec_motion": float(mr.sum()),
         "_src_motion": float(ms.sum()),
         "_te_sum": float(te.sum()),
         "_moving": float(moving.sum()),
-        "_collapsed": float((mr[moving] < NEAR * ms[moving]).sum()),
+        "_collapsed": float((mr[moving] < near * ms[moving]).sum()),
     }
+    return {**pool_summaries([sums]), **sums}
 
 
 def pool_summaries(parts: list[dict[str, float]]) -> dict[str, float]:
