@@ -154,11 +154,14 @@ def _ops(b: Backend, frames: np.ndarray, z: np.ndarray) -> dict[str, Callable[[]
 
 def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads: int) -> tuple[Backend, str]:
     if name in ("onnxruntime+spin", "onnxruntime+nospin"):  # spinning always on / always off, against the
-        # default (spinning within a run): what spinning costs or buys, measured
+        # default (spinning within a run) at the default's precision: what spinning costs or buys, measured
+        from livevae.backends.cpuchoice import choose_precision
         from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 
+        b_batch = 1 if batch == 1 else None
+        precision = choose_precision(model_path, b_batch, cache, threads, lambda s: None).precision
         b: Backend = OnnxRuntimeBackend.from_file(
-            model_path, batch=1 if batch == 1 else None, cache_dir=cache, threads=threads,
+            model_path, batch=b_batch, precision=precision, cache_dir=cache, threads=threads,
             spinning="on" if name.endswith("+spin") else "off",
         )  # fmt: skip
         return b, b.describe()  # type: ignore[attr-defined]
