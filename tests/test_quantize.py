@@ -171,20 +171,20 @@ def test_int8_on_an_emulated_avx2_cpu(demo_int8: tuple[OnnxRuntimeBackend, OnnxR
     import subprocess
 
     from livevae.backends.frames import pixel_phases_to_frames, to_input, to_uint8
-    from livevae.backends.quantize import calibration_data, scheme_for
+    from livevae.backends.quantize import calibration_data, scheme_for, to_blocks
 
     b8, _ = demo_int8
     avx2 = scheme_for(cpuchoice.CpuInfo("x86_64", "Haswell", frozenset({"avx2", "fma"})))
     model = load_model(DEMO).eval()
     frames, z = calibration_data(model, n=8, seed=1)  # the export check's own samples
-    pixels = to_uint8(frames[:3])  # [3, H, W, 3]: what the int8 encoder takes
+    pixels = to_uint8(frames[:3])  # [3, H, W, 3]; the int8 encoder takes them in 2x2 blocks
     z = z[:3]
     with torch.inference_mode():
         ref = {
             "mu": model.encoder(torch.from_numpy(to_input(pixels, model.cfg)))[0].numpy(),
             "out": model.decoder(torch.from_numpy(z)).numpy(),
         }
-    np.savez(tmp_path / "in.npz", pixels=pixels, z=z)
+    np.savez(tmp_path / "in.npz", pixels=to_blocks(pixels), z=z)
     guest = Path(__file__).with_name("int8_guest.py")
     for sess, inp, key, src in ((b8._enc, "frames", "mu", "pixels"), (b8._dec, "z", "out", "z")):
         out = tmp_path / f"{key}.npy"
@@ -342,7 +342,7 @@ def test_int8_graphs_take_and_give_uint8(demo_int8: tuple[OnnxRuntimeBackend, On
     dec = onnx.load(b8._dec._model_path, load_external_data=False)  # type: ignore[attr-defined]
     u8 = onnx.TensorProto.UINT8
     assert enc.graph.input[0].type.tensor_type.elem_type == u8
-    assert [d.dim_value for d in enc.graph.input[0].type.tensor_type.shape.dim][1:] == [144, 256, 3]
+    assert [d.dim_value for d in enc.graph.input[0].type.tensor_type.shape.dim][1:] == [72, 128, 12]  # 2x2 blocks
     assert dec.graph.output[0].type.tensor_type.elem_type == u8
     assert quantize.OUTPUT_LUT_KEY in {p.key for p in dec.metadata_props}
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "frames" for n in enc.graph.node)
@@ -390,3 +390,27 @@ def test_spinning_stops_at_the_end_of_each_run() -> None:
     assert on.get_session_config_entry("session.force_spinning_stop") == "0"  # type: ignore[attr-defined]
     with pytest.raises(EngineError, match="spinning 'yes'"):
         session_options(2, "yes")
+
+
+@pytest.mark.parametrize(("k", "size"), [(3, (6, 8)), (5, (12, 16)), (7, (10, 14))])
+def test_space_to_depth_conv_is_the_stride_2_conv(k: int, size: tuple[int, int]) -> None:
+    """The int8 encoder's first conv over 2x2 pixel blocks computes the stride-2 conv exactly, for odd and even
+    padding (kernel 3: p = 1 needs a zero tap in front; 5: p = 2 is aligned; 7: p = 3), borders included."""
+    torch.manual_seed(k)
+    conv = nn.Conv2d(3, 8, k, stride=2, padding=k // 2)
+    x = torch.randn(2, 3, *size)
+    blocks = torch.from_numpy(quantize.to_blocks(x.permute(0, 2, 3, 1).numpy())).permute(
+        0, 3, 1, 2
+    )  # [2, 12, h/2, w/2]
+    with torch.no_grad():
+        got, ref = quantize.SpaceToDepthConv(conv)(blocks), conv(x)
+    assert got.shape == ref.shape and (got - ref).abs().max() < 1e-5
+    pixels = np.random.default_rng(k).integers(0, 256, (2, *size, 3), dtype=np.uint8)  # the uint8 path: 6-byte items
+    want = (
+        pixels.reshape(2, size[0] // 2, 2, size[1] // 2, 2, 3)
+        .transpose(0, 1, 3, 2, 4, 5)
+        .reshape(2, *(s // 2 for s in size), 12)
+    )
+    assert np.array_equal(quantize.to_blocks(pixels), want)
+    with pytest.raises(EngineError, match="not a square stride-2 conv"):
+        quantize.SpaceToDepthConv(nn.Conv2d(3, 8, 3, stride=1, padding=1))

@@ -74,10 +74,11 @@ class _DecoderFrames(nn.Module):
 
 
 class _EncoderPixelsMu(nn.Module):
-    """int8 graphs: x' [N, H, W, 3] float32, the dequantized pixel (quantize.frames_to_pixel_input) -> mu [N, zdim].
+    """int8 graphs: x' [N, H/2, W/2, 12] float32, the dequantized pixel in 2x2 blocks (quantize.frames_to_pixel_input)
+    -> mu [N, zdim].
 
     Exported in fp32 from quantize.int8_friendly(model, pixel_io=True), then quantized; the quantized graph
-    takes the uint8 pixels [N, H, W, 3] (quantize.uint8_input)."""
+    takes the uint8 pixels in blocks [N, H/2, W/2, 12] (quantize.uint8_input, quantize.to_blocks)."""
 
     def __init__(self, model: VAE) -> None:
         super().__init__()
@@ -146,13 +147,13 @@ class NetSpec:
 
     @property
     def pixel_io(self) -> bool:
-        """int8 graphs take uint8 pixels [N, H, W, 3] and give uint8 phases [N, H/2, W/2, 2, 2, 3]."""
+        """int8 graphs take uint8 pixels in 2x2 blocks [N, H/2, W/2, 12], give uint8 phases [N, H/2, W/2, 2, 2, 3]."""
         return self.precision == "int8"
 
     def input_shape(self, cfg: ModelConfig, batch: int) -> tuple[int, ...]:
         if self.net == "decoder":
             return (batch, cfg.zdim)
-        return (batch, cfg.height, cfg.width, 3) if self.pixel_io else (batch, 3, cfg.height, cfg.width)
+        return (batch, cfg.height // 2, cfg.width // 2, 12) if self.pixel_io else (batch, 3, cfg.height, cfg.width)
 
     def output_shape(self, cfg: ModelConfig, batch: int) -> tuple[int, ...]:
         if self.net == "encoder":
@@ -285,7 +286,7 @@ def _export_int8(spec: NetSpec, model: VAE, path: Path) -> None:
     frames, z = calibration_data(model)
     wrapper: nn.Module
     if spec.net == "encoder":
-        wrapper, data = _EncoderPixelsMu(friendly), frames_to_pixel_input(frames)  # x' [N, H, W, 3]
+        wrapper, data = _EncoderPixelsMu(friendly), frames_to_pixel_input(frames)  # x' [N, H/2, W/2, 12]
     else:
         wrapper, data = _DecoderPhases(friendly), z
     fp32_path = path.with_name(path.stem + ".fp32.onnx")
@@ -318,11 +319,11 @@ def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None
 
         frames, z = calibration_data(model, n=8, seed=1)  # not the calibration set (seed 0)
         if spec.net == "encoder":  # the pixels of those frames, and PyTorch fp32 on exactly those pixels
-            x = np.ascontiguousarray(
-                np.rint((np.clip(frames, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
-            )
-            x = x[: spec.batch or 8]
-            ref_in = to_input(x, model.cfg)
+            from livevae.backends.frames import to_uint8
+            from livevae.backends.quantize import to_blocks
+
+            pixels = to_uint8(frames[: spec.batch or 8])  # [n, H, W, 3]
+            x, ref_in = to_blocks(pixels), to_input(pixels, model.cfg)
         else:
             x = ref_in = z[: spec.batch or 8]
     ref_mod = spec.module(model) if spec.precision == "fp32" else NetSpec(spec.net, spec.batch).module(model)

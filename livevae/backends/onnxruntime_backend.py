@@ -9,6 +9,7 @@ import numpy as np
 from livevae.backends import EngineError
 from livevae.backends.frames import check_z, pixel_phases_to_frames, to_input, to_pixels, to_uint8
 from livevae.backends.onnx_export import NetSpec, export
+from livevae.backends.quantize import to_blocks
 from livevae.model import ModelConfig, read_model_header
 
 
@@ -131,8 +132,8 @@ class OnnxRuntimeBackend:
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] or float32 [N, 3, H, W] in [-1, 1] -> float32 z [N, zdim]."""
-        if self.precision == "int8":  # the graph takes the uint8 pixels themselves (NetSpec.pixel_io)
-            return self._run(self._enc, "frames", "z", to_pixels(frames, self.cfg))
+        if self.precision == "int8":  # the graph takes the uint8 pixels themselves, in 2x2 blocks (NetSpec.pixel_io)
+            return self._run(self._enc, "frames", "z", to_blocks(to_pixels(frames, self.cfg)))
         return self._run(self._enc, "frames", "z", to_input(frames, self.cfg))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
