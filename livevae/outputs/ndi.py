@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from livevae.ndi_config import prepare
 from livevae.outputs.threaded import NewestFrameOutput
 from livevae.outputs.yuv import I420Scaler
 
@@ -45,6 +46,7 @@ class NdiOutput(NewestFrameOutput):
 
     def __init__(self, name: str, size: tuple[int, int], fps: float, filter: str = "bilinear") -> None:
         super().__init__(name, size, filter)
+        prepare()  # before any sender, on the caller's thread: the NDI runtime reads its settings once
         self.fps = float(fps)
         self._yuv = I420Scaler(size, filter)  # raises ScaleError for an odd size, before any thread starts
         self._sender: Any = None
