@@ -325,7 +325,7 @@ def main() -> int:
     import torch
 
     from livevae.model import save_model
-    from livevae.offline.bench import random_model
+    from livevae.offline.bench import conditions, conditions_line, random_model
     from livevae.outputs.sinks import OutputSpec
 
     torch.set_num_threads(args.threads)
@@ -372,6 +372,8 @@ def main() -> int:
     r["peer_received_frames"] = p["frames"]
     report["ndi_in_to_out"] = r
     report["machine"]["load_avg_1m_after"] = os.getloadavg()[0]
+    report["conditions"] = conditions(report["machine"]["load_avg_1m_before"])
+    print(conditions_line(report["conditions"]), file=sys.stderr)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:
