@@ -168,34 +168,39 @@ def test_int8_on_an_emulated_avx2_cpu(demo_int8: tuple[OnnxRuntimeBackend, OnnxR
     an AVX2 machine gets passes the export's accuracy bounds there; full 8-bit weights (u8s8) must saturate,
     or QEMU did not run the AVX2 kernels and the test would prove nothing. (Measured: encoder u8s8 2.71 off
     fp32, u8s8-w7 0.09.)"""
-    import json
     import subprocess
 
+    from livevae.backends.frames import pixel_phases_to_frames, to_input, to_uint8
     from livevae.backends.quantize import calibration_data, scheme_for
 
     b8, _ = demo_int8
     avx2 = scheme_for(cpuchoice.CpuInfo("x86_64", "Haswell", frozenset({"avx2", "fma"})))
     model = load_model(DEMO).eval()
     frames, z = calibration_data(model, n=8, seed=1)  # the export check's own samples
-    frames, z = frames[:3], z[:3]
+    pixels = to_uint8(frames[:3])  # [3, H, W, 3]: what the int8 encoder takes
+    z = z[:3]
     with torch.inference_mode():
         ref = {
-            "mu": model.encoder(torch.from_numpy(frames))[0].numpy(),
+            "mu": model.encoder(torch.from_numpy(to_input(pixels, model.cfg)))[0].numpy(),
             "out": model.decoder(torch.from_numpy(z)).numpy(),
         }
-    np.savez(tmp_path / "ref.npz", frames=frames, z=z, **ref)
+    np.savez(tmp_path / "in.npz", pixels=pixels, z=z)
     guest = Path(__file__).with_name("int8_guest.py")
-    for sess, inp, key, src in ((b8._enc, "frames", "mu", "frames"), (b8._dec, "z", "out", "z")):
-        cmd = [str(QEMU), "-cpu", "Haswell", sys.executable, str(guest), sess._model_path, str(tmp_path / "ref.npz")]  # type: ignore[attr-defined]
-        r = subprocess.run([*cmd, inp, key, src], capture_output=True, text=True, timeout=240)
+    for sess, inp, key, src in ((b8._enc, "frames", "mu", "pixels"), (b8._dec, "z", "out", "z")):
+        out = tmp_path / f"{key}.npy"
+        cmd = [str(QEMU), "-cpu", "Haswell", sys.executable, str(guest), sess._model_path, str(tmp_path / "in.npz")]  # type: ignore[attr-defined]
+        r = subprocess.run([*cmd, inp, src, str(out)], capture_output=True, text=True, timeout=240)
         assert r.returncode == 0, r.stderr[-2000:]
-        got = json.loads(r.stdout.strip().splitlines()[-1])
+        got = np.load(out)
+        if key == "out":  # uint8 levels in phases -> frames in [-1, 1], as the backend does
+            got = to_input(pixel_phases_to_frames(got, b8._lut), model.cfg)
+        diff = {"max": float(np.abs(got - ref[key]).max()), "mean": float(np.abs(got - ref[key]).mean())}
         scale = max(1.0, float(np.abs(ref[key]).max())) if key == "mu" else 1.0
-        ok = got["max"] <= TOLERANCE["int8"] * scale and got["mean"] <= INT8_MEAN_TOLERANCE * scale
+        ok = diff["max"] <= TOLERANCE["int8"] * scale and diff["mean"] <= INT8_MEAN_TOLERANCE * scale
         if b8.scheme == avx2.name:
-            assert ok, f"{b8.scheme} on emulated AVX2, {key}: {got} (allowed {TOLERANCE['int8'] * scale:.3g})"
+            assert ok, f"{b8.scheme} on emulated AVX2, {key}: {diff} (allowed {TOLERANCE['int8'] * scale:.3g})"
         elif key == "mu":
-            assert not ok, f"u8s8 did not saturate on emulated AVX2 ({got}): QEMU ran other kernels"
+            assert not ok, f"u8s8 did not saturate on emulated AVX2 ({diff}): QEMU ran other kernels"
 
 
 def test_tensorrt_refuses_int8_clearly() -> None:
@@ -265,3 +270,123 @@ def test_int8_export_is_cached_and_checked(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setattr(quantize, "RECIPE", quantize.RECIPE + "-changed")  # new calibration: never a stale hit
     changed = export(path, NetSpec("decoder", 1, "int8"), tmp_path / "cache")
     assert not changed.cached and changed.path != first.path
+
+
+# --- int8 graphs take and give pixels -------------------------------------------------------------------------
+
+
+def test_phases_interleave_like_the_pixel_shuffle() -> None:
+    """Output pixel (2i + ry, 2j + rx) is phase (ry, rx) of position (i, j); the table maps every level."""
+    from livevae.backends.frames import pixel_phases_to_frames
+
+    rng = np.random.default_rng(0)
+    p = rng.integers(0, 256, (2, 5, 7, 2, 2, 3), dtype=np.uint8)
+    ref = p.transpose(0, 1, 3, 2, 4, 5).reshape(2, 10, 14, 3)
+    assert np.array_equal(pixel_phases_to_frames(p), ref)
+    lut = rng.permutation(256).astype(np.uint8)
+    assert np.array_equal(pixel_phases_to_frames(p, lut), lut[ref])
+    with pytest.raises(EngineError, match=r"expected uint8 \[N, h, w, r, r, 3\]"):
+        pixel_phases_to_frames(p.reshape(2, 5, 7, 12))
+
+
+def test_tanh_table_is_the_float_chain() -> None:
+    """Every level of the table equals dequantize -> tanh -> clip -> pixel, as the graph's float ops did."""
+    from livevae.media.preprocess import to_uint8 as torch_to_uint8
+
+    scale, zero = 0.0213, 131
+    lut = quantize.tanh_lut(scale, zero)
+    y = torch.tanh((torch.arange(256, dtype=torch.float32) - zero) * scale)  # [256] in (-1, 1)
+    want = torch_to_uint8(y.view(1, 1, 1, 256).expand(1, 3, 1, 256))[0, 0, :, 0]  # [N, H, W, 3] -> [256]
+    assert lut.dtype == np.uint8 and np.array_equal(lut, want)
+    assert lut[0] < 10 and lut[255] > 245  # the table spans the range, it is not constant
+
+
+@pytest.mark.parametrize("name", ["tiny", "live"])
+def test_pixel_io_rewrite_is_the_same_function(name: str) -> None:
+    """The graphs int8 is made from: the encoder on x' = (p - 128) / 127.5 (its first bias moved by the half
+    step) gives the model's mu on p; the decoder's phases through tanh and the shuffle give the model's frames."""
+    from livevae.backends.frames import to_input
+    from livevae.backends.onnx_export import _DecoderPhases, _EncoderPixelsMu, encoder_mu
+
+    m = random_model(name, warm_batches=1).eval()
+    q = int8_friendly(m, pixel_io=True)
+    pixels = np.random.default_rng(1).integers(0, 256, (2, m.cfg.height, m.cfg.width, 3), dtype=np.uint8)
+    x = torch.from_numpy(to_input(pixels, m.cfg))  # [2, 3, H, W] in [-1, 1]
+    x_prime = torch.from_numpy(quantize.frames_to_pixel_input(x.numpy()))  # [2, H, W, 3]
+    z = torch.randn(2, m.cfg.zdim)
+    with torch.no_grad():
+        mu = m.encoder(x)[0]
+        assert (_EncoderPixelsMu(q)(x_prime) - mu).abs().max() < 1e-4
+        assert (encoder_mu(m.encoder, x) - mu).abs().max() < 1e-5  # mu's rows alone: the same numbers
+        phases = _DecoderPhases(q)(z)  # [2, H/2, W/2, 2, 2, 3] before tanh
+        assert phases.shape == (2, m.cfg.height // 2, m.cfg.width // 2, 2, 2, 3)
+        ref = m.decoder(z)  # [2, 3, H, W]
+    frames = torch.tanh(torch.from_numpy(pixel_phases_to_frames_float(phases.numpy())))
+    assert (frames - ref.permute(0, 2, 3, 1)).abs().max() < 1e-4
+    assert not torch.equal(_EncoderPixelsMu(q)(x_prime), _EncoderPixelsMu(int8_friendly(m, True))(x_prime + 0.1))
+
+
+def pixel_phases_to_frames_float(p: np.ndarray) -> np.ndarray:
+    """The reference shuffle of float phases [N, h, w, r, r, C] -> [N, h*r, w*r, C]."""
+    n, h, w, r, _, c = p.shape
+    return np.ascontiguousarray(p.transpose(0, 1, 3, 2, 4, 5)).reshape(n, h * r, w * r, c)
+
+
+def test_int8_graphs_take_and_give_uint8(demo_int8: tuple[OnnxRuntimeBackend, OnnxRuntimeBackend]) -> None:
+    """The int8 encoder reads uint8 pixels NHWC and the decoder writes uint8 levels with its table, so no frame
+    is converted to float around them; float frames given to the backend are rounded to the same pixels."""
+    import onnx
+
+    b8, _ = demo_int8
+    enc = onnx.load(b8._enc._model_path, load_external_data=False)  # type: ignore[attr-defined]
+    dec = onnx.load(b8._dec._model_path, load_external_data=False)  # type: ignore[attr-defined]
+    u8 = onnx.TensorProto.UINT8
+    assert enc.graph.input[0].type.tensor_type.elem_type == u8
+    assert [d.dim_value for d in enc.graph.input[0].type.tensor_type.shape.dim][1:] == [144, 256, 3]
+    assert dec.graph.output[0].type.tensor_type.elem_type == u8
+    assert quantize.OUTPUT_LUT_KEY in {p.key for p in dec.metadata_props}
+    assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "frames" for n in enc.graph.node)
+    pixels = np.random.default_rng(2).integers(0, 256, (2, 144, 256, 3), dtype=np.uint8)
+    from livevae.backends.frames import to_input
+
+    assert np.array_equal(b8.encode(pixels), b8.encode(to_input(pixels, b8.cfg)))
+    out = b8.decode(b8.encode(pixels))
+    assert out.dtype == np.uint8 and out.shape == (2, 144, 256, 3) and out.std() > 5
+
+
+def test_uint8_input_refuses_a_graph_quantized_at_another_step(tmp_path: Path) -> None:
+    """The input surgery is exact only at PIXEL_SCALE / PIXEL_ZERO: any other step is a one-line error."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    nodes = [
+        helper.make_node("QuantizeLinear", ["frames", "s", "zp"], ["q"]),
+        helper.make_node("DequantizeLinear", ["q", "s", "zp"], ["y"]),
+    ]
+    inits = [
+        numpy_helper.from_array(np.array(0.01, np.float32), "s"),
+        numpy_helper.from_array(np.array(128, np.uint8), "zp"),
+    ]
+    g = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("frames", TensorProto.FLOAT, [1, 4])],
+                          [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 4])], inits)  # fmt: skip
+    path = tmp_path / "g.onnx"
+    onnx.save(helper.make_model(g), str(path))
+    with pytest.raises(EngineError, match=r"quantized with scale 0\.01, zero point 128"):
+        quantize.uint8_input(path, "frames", "frames")
+    with pytest.raises(EngineError, match="expected 256"):
+        quantize.output_lut({}, path)
+
+
+def test_spinning_stops_at_the_end_of_each_run() -> None:
+    """Spinning within a run is the default (force_spinning_stop); 'on' stays bench-only; a typo is refused."""
+    from livevae.backends.onnxruntime_backend import session_options
+
+    so = session_options(2)
+    assert so.get_session_config_entry("session.intra_op.allow_spinning") == "1"  # type: ignore[attr-defined]
+    assert so.get_session_config_entry("session.force_spinning_stop") == "1"  # type: ignore[attr-defined]
+    off = session_options(2, "off")
+    assert off.get_session_config_entry("session.intra_op.allow_spinning") == "0"  # type: ignore[attr-defined]
+    on = session_options(2, "on")
+    assert on.get_session_config_entry("session.force_spinning_stop") == "0"  # type: ignore[attr-defined]
+    with pytest.raises(EngineError, match="spinning 'yes'"):
+        session_options(2, "yes")

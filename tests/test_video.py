@@ -137,3 +137,17 @@ def test_prefetch_keeps_order_reraises_and_stops_early() -> None:
     assert not [t for t in threading.enumerate() if t.name == "livevae-prefetch"]
     n = len(produced)
     assert n <= 5 + 2 + 2  # at most `depth` ahead, plus the item in flight
+
+
+def test_writer_runs_x264_on_one_thread_for_model_size_frames(tmp_path: Path) -> None:
+    """x264's frame threads cost more CPU than they save at 256x144 (reconstruct encodes beside decoding and
+    inference); a 1280x720 recording keeps x264's own threads. Both files play back whole."""
+    for (w, h), one in (((256, 144), True), ((1280, 720), False)):
+        path = tmp_path / f"{w}.mp4"
+        writer = VideoWriter(path, 25, (w, h))
+        assert (writer.stream.codec_context.thread_count == 1) is one
+        for i in range(5):
+            writer.write(np.full((h, w, 3), 40 * i, np.uint8))
+        writer.close()
+        with av.open(str(path)) as c:
+            assert sum(1 for _ in c.decode(video=0)) == 5

@@ -13,13 +13,17 @@ from typing import Any, Literal
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from livevae.backends import EngineError, log
 from livevae.backends.cache import cache_root, file_sha256, key_of
-from livevae.model import VAE, ModelConfig, load_model, read_model_header
+from livevae.model import VAE, Encoder, ModelConfig, load_model, read_model_header
 
 OPSET = 18
+# What the wrappers put in a graph besides the model (part of every export's cache key): "mu-rows" = the encoder
+# computes mu's rows of its last layer only, so exports made before that are made again, not reused.
+GRAPH = "mu-rows"
 PRECISIONS = ("fp32", "fp16", "int8")
 # Parity with PyTorch fp32, checked on every export (max abs difference over the sample batch).
 # fp32: ORT and PyTorch run the same fp32 arithmetic in a different order -> ~1e-6 in practice.
@@ -45,8 +49,16 @@ class _EncoderMu(nn.Module):
         self.dtype = dtype
 
     def forward(self, frames: torch.Tensor) -> torch.Tensor:
-        mu, _ = self.encoder(frames.to(self.dtype))
-        return mu.float()
+        return encoder_mu(self.encoder, frames.to(self.dtype)).float()
+
+
+def encoder_mu(encoder: Encoder, x: torch.Tensor) -> torch.Tensor:
+    """mu alone, [N, zdim]: the rows of the last linear layer that make it. Exact, and half the work of that
+    layer, which is memory-bound at batch 1 (the demo encoder's 4608 x 400 weights do not fit a core's L2)."""
+    fc = encoder.fc
+    zdim = fc.out_features // 2
+    h = encoder.convs(x).flatten(1)  # [N, C * H/16 * W/16]
+    return F.linear(h, fc.weight[:zdim], fc.bias[:zdim])
 
 
 class _DecoderFrames(nn.Module):
@@ -59,6 +71,32 @@ class _DecoderFrames(nn.Module):
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         return self.decoder(z.to(self.dtype)).float()
+
+
+class _EncoderPixelsMu(nn.Module):
+    """int8 graphs: x' [N, H, W, 3] float32, the dequantized pixel (quantize.frames_to_pixel_input) -> mu [N, zdim].
+
+    Exported in fp32 from quantize.int8_friendly(model, pixel_io=True), then quantized; the quantized graph
+    takes the uint8 pixels [N, H, W, 3] (quantize.uint8_input)."""
+
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.encoder = model.encoder
+
+    def forward(self, frames: torch.Tensor) -> torch.Tensor:
+        return encoder_mu(self.encoder, frames.permute(0, 3, 1, 2))
+
+
+class _DecoderPhases(nn.Module):
+    """int8 graphs: z [N, zdim] -> the last conv's output before tanh, in phases [N, H/2, W/2, 2, 2, 3]; quantized,
+    uint8 levels that frames.pixel_phases_to_frames turns into pixels with the graph's table."""
+
+    def __init__(self, model: VAE) -> None:
+        super().__init__()
+        self.decoder = model.decoder
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        return self.decoder(z)
 
 
 @dataclass(frozen=True)
@@ -106,11 +144,22 @@ class NetSpec:
     def output_name(self) -> str:
         return "z" if self.net == "encoder" else "frames"
 
+    @property
+    def pixel_io(self) -> bool:
+        """int8 graphs take uint8 pixels [N, H, W, 3] and give uint8 phases [N, H/2, W/2, 2, 2, 3]."""
+        return self.precision == "int8"
+
     def input_shape(self, cfg: ModelConfig, batch: int) -> tuple[int, ...]:
-        return (batch, 3, cfg.height, cfg.width) if self.net == "encoder" else (batch, cfg.zdim)
+        if self.net == "decoder":
+            return (batch, cfg.zdim)
+        return (batch, cfg.height, cfg.width, 3) if self.pixel_io else (batch, 3, cfg.height, cfg.width)
 
     def output_shape(self, cfg: ModelConfig, batch: int) -> tuple[int, ...]:
-        return (batch, cfg.zdim) if self.net == "encoder" else (batch, 3, cfg.height, cfg.width)
+        if self.net == "encoder":
+            return (batch, cfg.zdim)
+        if self.pixel_io:
+            return (batch, cfg.height // 2, cfg.width // 2, 2, 2, 3)
+        return (batch, 3, cfg.height, cfg.width)
 
     def profile(self, cfg: ModelConfig) -> dict[str, tuple[tuple[int, ...], tuple[int, ...], tuple[int, ...]]]:
         """TensorRT optimisation profile: input name -> (min, opt, max) shapes."""
@@ -136,9 +185,11 @@ class NetSpec:
         return wrap.eval()
 
     def sample(self, cfg: ModelConfig, batch: int, seed: int = 0) -> np.ndarray:
-        """A deterministic float32 input for parity checks: frames uniform in [-1, 1], z ~ N(0, 1)."""
+        """A deterministic input for parity checks: frames uniform in [-1, 1] (uint8 pixels for int8), z ~ N(0, 1)."""
         rng = np.random.default_rng(seed)
         shape = self.input_shape(cfg, batch)
+        if self.net == "encoder" and self.pixel_io:
+            return rng.integers(0, 256, shape, dtype=np.uint8)
         if self.net == "encoder":
             return rng.uniform(-1, 1, shape).astype(np.float32)
         return rng.standard_normal(shape).astype(np.float32)
@@ -176,7 +227,6 @@ def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
     emits Split for mu/logvar, giving a 13-node encoder with no Shape/Gather/Slice arithmetic, which
     TensorRT and ORT both take as is. It costs ~3 s per graph, paid once: exports are cached.
     """
-    cfg = model.cfg
     if spec.precision == "int8":
         _export_int8(spec, model, path)
         return
@@ -184,8 +234,12 @@ def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
     if spec.precision == "fp16":
         # A copy, not VAE(cfg) + load_state_dict: a trained model's PCA buffers are [K, zdim], a fresh one's [0, zdim].
         export_model = copy.deepcopy(model).half().eval()
-    wrapper = spec.module(export_model)
-    example = torch.from_numpy(spec.sample(cfg, spec.batch or 2))
+    _export_module(spec, spec.module(export_model), spec.sample(model.cfg, spec.batch or 2), path)
+
+
+def _export_module(spec: NetSpec, wrapper: nn.Module, example_np: np.ndarray, path: Path) -> None:
+    """One wrapper module to one ONNX file, atomically, with the spec's input/output names and batch."""
+    example = torch.from_numpy(example_np)
     kw: dict[str, Any] = {}
     if spec.batch is None:
         # torch.export specialises a dimension whose example size is 1, hence the batch-2 example.
@@ -219,15 +273,26 @@ def _export_graph(spec: NetSpec, model: VAE, path: Path) -> None:
 
 def _export_int8(spec: NetSpec, model: VAE, path: Path) -> None:
     """The fp32 export of the int8-friendly rewrite, quantized with calibration data from the model itself."""
-    from livevae.backends.quantize import SCHEMES, calibration_data, int8_friendly, quantize_graph
+    from livevae.backends.quantize import (
+        SCHEMES,
+        calibration_data,
+        frames_to_pixel_input,
+        int8_friendly,
+        quantize_graph,
+    )
 
-    fp32_spec = NetSpec(spec.net, spec.batch, "fp32", spec.max_batch)
+    friendly = int8_friendly(model, pixel_io=True)
+    frames, z = calibration_data(model)
+    wrapper: nn.Module
+    if spec.net == "encoder":
+        wrapper, data = _EncoderPixelsMu(friendly), frames_to_pixel_input(frames)  # x' [N, H, W, 3]
+    else:
+        wrapper, data = _DecoderPhases(friendly), z
     fp32_path = path.with_name(path.stem + ".fp32.onnx")
     try:
-        _export_graph(fp32_spec, int8_friendly(model), fp32_path)
-        frames, z = calibration_data(model)
-        data = frames if spec.net == "encoder" else z
-        quantize_graph(fp32_path, path, spec.input_name, data, spec.batch or 8, SCHEMES[str(spec.scheme)])
+        _export_module(spec, wrapper.eval(), data[: spec.batch or 2], fp32_path)
+        enc = spec.net == "encoder"
+        quantize_graph(fp32_path, path, spec.input_name, data, spec.batch or 8, SCHEMES[str(spec.scheme)], enc, not enc)
     finally:
         fp32_path.unlink(missing_ok=True)
 
@@ -246,19 +311,33 @@ def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None
         raise EngineError(f"{path}: onnx.checker rejected the export: {e}") from e
     n = batch or spec.batch or 3
     x = spec.sample(model.cfg, n)
+    ref_in = x
     if spec.precision == "int8":
+        from livevae.backends.frames import pixel_phases_to_frames, to_input
         from livevae.backends.quantize import calibration_data
 
         frames, z = calibration_data(model, n=8, seed=1)  # not the calibration set (seed 0)
-        x = (frames if spec.net == "encoder" else z)[: spec.batch or 8]
+        if spec.net == "encoder":  # the pixels of those frames, and PyTorch fp32 on exactly those pixels
+            x = np.ascontiguousarray(
+                np.rint((np.clip(frames, -1, 1) + 1) * 127.5).astype(np.uint8).transpose(0, 2, 3, 1)
+            )
+            x = x[: spec.batch or 8]
+            ref_in = to_input(x, model.cfg)
+        else:
+            x = ref_in = z[: spec.batch or 8]
     ref_mod = spec.module(model) if spec.precision == "fp32" else NetSpec(spec.net, spec.batch).module(model)
     with torch.inference_mode():
-        ref = ref_mod(torch.from_numpy(x)).numpy()
+        ref = ref_mod(torch.from_numpy(ref_in)).numpy()
     so = ort.SessionOptions()
     so.intra_op_num_threads = min(2, os.cpu_count() or 1)
     so.log_severity_level = 3
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     got = sess.run([spec.output_name], {spec.input_name: x})[0]
+    if spec.pixel_io and spec.net == "decoder":  # uint8 phases -> frames [N, 3, H, W] in [-1, 1], like PyTorch's
+        from livevae.backends.quantize import output_lut
+
+        lut = output_lut(sess.get_modelmeta().custom_metadata_map, path)
+        got = to_input(pixel_phases_to_frames(got, lut), model.cfg)
     if got.shape != ref.shape:
         raise EngineError(f"{path}: ONNX output shape {got.shape}; expected {ref.shape} like PyTorch")
     diff = float(np.abs(got - ref).max())
@@ -293,7 +372,13 @@ def export(
     model_path = Path(model_path)
     read_model_header(model_path)  # raises ModelError naming the file when it is missing or bad
     model_sha = file_sha256(model_path)
-    fields: dict[str, Any] = {"model_sha256": model_sha, "spec": spec.name, "max_batch": spec.max_batch, "opset": OPSET}
+    fields: dict[str, Any] = {
+        "model_sha256": model_sha,
+        "spec": spec.name,
+        "max_batch": spec.max_batch,
+        "opset": OPSET,
+        "graph": GRAPH,
+    }
     if spec.precision == "int8":
         from livevae.backends.quantize import SCHEMES, recipe
 

@@ -7,7 +7,7 @@ import os
 import numpy as np
 
 from livevae.backends import EngineError
-from livevae.backends.frames import check_z, to_input, to_uint8
+from livevae.backends.frames import check_z, pixel_phases_to_frames, to_input, to_pixels, to_uint8
 from livevae.backends.onnx_export import NetSpec, export
 from livevae.model import ModelConfig, read_model_header
 
@@ -17,23 +17,31 @@ def default_threads() -> int:
     return min(2, os.cpu_count() or 1)
 
 
-def session_options(threads: int | None = None, spinning: bool = False) -> object:
+SPINNING = ("run", "off", "on")
+
+
+def session_options(threads: int | None = None, spinning: str = "run") -> object:
     """SessionOptions for live use on a small CPU.
 
     threads: intra-op threads (default: min(2, cores)); inter-op 1, sequential execution: our graphs
     are a single chain, so a second pool would only compete with the capture and display threads.
-    spinning: off by default. Spinning workers busy-wait between ops and after each run, burning the
-    core that the capture/display threads need; bench measured it at no gain for our graphs
-    (README "bench"), so it is off.
+    spinning: "run" (the default) lets the worker spin between the ops of one run and stops it when the run
+    ends (session.force_spinning_stop): without it every op waits for the sleeping worker to wake, which cost
+    the demo model 12% of its speed; with spinning left on ("on", bench only), the encoder's worker spins
+    on through the decoder's run and starves it (x0.5), and takes the core capture and display need between
+    frames. "off": the worker sleeps after every op.
     """
     import onnxruntime as ort
 
+    if spinning not in SPINNING:
+        raise EngineError(f"onnxruntime spinning {spinning!r}; expected one of {', '.join(SPINNING)}")
     so = ort.SessionOptions()
     so.intra_op_num_threads = threads or default_threads()
     so.inter_op_num_threads = 1
     so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")
+    so.add_session_config_entry("session.intra_op.allow_spinning", "0" if spinning == "off" else "1")
+    so.add_session_config_entry("session.force_spinning_stop", "1" if spinning == "run" else "0")
     so.add_session_config_entry("session.inter_op.allow_spinning", "0")
     so.log_severity_level = 3  # warnings about unused initialisers etc. are noise at a show
     return so
@@ -49,7 +57,7 @@ class OnnxRuntimeBackend:
         cfg: ModelConfig,
         provider: str = "cpu",
         threads: int | None = None,
-        spinning: bool = False,
+        spinning: str = "run",
         batch: int | None = 1,
         precision: str = "fp32",
         scheme: str | None = None,
@@ -78,6 +86,11 @@ class OnnxRuntimeBackend:
         so = session_options(self.threads, spinning)
         self._enc = ort.InferenceSession(str(encoder_onnx), so, providers=providers)
         self._dec = ort.InferenceSession(str(decoder_onnx), so, providers=providers)
+        self._lut = None
+        if precision == "int8":  # the decoder gives quantized pre-tanh levels; its table makes them pixels
+            from livevae.backends.quantize import output_lut
+
+            self._lut = output_lut(self._dec.get_modelmeta().custom_metadata_map, decoder_onnx)
         self.provider = self._enc.get_providers()[0]
         self.name = "onnxruntime" if provider == "cpu" else "onnxruntime-cuda"
 
@@ -90,7 +103,7 @@ class OnnxRuntimeBackend:
         precision: str = "fp32",
         cache_dir: str | os.PathLike[str] | None = None,
         threads: int | None = None,
-        spinning: bool = False,
+        spinning: str = "run",
         scheme: str | None = None,
     ) -> OnnxRuntimeBackend:
         """Export (or reuse the cached) encoder/decoder for this model file, then open the sessions.
@@ -102,7 +115,7 @@ class OnnxRuntimeBackend:
 
     def describe(self) -> str:
         b = "dynamic batch" if self.batch is None else f"batch {self.batch}"
-        spin = "on" if self.spinning else "off"
+        spin = {"run": "within a run", "off": "off", "on": "on"}[self.spinning]
         prec = f"{self.precision} {self.scheme}" if self.scheme else self.precision
         return f"{self.name} ({self.provider}, {self.threads} threads, spinning {spin}, {prec}, {b})"
 
@@ -118,8 +131,13 @@ class OnnxRuntimeBackend:
 
     def encode(self, frames: np.ndarray) -> np.ndarray:
         """uint8 [N, H, W, 3] or float32 [N, 3, H, W] in [-1, 1] -> float32 z [N, zdim]."""
+        if self.precision == "int8":  # the graph takes the uint8 pixels themselves (NetSpec.pixel_io)
+            return self._run(self._enc, "frames", "z", to_pixels(frames, self.cfg))
         return self._run(self._enc, "frames", "z", to_input(frames, self.cfg))
 
     def decode(self, z: np.ndarray) -> np.ndarray:
         """float32 [N, zdim] -> uint8 [N, H, W, 3]."""
-        return to_uint8(self._run(self._dec, "z", "frames", check_z(z, self.cfg)))
+        out = self._run(self._dec, "z", "frames", check_z(z, self.cfg))
+        if self._lut is not None:  # uint8 levels in phases [N, H/2, W/2, 2, 2, 3]
+            return pixel_phases_to_frames(out, self._lut)
+        return to_uint8(out)

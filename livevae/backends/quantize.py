@@ -30,7 +30,13 @@ MODULATION_SPAN = 1.5
 # activations set the step size for all (mean error 0.022 against 0.012 on the demo model).
 CALIBRATION_PERCENTILE = 99.99
 # Everything that shapes an int8 graph besides the model and the scheme, for the export cache key.
-RECIPE = f"subpixel-nhwc-qdq-percentile{CALIBRATION_PERCENTILE}-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
+RECIPE = f"subpixel-nhwc-qdq-pixelio-percentile{CALIBRATION_PERCENTILE}-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
+# int8 graphs take and give pixels: the encoder's input is the uint8 picture itself, read as the quantized
+# tensor x' = (p - PIXEL_ZERO) * PIXEL_SCALE (the first conv's bias absorbs the half step x - x' = 1/255), and
+# the decoder's output is uint8, still in its four phases (pixel_phases_to_frames interleaves them). Converting
+# pixels to and from float32 NCHW around the graphs cost 0.5 ms of the demo model's 3.4 ms.
+PIXEL_SCALE = 1.0 / 127.5
+PIXEL_ZERO = 128
 INT16_MAX = 32767
 
 
@@ -108,8 +114,12 @@ class SubpixelConvTranspose(nn.Module):
     a cost the int8 kernels more than repay; fp32 graphs keep the ConvTranspose.
     """
 
-    def __init__(self, ct: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None = None) -> None:
+    def __init__(self, ct: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None = None, act: nn.Module | None = None) -> None:
         super().__init__()
+        # The elementwise activation after the layer, applied before the shuffle (the same function): ORT fuses
+        # a ReLU into its QLinearConv, and the shuffle then moves uint8 instead of float.
+        self.act = act if act is not None else nn.Identity()
+        self.pixels = False  # set by int8_friendly(pixel_io=True) on the last layer: uint8 phases out
         s = ct.stride[0]
         if ct.stride != (2, 2) or ct.groups != 1 or ct.dilation != (1, 1) or ct.kernel_size[0] != ct.kernel_size[1]:
             raise EngineError(f"int8 rewrite: {ct} is not a square stride-2 transposed conv")
@@ -153,15 +163,30 @@ class SubpixelConvTranspose(nn.Module):
         y = self.conv(x)  # [N, s*s*C, H, W], channels (ry, rx, c)
         n, _, h, w = y.shape
         s = self.s
+        if self.pixels:
+            # The conv's output before its activation, left in its phases [N, H, W, ry, rx, C]: quantized, that is the
+            # graph's uint8 output (uint8_output), and a 256-entry table does tanh and the pixel conversion
+            # outside (OUTPUT_LUT_KEY). In the graph they cost 0.15 ms of float ops, and interleaving 3-byte pixels
+            # 0.36 ms; outside, 0.05 ms for both (frames.pixel_phases_to_frames).
+            return y.permute(0, 2, 3, 1).reshape(n, h, w, s, s, -1)
+        y = self.act(y)
         # The shuffle channels-last: [N, H, W, ry, rx, C] -> [N, H, ry, W, rx, C] moves C-long runs, and ONNX
         # Runtime cancels the NCHW<->NHWC transposes against those its int8 convs insert around themselves.
         y = y.permute(0, 2, 3, 1).reshape(n, h, w, s, s, -1).permute(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, -1)
         return y.permute(0, 3, 1, 2)
 
 
-def int8_friendly(model: VAE) -> VAE:
-    """A copy of the model whose decoder has every ConvTranspose2d (+ BatchNorm2d) rewritten as
-    SubpixelConvTranspose; the encoder is unchanged. Same outputs to float rounding (checked at export)."""
+ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh)
+
+
+def int8_friendly(model: VAE, pixel_io: bool = False) -> VAE:
+    """A copy of the model whose decoder has every ConvTranspose2d (+ BatchNorm2d + activation) rewritten as
+    SubpixelConvTranspose. Same outputs to float rounding (checked at export).
+
+    pixel_io: the graphs int8 exports are made from. The encoder then takes x' = (p - 128) / 127.5, NHWC, the
+    dequantized pixel (its first conv's bias moved by the half step, so it computes the same function of p), and
+    the decoder ends in uint8 phases [N, H/2, W/2, 2, 2, 3] (pixel_phases_to_frames).
+    """
     out = copy.deepcopy(model).eval()
     layers = list(out.decoder.convs)
     new: list[nn.Module] = []
@@ -169,14 +194,35 @@ def int8_friendly(model: VAE) -> VAE:
     while i < len(layers):
         layer = layers[i]
         if isinstance(layer, nn.ConvTranspose2d):
-            bn = layers[i + 1] if i + 1 < len(layers) and isinstance(layers[i + 1], nn.BatchNorm2d) else None
-            new.append(SubpixelConvTranspose(layer, bn))  # type: ignore[arg-type]
-            i += 2 if bn is not None else 1
+            j = i + 1
+            bn = layers[j] if j < len(layers) and isinstance(layers[j], nn.BatchNorm2d) else None
+            j += bn is not None
+            act = layers[j] if j < len(layers) and isinstance(layers[j], ELEMENTWISE) else None
+            j += act is not None
+            new.append(SubpixelConvTranspose(layer, bn, act))  # type: ignore[arg-type]
+            i = j
             continue
         new.append(layer)
         i += 1
     out.decoder.convs = nn.Sequential(*new)
+    if pixel_io:
+        last = new[-1]
+        if not isinstance(last, SubpixelConvTranspose) or not isinstance(last.act, nn.Tanh):
+            raise EngineError(f"int8 rewrite: the decoder ends in {last}; expected a stride-2 transposed conv + Tanh")
+        last.pixels = True
+        first = out.encoder.convs[0]
+        if not isinstance(first, nn.Conv2d) or first.bias is None:
+            raise EngineError(f"int8 rewrite: the encoder starts with {first}; expected a Conv2d with a bias")
+        with torch.no_grad():  # x = x' + (PIXEL_ZERO - 127.5) * PIXEL_SCALE: conv(x) = conv(x') + that times sum(W)
+            first.bias += (PIXEL_ZERO - 127.5) * PIXEL_SCALE * first.weight.sum(dim=(1, 2, 3))
     return out
+
+
+def frames_to_pixel_input(frames: np.ndarray) -> np.ndarray:
+    """float32 [N, 3, H, W] in [-1, 1] -> the int8 encoder's float input x' [N, H, W, 3] (calibration only):
+    the pixel p = round((x + 1) * 127.5), then (p - PIXEL_ZERO) * PIXEL_SCALE, so it quantizes back to p exactly."""
+    p = np.rint((np.clip(frames, -1.0, 1.0) + 1.0) * 127.5)
+    return np.ascontiguousarray(((p - PIXEL_ZERO) * PIXEL_SCALE).astype(np.float32).transpose(0, 2, 3, 1))
 
 
 def calibration_data(model: VAE, n: int = CALIBRATION_FRAMES, seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
@@ -215,34 +261,169 @@ class _Reader:
 
 
 def quantize_graph(
-    fp32_path: Path, out_path: Path, input_name: str, data: np.ndarray, batch: int, scheme: Int8Scheme
+    fp32_path: Path,
+    out_path: Path,
+    input_name: str,
+    data: np.ndarray,
+    batch: int,
+    scheme: Int8Scheme,
+    pixel_input: bool = False,
+    tanh_output: bool = False,
 ) -> None:
     """Static QDQ quantization of an fp32 graph: per-channel s8 weights (7-bit with scheme.reduce_range),
     u8 activations, percentile calibration on `data`. Gemm stays float: the latent's precision costs 2% of
-    the work and keeps modulated z exact."""
+    the work and keeps modulated z exact. The shuffles' Reshape/Transpose move uint8 too.
+
+    pixel_input: the input x' is quantized with PIXEL_SCALE and PIXEL_ZERO, and the graph then takes the
+    uint8 pixels themselves (uint8_input), so nothing converts a frame to float on the way in.
+    tanh_output: the graph gives its last conv's uint8 output, with the table that turns it into pixels stored
+    in the graph's metadata (uint8_output)."""
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
     from onnxruntime.quantization.shape_inference import quant_pre_process
 
     types = {"u8": QuantType.QUInt8, "s8": QuantType.QInt8}
+    extra: dict[str, object] = {"CalibPercentile": CALIBRATION_PERCENTILE}
+    pixel_tensor = ""
     pre = out_path.with_name(out_path.stem + ".pre.onnx")
     tmp = out_path.with_name(out_path.stem + ".tmp.onnx")
     try:
         quant_pre_process(str(fp32_path), str(pre), skip_symbolic_shape=True)
+        if pixel_input:  # quantize the input's NCHW view at the pixels' own step
+            pixel_tensor = _through_layout(pre, input_name)
+            pixel = {"scale": np.array(PIXEL_SCALE, np.float32), "zero_point": np.array(PIXEL_ZERO, np.uint8)}
+            extra["TensorQuantOverrides"] = {pixel_tensor: [pixel]}
         with contextlib.redirect_stdout(io.StringIO()):  # the calibrator prints its histogram progress
             quantize_static(
                 str(pre),
                 str(tmp),
                 _Reader(input_name, data, batch),  # type: ignore[arg-type]
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["Conv", "Relu", "LeakyRelu"],
+                op_types_to_quantize=["Conv", "Relu", "LeakyRelu", "Reshape", "Transpose"],
                 per_channel=True,
                 reduce_range=scheme.reduce_range,
                 activation_type=types[scheme.activation],
                 weight_type=types[scheme.weight],
                 calibrate_method=CalibrationMethod.Percentile,
-                extra_options={"CalibPercentile": CALIBRATION_PERCENTILE},
+                extra_options=extra,
             )
+        if pixel_input:
+            uint8_input(tmp, input_name, pixel_tensor)
+        if tanh_output:
+            uint8_output(tmp)
         os.replace(tmp, out_path)
     finally:
         for p in (pre, tmp):
             p.unlink(missing_ok=True)
+
+
+LAYOUT_OPS = ("Transpose", "Reshape")
+OUTPUT_LUT_KEY = "livevae.output_lut"  # metadata: hex of 256 bytes, uint8 graph output -> pixel level
+
+
+def _through_layout(path: Path, name: str) -> str:
+    """The tensor a graph input becomes after the layout-only ops that read it (the NHWC -> NCHW Transpose)."""
+    import onnx
+
+    nodes = onnx.load(str(path)).graph.node
+    while True:
+        readers = [n for n in nodes if name in n.input]
+        if len(readers) != 1 or readers[0].op_type not in LAYOUT_OPS:
+            return name
+        name = readers[0].output[0]
+
+
+def uint8_input(path: Path, input_name: str, tensor: str) -> None:
+    """Make a QDQ graph's float input uint8: drop the QuantizeLinear that reads `tensor` (the input, or its view
+    through layout-only ops) and feed its consumers that tensor, now uint8. Only exact when the QuantizeLinear
+    has PIXEL_SCALE and PIXEL_ZERO (the caller's override), which is checked here, so a changed quantizer cannot
+    silently shift every pixel."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    quants = [n for n in g.node if n.op_type == "QuantizeLinear" and n.input[0] == tensor]
+    readers = [n for n in g.node if tensor in n.input]
+    if len(quants) != 1 or len(readers) != 1:
+        raise EngineError(f"{path}: {tensor!r} feeds {[n.op_type for n in readers]}; expected one QuantizeLinear")
+    q = quants[0]
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    scale, zero = inits.get(q.input[1]), inits.get(q.input[2]) if len(q.input) > 2 else None
+    exact = scale is not None and zero is not None and zero.dtype == np.uint8
+    if not exact or abs(float(scale) - PIXEL_SCALE) > 1e-9 or int(zero) != PIXEL_ZERO:  # type: ignore[arg-type]
+        found = f"scale {float(scale):.6g}, zero point {int(zero)}" if exact else f"scale {scale}, zero point {zero}"  # type: ignore[arg-type]
+        raise EngineError(
+            f"{path}: {tensor!r} quantized with {found}; expected scale {PIXEL_SCALE:.6g}, zero point {PIXEL_ZERO}"
+        )
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name == q.output[0]:
+                n.input[i] = tensor
+    g.node.remove(q)
+    (inp,) = [i for i in g.input if i.name == input_name]
+    inp.type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    del g.value_info[:]  # shape inference's float annotations of the old input chain; ORT infers again
+    onnx.save(m, str(path))
+
+
+def tanh_lut(scale: float, zero_point: int) -> np.ndarray:
+    """uint8 [256]: a quantized pre-tanh level q -> the pixel round((tanh((q - zero_point) * scale) + 1) * 127.5),
+    rounded half to even like preprocess.to_uint8; the same function the float ops after the last conv computed."""
+    q = np.arange(256, dtype=np.float32)
+    y = np.tanh((q - np.float32(zero_point)) * np.float32(scale))
+    return np.rint((np.clip(y, -1.0, 1.0) + 1.0) * np.float32(127.5)).astype(np.uint8)
+
+
+def uint8_output(path: Path) -> None:
+    """Make a QDQ graph's single float output uint8: drop the DequantizeLinear it comes from (through layout-only
+    ops), so the graph ends in the last conv's quantized output, and store tanh_lut of that DequantizeLinear's
+    scale and zero point under OUTPUT_LUT_KEY."""
+    import onnx
+    from onnx import numpy_helper
+
+    m = onnx.load(str(path))
+    g = m.graph
+    if len(g.output) != 1:
+        raise EngineError(f"{path}: {len(g.output)} outputs; expected 1")
+    producer = {o: n for n in g.node for o in n.output}
+    name = g.output[0].name
+    while name in producer and producer[name].op_type in LAYOUT_OPS:
+        name = producer[name].input[0]
+    dq = producer.get(name)
+    if dq is None or dq.op_type != "DequantizeLinear":
+        raise EngineError(
+            f"{path}: the output comes from {dq.op_type if dq else 'an input'}; expected DequantizeLinear"
+        )
+    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
+    scale, zero = inits.get(dq.input[1]), inits.get(dq.input[2]) if len(dq.input) > 2 else None
+    if scale is None or zero is None or scale.size != 1 or zero.dtype != np.uint8:
+        raise EngineError(
+            f"{path}: output dequantized with scale {scale}, zero point {zero}; expected per-tensor uint8"
+        )
+    for n in g.node:
+        for i, inp in enumerate(n.input):
+            if inp == dq.output[0]:
+                n.input[i] = dq.input[0]
+    if g.output[0].name == dq.output[0]:  # no layout op after it: the output is renamed onto the uint8 tensor
+        for n in g.node:
+            for i, out in enumerate(n.output):
+                if out == dq.input[0]:
+                    n.output[i] = g.output[0].name
+    g.node.remove(dq)
+    g.output[0].type.tensor_type.elem_type = onnx.TensorProto.UINT8
+    del g.value_info[:]
+    lut = tanh_lut(float(scale), int(zero))
+    m.metadata_props.append(onnx.StringStringEntryProto(key=OUTPUT_LUT_KEY, value=lut.tobytes().hex()))
+    onnx.save(m, str(path))
+
+
+def output_lut(meta: dict[str, str], where: object) -> np.ndarray:
+    """The table a uint8 int8 decoder graph stores (uint8_output), from its metadata; EngineError if missing."""
+    text = meta.get(OUTPUT_LUT_KEY, "")
+    try:
+        lut = np.frombuffer(bytes.fromhex(text), np.uint8)
+    except ValueError:
+        lut = np.zeros(0, np.uint8)
+    if lut.size != 256:
+        raise EngineError(f"{where}: metadata {OUTPUT_LUT_KEY} holds {lut.size} bytes; expected 256 (export again)")
+    return lut

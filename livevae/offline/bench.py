@@ -153,12 +153,17 @@ def _ops(b: Backend, frames: np.ndarray, z: np.ndarray) -> dict[str, Callable[[]
 
 
 def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads: int) -> tuple[Backend, str]:
-    if name == "onnxruntime+spin":  # the same backend with spinning on: measures what spinning costs/buys
+    if name in ("onnxruntime+spin", "onnxruntime+nospin"):  # spinning always on / always off, against the
+        # default (spinning within a run) at the default's precision: what spinning costs or buys, measured
+        from livevae.backends.cpuchoice import choose_precision
         from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 
+        b_batch = 1 if batch == 1 else None
+        precision = choose_precision(model_path, b_batch, cache, threads, lambda s: None).precision
         b: Backend = OnnxRuntimeBackend.from_file(
-            model_path, batch=1 if batch == 1 else None, cache_dir=cache, threads=threads, spinning=True
-        )
+            model_path, batch=b_batch, precision=precision, cache_dir=cache, threads=threads,
+            spinning="on" if name.endswith("+spin") else "off",
+        )  # fmt: skip
         return b, b.describe()  # type: ignore[attr-defined]
     if name.startswith("onnxruntime+int8:"):  # one int8 scheme forced (quantize.SCHEMES), e.g. onnxruntime+int8:u8s8-w7
         from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
