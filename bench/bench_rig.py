@@ -125,7 +125,9 @@ def start_peer(out_name: str, in_name: str, seconds: float, folder: Path) -> tup
 
 
 # --- the show -------------------------------------------------------------------------------------------------
-def run_show(model: Path, frames: int, sources: list[str], outputs: list[Any], wet: float = 1.0) -> dict[str, Any]:
+def run_show(
+    model: Path, frames: int, sources: list[str], outputs: list[Any], wet: float = 1.0, window: bool = True
+) -> dict[str, Any]:
     from livevae.backends import create
     from livevae.control.state import ControlState
     from livevae.handle import FrameInfo, LoopHandle, Watcher
@@ -156,20 +158,81 @@ def run_show(model: Path, frames: int, sources: list[str], outputs: list[Any], w
     backend = create(str(model), "torch")
     state = ControlState(backend.cfg.zdim)
     state.set("wet", wet)
-    cfg = LiveConfig(model=str(model), sources=sources, source_fps=30, fps=30, headless=True, realtime=True,
+    cfg = LiveConfig(model=str(model), sources=sources, source_fps=30, fps=30, headless=not window, realtime=True,
                      frames=frames, outputs=outputs)  # fmt: skip
-    window = CpuWindow()
-    loop = LiveLoop(cfg, backend, state=state, controllers=[WaitReceivers(), window])
+    meter = CpuWindow()
+    loop = LiveLoop(cfg, backend, state=state, controllers=[WaitReceivers(), meter])
     stats = loop.run()
-    (i0, c0, w0), (i1, c1, w1) = window.marks[0], window.marks[-1]
+    (i0, c0, w0), (i1, c1, w1) = meter.marks[0], meter.marks[-1]
     n = max(i1 - i0, 1)
     by_thread: dict[str, float] = {}  # where the CPU went, by thread name (a thread's name is its kernel comm)
-    t0, t1 = window.threads[0], window.threads[-1]
+    t0, t1 = meter.threads[0], meter.threads[-1]
     for tid, (comm, cpu) in t1.items():
         by_thread[comm] = by_thread.get(comm, 0.0) + 1000 * (cpu - t0.get(tid, (comm, 0.0))[1]) / n
     top = dict(sorted(((k, round(v, 3)) for k, v in by_thread.items() if v >= 0.05), key=lambda kv: -kv[1]))
     return {"frames": stats.frames, "cpu_ms_per_frame": 1000 * (c1 - c0) / n, "fps": n / (w1 - w0),
             "sinks": stats.sinks, "dropped": stats.dropped, "cpu_ms_per_frame_by_thread": top}  # fmt: skip
+
+
+def one_show(
+    label: str, model: Path, frames: int, card: list[str], secs: float, tmp: Path, window: bool
+) -> dict[str, Any]:
+    """One show of a kind: "baseline" (the window alone), "ndi_720p", "ndi_1080p_rgba" ... with a receiver."""
+    from livevae.outputs.sinks import OutputSpec
+
+    if label == "baseline":
+        return run_show(model, frames, card, [], window=window)
+    size = (1280, 720) if label.startswith("ndi_720p") else (1920, 1080)
+    fmt = "RGBA" if label.endswith("_rgba") else "I420"
+    name = f"livevae-bench-{label}-{os.getpid()}"
+    proc, _ = start_peer(name, "", secs, tmp)
+    try:
+        with rgba_ndi() if fmt == "RGBA" else contextlib.nullcontext():
+            r = run_show(model, frames, card, [OutputSpec("ndi", name, size)], window=window)
+    finally:
+        proc.kill()  # the peer's figures are not needed here, only its connection
+        proc.wait(10)
+    r["send_format"] = fmt
+    return r
+
+
+def summarise(runs: dict[str, list[dict[str, Any]]]) -> dict[str, Any]:
+    """Per kind of show: the median over the rounds of its CPU ms a frame, by thread too, and each NDI show's
+    extra over the baseline of its own round (the median of those paired differences is the figure)."""
+    out: dict[str, Any] = {}
+    base = runs["baseline"]
+    base_threads = median_threads(base)
+    for label, rs in runs.items():
+        cpu = [r["cpu_ms_per_frame"] for r in rs]
+        threads = median_threads(rs)
+        s: dict[str, Any] = {
+            "cpu_ms_per_frame": float(np.median(cpu)),
+            "cpu_ms_per_frame_rounds": [round(c, 3) for c in cpu],
+            "fps": float(np.median([r["fps"] for r in rs])),
+            "frames": rs[-1]["frames"],
+            "sinks": rs[-1]["sinks"],
+            "cpu_ms_per_frame_by_thread": threads,
+        }
+        if label != "baseline":
+            extra = [r["cpu_ms_per_frame"] - b["cpu_ms_per_frame"] for r, b in zip(rs, base, strict=True)]
+            s["send_format"] = rs[-1]["send_format"]
+            s["extra_cpu_ms_per_frame"] = float(np.median(extra))
+            s["extra_cpu_ms_per_frame_rounds"] = [round(e, 3) for e in extra]
+            s["ratio_vs_baseline"] = s["cpu_ms_per_frame"] / out["baseline"]["cpu_ms_per_frame"]
+            # where the extra went: each thread's median against the baseline's (the NDI threads are new)
+            names = sorted(
+                set(threads) | set(base_threads), key=lambda k: -abs(threads.get(k, 0) - base_threads.get(k, 0))
+            )
+            s["extra_by_thread"] = {k: round(threads.get(k, 0.0) - base_threads.get(k, 0.0), 3) for k in names}
+        out[label] = s
+    return out
+
+
+def median_threads(rs: list[dict[str, Any]]) -> dict[str, float]:
+    """Each thread's median CPU ms a frame over the rounds (0 in a round where it stayed under 0.05 ms)."""
+    names = {k for r in rs for k in r["cpu_ms_per_frame_by_thread"]}
+    med = {k: float(np.median([r["cpu_ms_per_frame_by_thread"].get(k, 0.0) for r in rs])) for k in names}
+    return dict(sorted(((k, round(v, 3)) for k, v in med.items()), key=lambda kv: -kv[1]))
 
 
 def thread_cpu() -> dict[int, tuple[str, float]]:
@@ -243,41 +306,45 @@ def main() -> int:
     ap.add_argument("--preset", default="live")
     ap.add_argument("--frames", type=int, default=150, help="frames per show (150 = 5 s at 30 fps)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (the NDI thread needs the other core)")
+    ap.add_argument("--rounds", type=int, default=3, help="each show this many times, interleaved; medians given")
+    ap.add_argument("--headless", action="store_true", help="no window in any show (the baseline is then bare)")
+    ap.add_argument("--rgba", action="store_true", help="also the RGBA send livevae used before 2026-12-01")
     ap.add_argument("--json", help="write the figures here")
     args = ap.parse_args()
     ndi_loopback()
     if args.peer:
         peer(args.peer[0], args.peer[1], float(args.peer[2]), args.peer[3])
         return 0
+    from livevae.ndi_config import prepare
+
+    prepare()  # what a show does before its first NDI object; here before the latency peer's, in this process
+    window = not args.headless
+    if window:
+        os.environ.setdefault("SDL_VIDEODRIVER", "dummy")  # the show's own window, drawn off screen
 
     import torch
 
     from livevae.model import save_model
-    from livevae.offline.bench import random_model
+    from livevae.offline.bench import conditions, conditions_line, random_model
     from livevae.outputs.sinks import OutputSpec
 
     torch.set_num_threads(args.threads)
     tmp = Path(tempfile.mkdtemp(prefix="livevae-bench-rig-"))
     model = save_model(random_model(args.preset), tmp / "m.safetensors")
     report: dict[str, Any] = {"machine": cpu_flags(), "preset": args.preset, "frames": args.frames,
-                              "torch_threads": args.threads}  # fmt: skip
+                              "torch_threads": args.threads, "rounds": args.rounds, "window": window,
+                              "sdl_video_driver": os.environ.get("SDL_VIDEODRIVER", "")}  # fmt: skip
     card = ["testcard:1280x720"]
     secs = args.frames / 30 + 20
-    report["baseline"] = run_show(model, args.frames, card, [])
-    base = report["baseline"]["cpu_ms_per_frame"]
-    runs = [(f"ndi_{p}{tag}", size, fmt) for p, size in (("720p", (1280, 720)), ("1080p", (1920, 1080)))
-            for tag, fmt in (("", "I420"), ("_rgba", "RGBA"))]  # fmt: skip
-    for label, size, fmt in runs:
-        name = f"livevae-bench-{label}-{os.getpid()}"
-        proc, result = start_peer(name, "", secs, tmp)
-        with rgba_ndi() if fmt == "RGBA" else contextlib.nullcontext():
-            r = run_show(model, args.frames, card, [OutputSpec("ndi", name, size)])
-        proc.kill()  # the peer's figures are not needed here, only its connection
-        proc.wait(10)
-        r["send_format"] = fmt
-        r["extra_cpu_ms_per_frame"] = r["cpu_ms_per_frame"] - base
-        r["ratio_vs_baseline"] = r["cpu_ms_per_frame"] / base
-        report[label] = r
+    labels = ["baseline"] + [f"ndi_{p}{tag}" for p in ("720p", "1080p") for tag in ("", "_rgba")[: 1 + args.rgba]]
+    runs: dict[str, list[dict[str, Any]]] = {k: [] for k in labels}
+    for k in range(args.rounds):
+        # each round in another order (a rotation), so a drift over the run falls on every show alike
+        for label in labels[k % len(labels) :] + labels[: k % len(labels)]:
+            runs[label].append(one_show(label, model, args.frames, card, secs, tmp, window))
+            print(f"round {k + 1}/{args.rounds} {label}: {runs[label][-1]['cpu_ms_per_frame']:.2f} CPU ms a frame",
+                  file=sys.stderr, flush=True)  # fmt: skip
+    report.update(summarise(runs))
     # latency: ndi:IN -> show (wet 0) -> ndi:OUT
     in_name, out_name = f"livevae-bench-in-{os.getpid()}", f"livevae-bench-out-{os.getpid()}"
     # The peer runs as a thread of the show's process here: with discovery by extra IP (no mDNS in the sandbox)
@@ -287,7 +354,8 @@ def main() -> int:
     th = threading.Thread(target=peer, args=(out_name, in_name, args.frames / 30 + 12, str(result)), daemon=True)
     th.start()
     time.sleep(1.0)  # the feed is up before the show looks for it
-    r = run_show(model, args.frames, [f"ndi:{in_name}"], [OutputSpec("ndi", out_name, (1280, 720))], wet=0.0)
+    outs = [OutputSpec("ndi", out_name, (1280, 720))]
+    r = run_show(model, args.frames, [f"ndi:{in_name}"], outs, wet=0.0, window=window)
     th.join(args.frames / 30 + 40)
     p = json.loads(result.read_text())
     sent, got = p["sent_white"], p["got_white"]
@@ -304,6 +372,8 @@ def main() -> int:
     r["peer_received_frames"] = p["frames"]
     report["ndi_in_to_out"] = r
     report["machine"]["load_avg_1m_after"] = os.getloadavg()[0]
+    report["conditions"] = conditions(report["machine"]["load_avg_1m_before"])
+    print(conditions_line(report["conditions"]), file=sys.stderr)
     text = json.dumps(report, indent=2)
     print(text)
     if args.json:

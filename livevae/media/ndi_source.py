@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from livevae.media.source import Source, SourceError
+from livevae.ndi_config import prepare
 
 log = logging.getLogger(__name__)
 
@@ -55,6 +56,7 @@ class NdiSource(Source):
         self._frame: Any = None
         self._last_ts: float | None = None
         self._n = 0
+        prepare()  # before this process's first finder: the NDI runtime reads its settings once, senders' too
 
     @property
     def fps(self) -> float:

@@ -9,6 +9,7 @@ from typing import Any
 
 import numpy as np
 
+from livevae.ndi_config import prepare
 from livevae.outputs.threaded import NewestFrameOutput
 from livevae.outputs.yuv import I420Scaler
 
@@ -33,7 +34,8 @@ class NdiOutput(NewestFrameOutput):
     receiver holds back at most this thread (its frames are dropped newest-wins, counted in `dropped`), never the
     show. It takes the model-size picture and makes the I420 frame itself, on this thread (yuv.I420Scaler: the
     colour conversion at the model's size, then each plane scaled into the send buffer): the NDI SDK compresses
-    YUV, so sending RGBA made it convert 4 bytes a pixel first. Measured in bench/bench_rig.py.
+    YUV, so sending RGBA made it convert 4 bytes a pixel first; it compresses the I420 as SpeedHQ 4:2:0 as it is
+    (livevae.ndi_config). Measured in bench/bench_rig.py.
 
     Each frame gets the NDI timecode the SDK synthesizes from the frame rate (100 ns units, rising by one
     frame period per frame) and carries the show's own clock as per-frame metadata:
@@ -45,6 +47,7 @@ class NdiOutput(NewestFrameOutput):
 
     def __init__(self, name: str, size: tuple[int, int], fps: float, filter: str = "bilinear") -> None:
         super().__init__(name, size, filter)
+        prepare()  # before any sender, on the caller's thread: the NDI runtime reads its settings once
         self.fps = float(fps)
         self._yuv = I420Scaler(size, filter)  # raises ScaleError for an odd size, before any thread starts
         self._sender: Any = None
