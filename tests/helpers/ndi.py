@@ -39,12 +39,13 @@ class NdiProbe:
         self.out = folder / f"{name}.npz"
         self.first = folder / f"{name}.first"  # written when the first frame is in
         self.stop_file = folder / f"{name}.stop"
+        self.count_file = folder / f"{name}.count"  # how many frames the probe has captured so far
         self.frames: list[tuple[np.ndarray, float]] = []
         self.performance: dict[str, Any] = {}
         self._proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> NdiProbe:
-        files = (self.out, self.first, self.stop_file)
+        files = (self.out, self.first, self.stop_file, self.count_file)
         cmd = [sys.executable, "-m", "tests.helpers.ndi", self.name, *map(str, files)]
         root = Path(__file__).resolve().parents[2]
         self._proc = subprocess.Popen(cmd, cwd=root, env=dict(os.environ))
@@ -55,6 +56,21 @@ class NdiProbe:
         while not self.first.exists() and time.monotonic() < deadline:
             time.sleep(0.01)
         return self.first.exists()
+
+    def captured(self) -> int:
+        """Frames the probe has captured so far (0 before the first)."""
+        try:
+            return int(self.count_file.read_text() or 0)
+        except (OSError, ValueError):  # not written yet, or caught between the write and the rename
+            return 0
+
+    def wait_captured(self, n: int, timeout: float) -> bool:
+        """Wait until the probe has captured n frames, at most `timeout` s: a test that sends in step with a slow
+        probe (on a loaded machine its capture falls behind, and NDI keeps only the newest frame for it)."""
+        deadline = time.monotonic() + timeout
+        while self.captured() < n and time.monotonic() < deadline:
+            time.sleep(0.005)
+        return self.captured() >= n
 
     def stop(self, linger: float = 1.0) -> None:
         """Let frames in flight land for `linger` s, then end the probe and load what it captured."""
@@ -72,7 +88,7 @@ class NdiProbe:
             self.performance = {"frames_total": int(z["total"]), "frames_dropped": int(z["dropped"])}
 
 
-def _probe_main(name: str, out: str, first: str, stop: str) -> None:
+def _probe_main(name: str, out: str, first: str, stop: str, count: str) -> None:
     from cyndilib.finder import Finder
     from cyndilib.receiver import ReceiveFrameType, Receiver
     from cyndilib.video_frame import VideoRecvFrame
@@ -106,6 +122,8 @@ def _probe_main(name: str, out: str, first: str, stop: str) -> None:
                 codes.append(vf.get_timecode_posix())
                 if len(frames) == 1:
                     Path(first).write_text("")
+                Path(count + ".part").write_text(str(len(frames)))
+                os.replace(count + ".part", count)
         perf = dict(r.get_performance_data()["video"])
         r.disconnect()
     finder.close()
@@ -140,4 +158,4 @@ class NdiTestSender:
 
 
 if __name__ == "__main__":
-    _probe_main(*sys.argv[1:5])
+    _probe_main(*sys.argv[1:6])
