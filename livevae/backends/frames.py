@@ -11,6 +11,17 @@ _SCALE = np.float32(127.5)
 _ONE = np.float32(1.0)
 
 
+def _uint8_batch(frames: np.ndarray, cfg: ModelConfig) -> np.ndarray:
+    """uint8 [N, H, W, 3] (or one [H, W, 3]) at the model's size, as [N, H, W, 3]; EngineError naming the shape."""
+    x = frames[None] if frames.ndim == 3 else frames
+    if x.ndim != 4 or x.shape[1:] != (cfg.height, cfg.width, 3):
+        raise EngineError(
+            f"encode: uint8 frames of shape {frames.shape}; expected [N, {cfg.height}, {cfg.width}, 3] RGB "
+            f"(preset {cfg.preset!r})"
+        )
+    return x
+
+
 def to_input(frames: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     """uint8 [N, H, W, 3] (or one [H, W, 3]) or float32 [N, 3, H, W] in [-1, 1] -> float32 [N, 3, H, W].
 
@@ -18,14 +29,7 @@ def to_input(frames: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     sees bit-identical inputs. Raises EngineError when the frame size is not the model's.
     """
     if frames.dtype == np.uint8:
-        if frames.ndim == 3:
-            frames = frames[None]
-        if frames.ndim != 4 or frames.shape[1:] != (cfg.height, cfg.width, 3):
-            raise EngineError(
-                f"encode: uint8 frames of shape {frames.shape}; expected [N, {cfg.height}, {cfg.width}, 3] RGB "
-                f"(preset {cfg.preset!r})"
-            )
-        x = frames.transpose(0, 3, 1, 2).astype(np.float32)  # [N, 3, H, W], a contiguous copy
+        x = _uint8_batch(frames, cfg).transpose(0, 3, 1, 2).astype(np.float32)  # [N, 3, H, W], a contiguous copy
         x /= _SCALE
         x -= _ONE
         return x
@@ -73,18 +77,14 @@ def pixel_phases_to_frames(p: np.ndarray, lut: np.ndarray | None = None) -> np.n
         return out
     import cv2  # a 256-entry table over 110k bytes: 0.03 ms (numpy's lut[out] takes 0.2)
 
-    return np.asarray(cv2.LUT(out.reshape(-1, w * r * c), lut)).reshape(out.shape)
+    flat = out.reshape(-1, w * r * c)  # a view: the table is applied in place, no second frame-sized copy
+    cv2.LUT(flat, lut, dst=flat)
+    return out
 
 
 def to_pixels(frames: np.ndarray, cfg: ModelConfig) -> np.ndarray:
     """What an int8 encoder takes: uint8 [N, H, W, 3] as given, float32 [N, 3, H, W] in [-1, 1] rounded to pixels
     (the graph quantizes its input at exactly that step, so nothing finer is lost)."""
     if frames.dtype == np.uint8:
-        x = frames[None] if frames.ndim == 3 else frames
-        if x.ndim != 4 or x.shape[1:] != (cfg.height, cfg.width, 3):
-            raise EngineError(
-                f"encode: uint8 frames of shape {frames.shape}; expected [N, {cfg.height}, {cfg.width}, 3] RGB "
-                f"(preset {cfg.preset!r})"
-            )
-        return np.ascontiguousarray(x)
+        return np.ascontiguousarray(_uint8_batch(frames, cfg))
     return to_uint8(to_input(frames, cfg))

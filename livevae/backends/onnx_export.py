@@ -314,14 +314,11 @@ def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None
     x = spec.sample(model.cfg, n)
     ref_in = x
     if spec.precision == "int8":
-        from livevae.backends.frames import pixel_phases_to_frames, to_input
-        from livevae.backends.quantize import calibration_data
+        from livevae.backends.frames import to_input, to_uint8
+        from livevae.backends.quantize import calibration_data, to_blocks
 
         frames, z = calibration_data(model, n=8, seed=1)  # not the calibration set (seed 0)
         if spec.net == "encoder":  # the pixels of those frames, and PyTorch fp32 on exactly those pixels
-            from livevae.backends.frames import to_uint8
-            from livevae.backends.quantize import to_blocks
-
             pixels = to_uint8(frames[: spec.batch or 8])  # [n, H, W, 3]
             x, ref_in = to_blocks(pixels), to_input(pixels, model.cfg)
         else:
@@ -335,6 +332,7 @@ def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None
     sess = ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
     got = sess.run([spec.output_name], {spec.input_name: x})[0]
     if spec.pixel_io and spec.net == "decoder":  # uint8 phases -> frames [N, 3, H, W] in [-1, 1], like PyTorch's
+        from livevae.backends.frames import pixel_phases_to_frames, to_input
         from livevae.backends.quantize import output_lut
 
         lut = output_lut(sess.get_modelmeta().custom_metadata_map, path)

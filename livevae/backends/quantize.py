@@ -9,6 +9,7 @@ import os
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -18,6 +19,9 @@ from torch import nn
 from livevae.backends import EngineError
 from livevae.backends.cpuchoice import CpuInfo, read_cpu
 from livevae.model import VAE
+
+if TYPE_CHECKING:
+    import onnx
 
 # Calibration: frames decoded from the film's own latent distribution (the model file's PCA), then
 # re-encoded, so the activation ranges are those of footage the model knows, with no dataset at hand.
@@ -382,13 +386,29 @@ def _through_layout(path: Path, name: str) -> str:
         name = readers[0].output[0]
 
 
+def _qparams(g: onnx.GraphProto, node: onnx.NodeProto) -> tuple[np.ndarray | None, np.ndarray | None]:
+    """(scale, zero point) of a QuantizeLinear/DequantizeLinear, from the graph's initializers (None if absent)."""
+    from onnx import numpy_helper
+
+    inits = {t.name: t for t in g.initializer if t.name in node.input[1:3]}
+    got = [numpy_helper.to_array(inits[n]) if n in inits else None for n in node.input[1:3]]
+    return got[0], got[1] if len(got) > 1 else None
+
+
+def _rewire(g: onnx.GraphProto, old: str, new: str) -> None:
+    """Every node that reads tensor `old` reads `new` instead."""
+    for n in g.node:
+        for i, name in enumerate(n.input):
+            if name == old:
+                n.input[i] = new
+
+
 def uint8_input(path: Path, input_name: str, tensor: str) -> None:
     """Make a QDQ graph's float input uint8: drop the QuantizeLinear that reads `tensor` (the input, or its view
     through layout-only ops) and feed its consumers that tensor, now uint8. Only exact when the QuantizeLinear
     has PIXEL_SCALE and PIXEL_ZERO (the caller's override), which is checked here, so a changed quantizer cannot
     silently shift every pixel."""
     import onnx
-    from onnx import numpy_helper
 
     m = onnx.load(str(path))
     g = m.graph
@@ -397,18 +417,14 @@ def uint8_input(path: Path, input_name: str, tensor: str) -> None:
     if len(quants) != 1 or len(readers) != 1:
         raise EngineError(f"{path}: {tensor!r} feeds {[n.op_type for n in readers]}; expected one QuantizeLinear")
     q = quants[0]
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    scale, zero = inits.get(q.input[1]), inits.get(q.input[2]) if len(q.input) > 2 else None
+    scale, zero = _qparams(g, q)
     exact = scale is not None and zero is not None and zero.dtype == np.uint8
     if not exact or abs(float(scale) - PIXEL_SCALE) > 1e-9 or int(zero) != PIXEL_ZERO:  # type: ignore[arg-type]
         found = f"scale {float(scale):.6g}, zero point {int(zero)}" if exact else f"scale {scale}, zero point {zero}"  # type: ignore[arg-type]
         raise EngineError(
             f"{path}: {tensor!r} quantized with {found}; expected scale {PIXEL_SCALE:.6g}, zero point {PIXEL_ZERO}"
         )
-    for n in g.node:
-        for i, name in enumerate(n.input):
-            if name == q.output[0]:
-                n.input[i] = tensor
+    _rewire(g, q.output[0], tensor)
     g.node.remove(q)
     (inp,) = [i for i in g.input if i.name == input_name]
     inp.type.tensor_type.elem_type = onnx.TensorProto.UINT8
@@ -429,7 +445,6 @@ def uint8_output(path: Path) -> None:
     ops), so the graph ends in the last conv's quantized output, and store tanh_lut of that DequantizeLinear's
     scale and zero point under OUTPUT_LUT_KEY."""
     import onnx
-    from onnx import numpy_helper
 
     m = onnx.load(str(path))
     g = m.graph
@@ -444,16 +459,12 @@ def uint8_output(path: Path) -> None:
         raise EngineError(
             f"{path}: the output comes from {dq.op_type if dq else 'an input'}; expected DequantizeLinear"
         )
-    inits = {t.name: numpy_helper.to_array(t) for t in g.initializer}
-    scale, zero = inits.get(dq.input[1]), inits.get(dq.input[2]) if len(dq.input) > 2 else None
+    scale, zero = _qparams(g, dq)
     if scale is None or zero is None or scale.size != 1 or zero.dtype != np.uint8:
         raise EngineError(
             f"{path}: output dequantized with scale {scale}, zero point {zero}; expected per-tensor uint8"
         )
-    for n in g.node:
-        for i, inp in enumerate(n.input):
-            if inp == dq.output[0]:
-                n.input[i] = dq.input[0]
+    _rewire(g, dq.output[0], dq.input[0])
     if g.output[0].name == dq.output[0]:  # no layout op after it: the output is renamed onto the uint8 tensor
         for n in g.node:
             for i, out in enumerate(n.output):
