@@ -14,7 +14,14 @@ import livevae.backends.cpuchoice as cpuchoice
 from livevae.backends import EngineError, create
 from livevae.backends.cpuchoice import CpuInfo, choose_precision, read_cpu
 from livevae.backends.onnx_export import NetSpec, export
-from livevae.backends.quantize import INT16_MAX, SCHEMES, accurate_schemes, scheme_for
+from livevae.backends.quantize import (
+    INT16_MAX,
+    RECIPE,
+    SCHEMES,
+    accurate_schemes,
+    candidate_schemes,
+    scheme_for,
+)
 from livevae.model import random_model, save_model
 
 X86 = "fpu vme de pse tsc msr pae mce cx8 apic sep mtrr pge mca cmov pat sse sse2 ssse3 fma cx16 sse4_1 sse4_2 avx f16c"
@@ -67,6 +74,13 @@ def test_every_kind_of_cpu_gets_a_scheme_that_cannot_saturate(name: str, tmp_pat
         assert SCHEMES["u8s8"] not in accurate_schemes(cpu)
     else:
         assert scheme.name == "u8s8" and not scheme.reduce_range
+    # what the timed choice measures: the exact scheme first, then those derived from it; every one exact here
+    candidates = candidate_schemes(cpu)
+    assert candidates[0] is scheme and all(s in accurate_schemes(cpu) for s in candidates)
+    if cpu.x86 and not cpu.vnni:  # moved weights reach 128: 2 x 255 x 128 would saturate vpmaddubsw's int16
+        assert SCHEMES["u8s8-gemm"] not in candidates and SCHEMES["u8s8-gemm"].pair_sum_bound() > INT16_MAX
+    else:  # 32-bit sums (VNNI, AMX, Arm): the GEMM-path graph is a candidate too
+        assert [s.name for s in candidates] == ["u8s8", "u8s8-gemm"]
 
 
 def test_cpu_fingerprint_names_model_and_flags(tmp_path: Path) -> None:
@@ -109,33 +123,62 @@ def test_choice_is_measured_once_and_cached_per_cpu(
 ) -> None:
     timed: list[int] = []
 
-    def fake_time_pair(a: object, b: object, seconds: float = 0) -> tuple[float, float]:
-        timed.append(1)
-        return 4.0, 8.0  # int8 twice as fast
+    def fake_time_calls(calls: list[object], seconds: float = 0) -> list[float]:
+        timed.append(len(calls))
+        return [8.0, 4.0, 4.4, 4.6][: len(calls)]  # fp32, then the int8 schemes: the first twice as fast
 
-    monkeypatch.setattr(cpuchoice, "time_pair", fake_time_pair)
+    monkeypatch.setattr(cpuchoice, "time_calls", fake_time_calls)
     cache = tmp_path / "cache"
     lines: list[str] = []
     vnni = fake_cpu(tmp_path, "sapphire-rapids")
     first = choose_precision(tiny, 1, cache, 2, lines.append, cpu=vnni)
-    assert first.precision == "int8" and not first.cached and "x2.00" in first.reason and len(timed) == 1
+    assert first.precision == "int8" and not first.cached and "x2.00" in first.reason and timed == [3]
+    assert first.scheme == "u8s8" and "u8s8-gemm x1.82" in first.reason  # fp32 + both VNNI schemes timed
     again = choose_precision(tiny, 1, cache, 2, lines.append, cpu=vnni)
-    assert again.cached and again.precision == "int8" and len(timed) == 1  # no second timed run
+    assert again.cached and again.precision == "int8" and again.scheme == "u8s8" and len(timed) == 1
     assert any("measured before" in s for s in lines), lines
     (stored,) = (cache / "cpu-choice").glob("*.json")
     info = json.loads(stored.read_text())
     assert info["cpu_model"] == "Intel(R) Xeon(R) Platinum 8480+" and info["fields"]["onnxruntime"]
+    # the key names every scheme measured, so a new candidate scheme means a new measurement
+    assert info["scheme"] == "u8s8"
+    assert [r.removeprefix(RECIPE + "-") for r in info["fields"]["int8"]] == ["u8s8", "u8s8-gemm"]
     # another CPU, another ONNX Runtime or another thread count: measured again, never reused
-    choose_precision(tiny, 1, cache, 2, lines.append, cpu=fake_cpu(tmp_path, "epyc-zen2"))
-    assert len(timed) == 2
+    avx2 = choose_precision(tiny, 1, cache, 2, lines.append, cpu=fake_cpu(tmp_path, "epyc-zen2"))
+    assert timed[1] == 2 and avx2.scheme == "u8s8-w7"  # AVX2: fp32 against the one exact int8 scheme
     monkeypatch.setattr("onnxruntime.__version__", "0.0.1-other")
     choose_precision(tiny, 1, cache, 2, lines.append, cpu=vnni)
     choose_precision(tiny, 1, cache, 1, lines.append, cpu=vnni)
     assert len(timed) == 4
     # int8 not clearly faster: fp32, and the log says by how much
-    monkeypatch.setattr(cpuchoice, "time_pair", lambda a, b, seconds=0: (9.8, 10.0))
+    monkeypatch.setattr(cpuchoice, "time_calls", lambda calls, seconds=0: [10.0, 9.8, 9.9])
     slow = choose_precision(tiny, 1, cache, 2, lines.append, cpu=vnni, force=True)
     assert slow.precision == "fp32" and "only x1.02" in slow.reason and "only x1.02" in lines[-1]
+    # the GEMM-path graph faster: it is the scheme chosen, and what `create` then opens
+    monkeypatch.setattr(cpuchoice, "time_calls", lambda calls, seconds=0: [10.0, 4.0, 3.0])
+    gemm = choose_precision(tiny, 1, cache, 2, lines.append, cpu=vnni, force=True)
+    assert gemm.precision == "int8" and gemm.scheme == "u8s8-gemm"
+    assert "(u8s8-gemm) x3.33" in gemm.reason and "u8s8 x2.50" in gemm.reason
+
+
+def test_create_opens_the_measured_scheme(tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`onnxruntime` with no precision, or with int8 pinned, opens the int8 scheme the choice measured fastest;
+    fp32 pinned never measures. (Before, every int8 graph was the CPU's exact scheme, measured or not.)"""
+    from livevae.backends.cpuchoice import Choice
+
+    asked: list[object] = []
+
+    def choose(*a: object, **kw: object) -> Choice:
+        asked.append(a)
+        return Choice("int8", "measured", 1.0, 2.0, scheme="u8s8-w7")  # a scheme every CPU runs exactly
+
+    monkeypatch.setattr(cpuchoice, "choose_precision", choose)
+    for backend in ("onnxruntime", "onnxruntime+int8"):
+        b = create(tiny, backend, cache_dir=tmp_path / "cache", logger=lambda s: None)
+        assert b.precision == "int8" and b.scheme == "u8s8-w7", backend  # type: ignore[attr-defined]
+    assert len(asked) == 2
+    b = create(tiny, "onnxruntime+fp32", cache_dir=tmp_path / "cache", logger=lambda s: None)
+    assert b.precision == "fp32" and b.scheme is None and len(asked) == 2  # type: ignore[attr-defined]
 
 
 def test_int8_that_fails_its_check_means_fp32_with_the_reason(
@@ -162,7 +205,9 @@ def test_real_choice_on_this_machine_is_short(tiny: Path, tmp_path: Path) -> Non
     import time
 
     cache = tmp_path / "cache"
-    export(tiny, NetSpec("encoder", 1, "int8"), cache), export(tiny, NetSpec("decoder", 1, "int8"), cache)
+    for scheme in candidate_schemes(read_cpu()):
+        for net in ("encoder", "decoder"):
+            export(tiny, NetSpec(net, 1, "int8", scheme=scheme.name), cache)
     export(tiny, NetSpec("encoder", 1, "fp32"), cache), export(tiny, NetSpec("decoder", 1, "fp32"), cache)
     t = time.perf_counter()
     c = choose_precision(tiny, 1, cache, 2, lambda s: None)

@@ -174,6 +174,8 @@ def test_int8_on_an_emulated_avx2_cpu(demo_int8: tuple[OnnxRuntimeBackend, OnnxR
     from livevae.backends.quantize import calibration_data, scheme_for, to_blocks
 
     b8, _ = demo_int8
+    if SCHEMES[str(b8.scheme)].base is not None:  # the same numbers as its base, and never chosen on AVX2
+        pytest.skip(f"{b8.scheme} is derived from {SCHEMES[str(b8.scheme)].base}: its base is run under QEMU")
     avx2 = scheme_for(cpuchoice.CpuInfo("x86_64", "Haswell", frozenset({"avx2", "fma"})))
     model = load_model(DEMO).eval()
     frames, z = calibration_data(model, n=8, seed=1)  # the export check's own samples
@@ -201,6 +203,49 @@ def test_int8_on_an_emulated_avx2_cpu(demo_int8: tuple[OnnxRuntimeBackend, OnnxR
             assert ok, f"{b8.scheme} on emulated AVX2, {key}: {diff} (allowed {TOLERANCE['int8'] * scale:.3g})"
         elif key == "mu":
             assert not ok, f"u8s8 did not saturate on emulated AVX2 ({diff}): QEMU ran other kernels"
+
+
+def test_gemm_scheme_is_the_u8s8_graph_with_moved_weights(tmp_path: Path) -> None:
+    """u8s8-gemm is derived from the cached u8s8 graph, not calibrated again: every int8 weight is stored one
+    lower under a zero point of -1, so the dequantized weights, and where u8s8 is exact the outputs, are the
+    same bits. (ONNX Runtime then runs its convs on the GEMM path; which path is faster is measured.)"""
+    import onnx
+    import onnxruntime as ort
+    from onnx import numpy_helper
+
+    from livevae.backends.quantize import WEIGHT_ZERO, gemm_weights
+
+    model = random_model("tiny").eval()
+    from livevae.model import save_model
+
+    path = save_model(model, tmp_path / "tiny.safetensors")
+    cache = tmp_path / "cache"
+    for net in ("encoder", "decoder"):
+        gemm = export(path, NetSpec(net, None, "int8", scheme="u8s8-gemm"), cache)
+        base = export(path, NetSpec(net, None, "int8", scheme="u8s8"), cache)
+        assert base.cached and not gemm.cached  # the base was made (once) on the way to the derived graph
+        graphs = [onnx.load(str(e.path)).graph for e in (base, gemm)]
+        inits = [{t.name: numpy_helper.to_array(t) for t in g.initializer} for g in graphs]
+        deq = [n for n in graphs[1].node if n.op_type == "DequantizeLinear" and n.input[0] in inits[1]]
+        weights = [n for n in deq if inits[1][n.input[0]].dtype == np.int8]
+        assert len(weights) >= 4
+        for n in weights:
+            w0, w1 = inits[0][n.input[0]].astype(int), inits[1][n.input[0]].astype(int)
+            assert np.array_equal(w1, w0 + WEIGHT_ZERO) and np.all(inits[1][n.input[2]] == WEIGHT_ZERO)
+            assert np.array_equal(inits[0][n.input[1]], inits[1][n.input[1]])  # scales untouched
+        if SCHEMES["u8s8"] in accurate_schemes(read_cpu()):
+            spec, rng = base.spec, np.random.default_rng(0)
+            shape = spec.input_shape(model.cfg, 3)
+            x = rng.integers(0, 256, shape).astype(np.uint8) if net == "encoder" else rng.standard_normal(shape)
+            x = x.astype(np.uint8 if net == "encoder" else np.float32)
+            outs = [ort.InferenceSession(str(e.path)).run(None, {spec.input_name: x})[0] for e in (base, gemm)]
+            assert np.array_equal(outs[0], outs[1]), net
+    with pytest.raises(EngineError, match="zero point"):  # moved once already: moving again would change it
+        gemm_weights(gemm.path, tmp_path / "again.onnx")
+    fp32 = export(path, NetSpec("decoder", None, "fp32"), cache)
+    with pytest.raises(EngineError, match="no int8 weights"):
+        gemm_weights(fp32.path, tmp_path / "none.onnx")
+    assert not (tmp_path / "again.onnx").exists() and not (tmp_path / "none.onnx").exists()
 
 
 def test_tensorrt_refuses_int8_clearly() -> None:

@@ -67,12 +67,18 @@ def _make(
         from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         provider = "cuda" if name.endswith("cuda") else "cpu"
-        if precision is None and provider == "cpu":
+        scheme: str | None = None  # int8: the scheme for this CPU (NetSpec's default) unless one was measured
+        if precision in (None, "int8") and provider == "cpu":
             from livevae.backends.cpuchoice import choose_precision
 
-            # int8 or fp32 by measuring both on this CPU (once per model, CPU and ONNX Runtime; cached): an int8
-            # graph that fails its accuracy check, or is not clearly faster here, means fp32, logged with why.
-            precision = choose_precision(model_path, batch, cache_dir, threads, logger).precision
+            # int8 (and which scheme) or fp32 by measuring them on this CPU (once per model, CPU and ONNX Runtime;
+            # cached): int8 graphs that fail their accuracy check, or are not clearly faster here, mean fp32.
+            # A pinned int8 still gets the fastest int8 scheme measured here (they all give the same outputs).
+            choice = choose_precision(model_path, batch, cache_dir, threads, logger)
+            scheme = choice.scheme
+            precision = precision or choice.precision
+            if precision != "int8":
+                scheme = None
         return OnnxRuntimeBackend.from_file(
             model_path,
             provider=provider,
@@ -80,6 +86,7 @@ def _make(
             precision=precision or "fp32",
             cache_dir=cache_dir,
             threads=threads,
+            scheme=scheme,
         )
     if name in ("torch-cpu", "torch", "torch-cpu-jit"):
         from livevae.backends.torch_backend import TorchBackend

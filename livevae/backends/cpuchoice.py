@@ -1,4 +1,4 @@
-"""The CPU this runs on (model, flags) and the measured int8-or-fp32 choice for ONNX Runtime, cached per CPU."""
+"""The CPU this runs on (model, flags) and the measured choice of ONNX Runtime graphs (fp32, int8 scheme), per CPU."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import os
 import platform
 import statistics
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -19,7 +19,7 @@ import numpy as np
 from livevae.backends import EngineError, log
 
 CPUINFO = Path("/proc/cpuinfo")
-# The timed run at export time: warm-up calls, then alternating int8/fp32 rounds until either runs out.
+# The timed run at export time: warm-up calls, then rounds of one call of each candidate until either runs out.
 # About a second: long enough that a 5% difference shows through a contended machine's noise, short enough
 # for a show's first start (the result is cached, so it is paid once per model, CPU and ONNX Runtime).
 CHOICE_SECONDS = float(os.environ.get("LIVEVAE_CHOICE_SECONDS", "1.0"))
@@ -27,7 +27,7 @@ CHOICE_WARMUP = 2
 CHOICE_MAX_ROUNDS = 30
 # int8 costs some accuracy, so it must win clearly: at least 5% faster than fp32 on this machine.
 INT8_MARGIN = 0.95
-CHOICE_FORMAT = 1
+CHOICE_FORMAT = 2  # 2: int8 schemes are measured against each other too, and the winner is recorded
 
 
 @dataclass(frozen=True)
@@ -110,30 +110,30 @@ def read_cpu(path: Path | None = None) -> CpuInfo:
 
 @dataclass(frozen=True)
 class Choice:
-    """The measured choice for one model on one CPU: the precision and why."""
+    """The measured choice for one model on one CPU: the precision, the int8 scheme, and why."""
 
     precision: str  # "int8" or "fp32"
     reason: str
-    int8_ms: float | None  # median encode+decode per call; None when int8 did not pass its export check
+    int8_ms: float | None  # the fastest int8 scheme's median encode+decode per call; None when none passed its check
     fp32_ms: float
     cached: bool = False
+    scheme: str | None = None  # the fastest int8 scheme (quantize.SCHEMES), whichever precision won; None: no int8
 
 
-def time_pair(a: Callable[[], object], b: Callable[[], object], seconds: float = CHOICE_SECONDS) -> tuple[float, float]:
-    """Median milliseconds per call of a and b, interleaved (a, b, a, b, ...) so that a noisy neighbour
-    slows both alike; CHOICE_WARMUP untimed calls each first (allocations, kernel selection)."""
+def time_calls(calls: Sequence[Callable[[], object]], seconds: float = CHOICE_SECONDS) -> list[float]:
+    """Median milliseconds per call of each of `calls`, interleaved (a, b, c, a, b, c, ...) so that a noisy
+    neighbour slows all alike; CHOICE_WARMUP untimed calls each first (allocations, kernel selection)."""
     for _ in range(CHOICE_WARMUP):
-        a()
-        b()
-    ta: list[float] = []
-    tb: list[float] = []
+        for f in calls:
+            f()
+    times: list[list[float]] = [[] for _ in calls]
     end = time.perf_counter() + seconds
-    while len(ta) < 3 or (time.perf_counter() < end and len(ta) < CHOICE_MAX_ROUNDS):
-        for f, out in ((a, ta), (b, tb)):
+    while len(times[0]) < 3 or (time.perf_counter() < end and len(times[0]) < CHOICE_MAX_ROUNDS):
+        for f, out in zip(calls, times, strict=True):
             t0 = time.perf_counter()
             f()
             out.append((time.perf_counter() - t0) * 1000)
-    return statistics.median(ta), statistics.median(tb)
+    return [statistics.median(t) for t in times]
 
 
 def _median_ms(b: Any, frames: np.ndarray, n: int = 5) -> float:
@@ -161,7 +161,7 @@ def choice_fields(model_sha256: str, batch: int | None, threads: int, cpu: CpuIn
     except ImportError as e:  # `auto` then moves on to the next backend, saying why
         raise EngineError(f"onnxruntime is not installed ({e}); pip install onnxruntime") from e
 
-    from livevae.backends.quantize import recipe, scheme_for
+    from livevae.backends.quantize import candidate_schemes, recipe
 
     return {
         "choice_format": CHOICE_FORMAT,
@@ -170,7 +170,7 @@ def choice_fields(model_sha256: str, batch: int | None, threads: int, cpu: CpuIn
         "model_sha256": model_sha256,
         "batch": batch,
         "threads": threads,
-        "int8": recipe(scheme_for(cpu)),
+        "int8": [recipe(s) for s in candidate_schemes(cpu)],
     }
 
 
@@ -179,7 +179,12 @@ def _read_choice(path: Path, fields: dict[str, Any]) -> Choice | None:
         info = json.loads(path.read_text())
         if info.get("fields") != fields or info.get("precision") not in ("int8", "fp32"):
             return None
-        return Choice(info["precision"], info["reason"], info["int8_ms"], float(info["fp32_ms"]), cached=True)
+        scheme = info.get("scheme")
+        if info["precision"] == "int8" and not isinstance(scheme, str):
+            return None
+        return Choice(
+            info["precision"], info["reason"], info["int8_ms"], float(info["fp32_ms"]), cached=True, scheme=scheme
+        )
     except FileNotFoundError:
         return None
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -196,15 +201,19 @@ def choose_precision(
     force: bool = False,
     cpu: CpuInfo | None = None,
 ) -> Choice:
-    """int8 or fp32 for ONNX Runtime on this CPU, by measuring both on this model (cached).
+    """fp32 or one of the int8 schemes for ONNX Runtime on this CPU, by measuring them on this model (cached).
 
-    Exports (or reuses) both graphs; an int8 graph that fails its accuracy check at export means fp32.
-    Otherwise a short timed run (time_pair, ~CHOICE_SECONDS) picks int8 only where it is at least 5%
-    faster. The result is stored under <cache>/cpu-choice/, keyed by choice_fields, and logged with its
-    reason either way. Raises EngineError only when even the fp32 graph cannot be built.
+    Exports (or reuses) the fp32 graphs and those of every int8 scheme this CPU can run exactly
+    (quantize.candidate_schemes); an int8 graph that fails its accuracy check at export is left out, and if
+    every one does, fp32 it is. Otherwise a short timed run of all of them (time_calls, ~CHOICE_SECONDS) picks
+    the fastest int8 scheme, and int8 only where that is at least 5% faster than fp32 (int8 schemes give the
+    same outputs as each other, so between them only speed counts). The result is stored under
+    <cache>/cpu-choice/, keyed by choice_fields, and logged with its reason either way. Raises EngineError
+    only when even the fp32 graph cannot be built.
     """
     from livevae.backends.cache import file_sha256
     from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend, default_threads
+    from livevae.backends.quantize import candidate_schemes
 
     cpu = read_cpu() if cpu is None else cpu
     threads = threads or default_threads()
@@ -213,25 +222,35 @@ def choose_precision(
     if not force and (hit := _read_choice(path, fields)) is not None:
         logger(f"onnxruntime {hit.precision} on this {cpu.kind} CPU: {hit.reason} (measured before; {path})")
         return hit
-    logger(f"measuring int8 against fp32 on this {cpu.kind} CPU ({cpu.model}); once per model, cached")
+    schemes = [s.name for s in candidate_schemes(cpu)]
+    logger(f"measuring int8 ({', '.join(schemes)}) against fp32 on this {cpu.kind} CPU ({cpu.model}); once, cached")
     b32 = OnnxRuntimeBackend.from_file(model_path, batch=batch, precision="fp32", cache_dir=cache_dir, threads=threads)
     n = batch or 4
     frames = np.random.default_rng(0).integers(0, 256, (n, b32.cfg.height, b32.cfg.width, 3), dtype=np.uint8)
-    try:
-        b8 = OnnxRuntimeBackend.from_file(
-            model_path, batch=batch, precision="int8", cache_dir=cache_dir, threads=threads
-        )
-    except EngineError as e:
-        choice = Choice("fp32", f"int8 failed its accuracy check at export ({e})", None, _median_ms(b32, frames))
+    int8: dict[str, Any] = {}
+    failed: list[str] = []
+    for name in schemes:
+        try:
+            int8[name] = OnnxRuntimeBackend.from_file(
+                model_path, batch=batch, precision="int8", cache_dir=cache_dir, threads=threads, scheme=name
+            )
+        except EngineError as e:
+            failed.append(f"{name}: {e}")
+    if not int8:
+        why = f"int8 failed its accuracy check at export ({failed[0]})"
+        choice = Choice("fp32", why, None, _median_ms(b32, frames))
     else:
-        t8, t32 = time_pair(lambda: b8.decode(b8.encode(frames)), lambda: b32.decode(b32.encode(frames)))
-        ratio = t32 / t8
-        scheme = b8.scheme
+        calls = [lambda b=b: b.decode(b.encode(frames)) for b in (b32, *int8.values())]
+        t32, *t8s = time_calls(calls)
+        by_scheme = dict(zip(int8, t8s, strict=True))
+        best = min(by_scheme, key=by_scheme.__getitem__)
+        t8 = by_scheme[best]
+        others = "".join(f", {k} x{t32 / v:.2f}" for k, v in by_scheme.items() if k != best)
         if t8 < t32 * INT8_MARGIN:
-            choice = Choice("int8", f"int8 ({scheme}) x{ratio:.2f} the speed of fp32", t8, t32)
+            choice = Choice("int8", f"int8 ({best}) x{t32 / t8:.2f} the speed of fp32{others}", t8, t32, scheme=best)
         else:
-            why = f"int8 ({scheme}) only x{ratio:.2f} the speed of fp32 (needs x{1 / INT8_MARGIN:.2f})"
-            choice = Choice("fp32", why, t8, t32)
+            why = f"int8 ({best}) only x{t32 / t8:.2f} the speed of fp32 (needs x{1 / INT8_MARGIN:.2f}){others}"
+            choice = Choice("fp32", why, t8, t32, scheme=best)
     _write_choice(path, fields, choice, cpu)
     logger(f"onnxruntime {choice.precision} on this {cpu.kind} CPU: {choice.reason} (cached in {path})")
     return choice
@@ -242,6 +261,7 @@ def _write_choice(path: Path, fields: dict[str, Any], choice: Choice, cpu: CpuIn
     info = {
         "fields": fields,
         "precision": choice.precision,
+        "scheme": choice.scheme,
         "reason": choice.reason,
         "int8_ms": choice.int8_ms,
         "fp32_ms": choice.fp32_ms,

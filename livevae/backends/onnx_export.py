@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import os
@@ -355,6 +356,15 @@ def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None
     return diff
 
 
+def _base_scheme(spec: NetSpec) -> str | None:
+    """The scheme an int8 spec's graph is derived from (quantize.Int8Scheme.base), else None."""
+    if spec.precision != "int8":
+        return None
+    from livevae.backends.quantize import SCHEMES
+
+    return SCHEMES[str(spec.scheme)].base
+
+
 def export(
     model_path: str | os.PathLike[str],
     spec: NetSpec,
@@ -394,11 +404,19 @@ def export(
         except (ValueError, KeyError, TypeError):
             pass  # an unreadable sidecar means a broken entry: export again below
         log.info(f"{path}: cached export does not match its sidecar; exporting again")
-    # Seconds per graph (int8: ~10 s on 2 cores): say so, or a show's first start looks hung.
-    log.info(f"exporting {spec.name} for {model_path.name} (once; cached in {path.parent})")
     if model is None:
         model = load_model(model_path)
-    _export_graph(spec, model, path)
+    base = _base_scheme(spec)
+    if base is not None:  # the base scheme's graph (exported or cached) with its weights moved: no calibration
+        from livevae.backends.quantize import gemm_weights
+
+        src = export(model_path, dataclasses.replace(spec, scheme=base), cache_dir, model, force)
+        log.info(f"deriving {spec.name} from {src.path.name} (once; cached in {path.parent})")
+        gemm_weights(src.path, path)
+    else:
+        # Seconds per graph (int8: ~10 s on 2 cores): say so, or a show's first start looks hung.
+        log.info(f"exporting {spec.name} for {model_path.name} (once; cached in {path.parent})")
+        _export_graph(spec, model, path)
     diff = check_export(spec, model, path)
     sha = file_sha256(path)
     side.write_text(

@@ -159,10 +159,10 @@ def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads:
         from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         b_batch = 1 if batch == 1 else None
-        precision = choose_precision(model_path, b_batch, cache, threads, lambda s: None).precision
+        c = choose_precision(model_path, b_batch, cache, threads, lambda s: None)
         b: Backend = OnnxRuntimeBackend.from_file(
-            model_path, batch=b_batch, precision=precision, cache_dir=cache, threads=threads,
-            spinning="on" if name.endswith("+spin") else "off",
+            model_path, batch=b_batch, precision=c.precision, cache_dir=cache, threads=threads,
+            spinning="on" if name.endswith("+spin") else "off", scheme=c.scheme if c.precision == "int8" else None,
         )  # fmt: skip
         return b, b.describe()  # type: ignore[attr-defined]
     if name.startswith("onnxruntime+int8:"):  # one int8 scheme forced (quantize.SCHEMES), e.g. onnxruntime+int8:u8s8-w7
