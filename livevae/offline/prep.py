@@ -130,6 +130,7 @@ def prep(
         stats = DecodeStats()
         times: list[float] = []
         n = 0
+        first = 0.0  # seconds from the loop's start to the first frame written: its fixed cost (open, pipeline fill)
         t_start, cpu_start = time.perf_counter(), time.process_time()
         bar = tqdm(total=total, unit="frame", desc=f"prep {film.name}", disable=not progress, dynamic_ncols=True)
         # Frames are appended to the .npy with plain sequential writes behind a header sized for any count:
@@ -142,6 +143,8 @@ def prep(
                     break
                 f.write(np.ascontiguousarray(img).data)  # uint8 [h, w, 3], frame n
                 times.append(t)
+                if n == 0:
+                    first = time.perf_counter() - t_start
                 n += 1
                 bar.update(1)
             elapsed, cpu = time.perf_counter() - t_start, time.process_time() - cpu_start
@@ -175,6 +178,7 @@ def prep(
             "first_time": times[0],
             "last_time": times[-1],
             "seconds": round(elapsed, 3),  # the frame loop's wall time
+            "first_frame_seconds": round(first, 4),  # of which before the first frame (the rest is per frame)
             "cpu_seconds": round(cpu, 3),  # and its CPU time, all threads (decoding, scaling, writing)
         }
         (tmp / META_FILE).write_text(json.dumps(meta, indent=2))
