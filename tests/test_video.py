@@ -139,6 +139,35 @@ def test_prefetch_keeps_order_reraises_and_stops_early() -> None:
     assert n <= 5 + 2 + 2  # at most `depth` ahead, plus the item in flight
 
 
+def test_decoder_thread_count_is_applied_and_frames_are_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """thread_count=1 decodes on the calling thread (no frame threads) and gives the frames and timestamps
+    threaded decoding gives; a count above 1 turns frame threading on with exactly that many threads."""
+    from livevae.media import video
+
+    film = write_video(tmp_path / "in.mp4", pattern_frames(12, 64, 48))
+    streams: list[object] = []
+    real = video.main_stream
+    monkeypatch.setattr(video, "main_stream", lambda c: streams.append(real(c)) or streams[-1])
+
+    def decode(**kw: object) -> tuple[list[np.ndarray], list[float], tuple[int, str]]:
+        frames, times, ctx = [], [], (0, "")
+        for f, t in video.iter_av_frames(film, **kw):  # type: ignore[arg-type]
+            cc = streams[-1].codec_context  # type: ignore[attr-defined]
+            ctx = (cc.thread_count, str(cc.thread_type))  # as the decoder ran
+            frames.append(f.to_ndarray(format="rgb24"))
+            times.append(t)
+        return frames, times, ctx
+
+    a, ta, _ = decode()
+    b, tb, one = decode(thread_count=1)
+    c, tc, three = decode(threads=False, thread_count=3)
+    assert one[0] == 1 and three == (3, "ThreadType.AUTO"), (one, three)  # AUTO: frame + slice threads
+    assert len(a) == 12 and ta == tb == tc
+    assert all(np.array_equal(x, y) and np.array_equal(x, z) for x, y, z in zip(a, b, c, strict=True))
+
+
 def test_writer_runs_x264_on_one_thread_for_model_size_frames(tmp_path: Path) -> None:
     """x264's frame threads cost more CPU than they save at 256x144 (reconstruct encodes beside decoding and
     inference); a 1280x720 recording keeps x264's own threads. Both files play back whole."""

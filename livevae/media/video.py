@@ -179,13 +179,20 @@ def iter_av_frames(
     every: int = 1,
     stats: DecodeStats | None = None,
     threads: bool = True,
+    thread_count: int | None = None,
 ) -> Iterator[tuple[av.VideoFrame, float]]:
-    """Like iter_frames, but the decoded av.VideoFrame (still YUV), for callers that scale in FFmpeg."""
+    """Like iter_frames, but the decoded av.VideoFrame (still YUV), for callers that scale in FFmpeg.
+
+    threads: FFmpeg's frame + slice threads (its count: one per core); thread_count: exactly that many decoder
+    threads instead (1 decodes on the calling thread: the least CPU a frame, for callers whose other stages
+    already keep every core busy)."""
     stats = stats if stats is not None else DecodeStats()
     with open_container(path) as c:
         v = main_stream(c)
-        if threads:
+        if threads or (thread_count or 0) > 1:
             v.thread_type = "AUTO"  # frame + slice threading: decoding is the prep bottleneck
+        if thread_count is not None:
+            v.codec_context.thread_count = thread_count
         tb = v.time_base or Fraction(1, 1000)
         if start:
             c.seek(int(start / tb), stream=v, backward=True, any_frame=False)

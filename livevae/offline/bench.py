@@ -64,7 +64,7 @@ def machine_info() -> dict[str, Any]:
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
     from livevae.backends.cpuchoice import read_cpu
-    from livevae.backends.quantize import scheme_for
+    from livevae.backends.quantize import candidate_schemes, scheme_for
 
     cpu = read_cpu()
     info["cpu"] = cpu.model
@@ -72,6 +72,7 @@ def machine_info() -> dict[str, Any]:
     info["cpu_int8_flags"] = sorted(cpu.flags & INT8_FLAGS)  # what the int8 schemes depend on
     info["cpu_flags"] = sorted(cpu.flags)
     info["int8_scheme"] = scheme_for(cpu).name
+    info["int8_candidates"] = [s.name for s in candidate_schemes(cpu)]  # what the timed choice measures here
     return info
 
 
