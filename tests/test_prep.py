@@ -189,3 +189,18 @@ def test_the_frames_header_has_a_fixed_size_for_any_count(tmp_path: Path, n: int
         shape, fortran, dtype = np.lib.format.read_array_header_1_0(f)
         assert (shape, fortran, dtype) == ((n, 144, 256, 3), False, np.dtype(np.uint8))
         assert f.tell() == HEADER_BYTES
+
+
+@pytest.mark.parametrize("crop", ["centre", "auto", "10,6,288,162"])
+def test_prep_probes_the_film_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, crop: str) -> None:
+    # A probe opens the film and decodes a frame (~19 ms of 720p): resolving the crop reuses prep's own.
+    import livevae.offline.prep as prep_module
+
+    film = write_video(tmp_path / "in.mp4", pattern_frames(6, 320, 180))
+    box = prep_module.resolve_crop(film, crop, (256, 144), None, None)  # probes for itself
+    calls: list[Path] = []
+    real = prep_module.probe
+    monkeypatch.setattr(prep_module, "probe", lambda path: calls.append(Path(path)) or real(path))
+    meta = prep(film, tmp_path / "ds", crop=crop, progress=False)
+    assert calls == [film]
+    assert meta["crop"] == box.as_list() and meta["frames"] == 6
