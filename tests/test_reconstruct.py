@@ -261,6 +261,23 @@ def test_decoder_runs_on_one_thread_where_inference_takes_every_core(
     assert _times(tmp_path / "one.mp4") == _times(tmp_path / "many.mp4")
 
 
+@pytest.mark.parametrize("crop", ["centre", "train", "8,4,80,60"])
+def test_reconstruct_probes_the_film_once(
+    tmp_path: Path, tiny_model_file: Path, monkeypatch: pytest.MonkeyPatch, crop: str
+) -> None:
+    """A probe opens the film and decodes a frame (~19 ms of 720p): the crop is resolved with reconstruct's own."""
+    import livevae.offline.prep as prep_module
+    import livevae.offline.reconstruct as rec
+
+    film = write_video(tmp_path / "in.mp4", pattern_frames(5, 96, 64))
+    calls: list[str] = []
+    for module in (rec, prep_module):
+        real = module.probe
+        monkeypatch.setattr(module, "probe", lambda path, real=real: calls.append(str(path)) or real(path))
+    assert reconstruct(_opts(tiny_model_file, film, tmp_path / "o.mp4", crop=crop))["frames"] == 5
+    assert calls == [str(film)], calls
+
+
 def test_start_end_grid_size_labels(tmp_path: Path, tiny_model_file: Path) -> None:
     film = write_video(tmp_path / "in.mp4", pattern_frames(25, 96, 64), audio_seconds=1.0)
     torch.manual_seed(1)

@@ -231,7 +231,7 @@ def reconstruct(opts: Options) -> dict[str, Any]:
             continue
         box = training_crop(m, opts.input, s) if opts.crop == "train" else None
         boxes[s] = box or _crop_box(
-            opts.input, "centre" if opts.crop == "train" else opts.crop, s, opts.start, opts.end
+            opts.input, "centre" if opts.crop == "train" else opts.crop, s, opts.start, opts.end, info
         )
     tile_box = boxes[sizes[0]]  # the original is shown with the first model's crop, so tiles line up
     labels: tuple[str, ...] = ()
@@ -324,10 +324,12 @@ def _check_writable(out: Path) -> None:
         raise VideoError(f"{out}: cannot write output ({e.strerror or e}); expected a writable path") from e
 
 
-def _crop_box(film: str, crop: str, size: tuple[int, int], start: float | None, end: float | None) -> CropBox:
+def _crop_box(
+    film: str, crop: str, size: tuple[int, int], start: float | None, end: float | None, info: Any
+) -> CropBox:
     from livevae.offline.prep import resolve_crop
 
-    return resolve_crop(Path(film), crop, size, start, end)
+    return resolve_crop(Path(film), crop, size, start, end, info=info)  # the probe reconstruct made: not a second
 
 
 def training_crop(model_path: str, film: str, size: tuple[int, int]) -> CropBox | None:
