@@ -94,8 +94,9 @@ SCHEMES = {
 }
 # The zero point gemm_weights gives every weight. ONNX Runtime's QLinearConv runs weights whose zero point is 0
 # on its direct symmetric conv kernels (VNNI at best), and any other on im2col + MLAS's int8 GEMM, which uses AMX
-# where the CPU has it: 2.61 -> 1.93 ms a frame for the demo model's encode+decode at batch 16 on one Sapphire
-# Rapids core, with bit-identical outputs (each weight q is stored as q - 1, so (q - 1) - (-1) = q).
+# where the CPU has it: the demo decoder 1.43 -> 0.99 ms a frame at batch 16 on one Sapphire Rapids core (ONNX
+# Runtime's profiler; its encoder already takes the GEMM path), with bit-identical outputs (each weight q is
+# stored as q - 1, so (q - 1) - (-1) = q). Which path wins depends on CPU, batch and threads: it is measured.
 WEIGHT_ZERO = -1
 
 
