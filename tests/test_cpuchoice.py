@@ -114,6 +114,10 @@ def test_avx2_graph_weights_fit_vpmaddubsw(tiny: Path, tmp_path: Path, monkeypat
         worst = max(int(abs(w.astype(int)).max()) for w in weights)
         assert 2 * 255 * worst <= INT16_MAX, f"{net}: |w| up to {worst}"
     info.write_text(CPUS["sapphire-rapids"][0])  # the same model on VNNI: full-range weights, another graph
+    if SCHEMES["u8s8"] not in accurate_schemes(read_cpu(Path("/proc/cpuinfo"))):  # really on AVX2: its export
+        import livevae.backends.onnx_export as onnx_export  # check would (rightly) refuse 8-bit weights here
+
+        monkeypatch.setattr(onnx_export, "check_export", lambda *a, **kw: 0.0)
     e = export(tiny, NetSpec("decoder", 1, "int8"), tmp_path / "cache")
     assert e.spec.scheme == "u8s8" and not e.cached
 
@@ -121,6 +125,12 @@ def test_avx2_graph_weights_fit_vpmaddubsw(tiny: Path, tmp_path: Path, monkeypat
 def test_choice_is_measured_once_and_cached_per_cpu(
     tiny: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    import livevae.backends.onnx_export as onnx_export
+
+    # The faked CPUs' graphs are exported on this machine, whose kernels may saturate on 8-bit weights (AVX2):
+    # the accuracy check at export is this machine's and is tested on its own schemes (test_quantize); here
+    # the choice's logic is tested, with the timings faked too.
+    monkeypatch.setattr(onnx_export, "check_export", lambda *a, **kw: 0.0)
     timed: list[int] = []
 
     def fake_time_calls(calls: list[object], seconds: float = 0) -> list[float]:

@@ -205,7 +205,7 @@ def test_int8_on_an_emulated_avx2_cpu(demo_int8: tuple[OnnxRuntimeBackend, OnnxR
             assert not ok, f"u8s8 did not saturate on emulated AVX2 ({diff}): QEMU ran other kernels"
 
 
-def test_gemm_scheme_is_the_u8s8_graph_with_moved_weights(tmp_path: Path) -> None:
+def test_gemm_scheme_is_the_u8s8_graph_with_moved_weights(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """u8s8-gemm is derived from the cached u8s8 graph, not calibrated again: every int8 weight is stored one
     lower under a zero point of -1, so the dequantized weights, and where u8s8 is exact the outputs, are the
     same bits. (ONNX Runtime then runs its convs on the GEMM path; which path is faster is measured.)"""
@@ -213,8 +213,12 @@ def test_gemm_scheme_is_the_u8s8_graph_with_moved_weights(tmp_path: Path) -> Non
     import onnxruntime as ort
     from onnx import numpy_helper
 
+    import livevae.backends.onnx_export as onnx_export
     from livevae.backends.quantize import WEIGHT_ZERO, gemm_weights
 
+    exact_here = SCHEMES["u8s8"] in accurate_schemes(read_cpu())
+    if not exact_here:  # 8-bit weights saturate this CPU's kernels, so its export check would (rightly) refuse
+        monkeypatch.setattr(onnx_export, "check_export", lambda *a, **kw: 0.0)  # the graphs; their bytes are tested
     model = random_model("tiny").eval()
     from livevae.model import save_model
 
@@ -233,7 +237,7 @@ def test_gemm_scheme_is_the_u8s8_graph_with_moved_weights(tmp_path: Path) -> Non
             w0, w1 = inits[0][n.input[0]].astype(int), inits[1][n.input[0]].astype(int)
             assert np.array_equal(w1, w0 + WEIGHT_ZERO) and np.all(inits[1][n.input[2]] == WEIGHT_ZERO)
             assert np.array_equal(inits[0][n.input[1]], inits[1][n.input[1]])  # scales untouched
-        if SCHEMES["u8s8"] in accurate_schemes(read_cpu()):
+        if exact_here:
             spec, rng = base.spec, np.random.default_rng(0)
             shape = spec.input_shape(model.cfg, 3)
             x = rng.integers(0, 256, shape).astype(np.uint8) if net == "encoder" else rng.standard_normal(shape)
