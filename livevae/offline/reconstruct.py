@@ -24,6 +24,7 @@ from livevae.media.video import (
     DecodeStats,
     Scaler,
     VideoError,
+    VideoInfo,
     VideoWriter,
     concat,
     iter_av_frames,
@@ -325,7 +326,7 @@ def _check_writable(out: Path) -> None:
 
 
 def _crop_box(
-    film: str, crop: str, size: tuple[int, int], start: float | None, end: float | None, info: Any
+    film: str, crop: str, size: tuple[int, int], start: float | None, end: float | None, info: VideoInfo
 ) -> CropBox:
     from livevae.offline.prep import resolve_crop
 
