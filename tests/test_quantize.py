@@ -45,6 +45,14 @@ def test_subpixel_rewrite_equals_transposed_conv_and_batch_norm(k: int, pad: int
     assert got.shape == ref.shape == (2, 5, 14, 18)
     assert (got - ref).abs().max() < 1e-5
     assert (plain - ct(x)).abs().max() < 1e-5
+    # each phase reads only its own taps: ceil(k/2)^2 per output, not the 3x3 union of all four phases' taps
+    layer = SubpixelConvTranspose(ct, bn)
+    assert layer.conv.kernel_size == ((k + 1) // 2, (k + 1) // 2)
+    layer.pixels = True  # the last layer's form: phases that overhang the frame by layer.crop
+    with torch.no_grad():
+        phases = layer(x)
+        assert phases.shape[1:3] == (7 + 2 * layer.crop // 2, 9 + 2 * layer.crop // 2)
+        assert (layer.phases_to_output(phases, 7, 9) - ref).abs().max() < 1e-5
 
 
 def test_rewrite_refuses_what_it_cannot_express() -> None:
@@ -195,7 +203,7 @@ def test_int8_on_an_emulated_avx2_cpu(demo_int8: tuple[OnnxRuntimeBackend, OnnxR
         assert r.returncode == 0, r.stderr[-2000:]
         got = np.load(out)
         if key == "out":  # uint8 levels in phases -> frames in [-1, 1], as the backend does
-            got = to_input(pixel_phases_to_frames(got, b8._lut), model.cfg)
+            got = to_input(pixel_phases_to_frames(got, b8._lut, b8._crop), model.cfg)
         diff = {"max": float(np.abs(got - ref[key]).max()), "mean": float(np.abs(got - ref[key]).mean())}
         scale = max(1.0, float(np.abs(ref[key]).max())) if key == "mu" else 1.0
         ok = diff["max"] <= TOLERANCE["int8"] * scale and diff["mean"] <= INT8_MEAN_TOLERANCE * scale
@@ -336,6 +344,11 @@ def test_phases_interleave_like_the_pixel_shuffle() -> None:
     assert np.array_equal(pixel_phases_to_frames(p, lut), lut[ref])
     with pytest.raises(EngineError, match=r"expected uint8 \[N, h, w, r, r, 3\]"):
         pixel_phases_to_frames(p.reshape(2, 5, 7, 12))
+    # phases that overhang the frame: a pixel off each side, after the table
+    assert np.array_equal(pixel_phases_to_frames(p, lut, crop=1), lut[ref][:, 1:-1, 1:-1])
+    assert pixel_phases_to_frames(p, lut, crop=1).flags.c_contiguous
+    with pytest.raises(EngineError, match="crop 5 of 14x10"):
+        pixel_phases_to_frames(p, crop=5)
 
 
 def test_tanh_table_is_the_float_chain() -> None:
@@ -367,10 +380,11 @@ def test_pixel_io_rewrite_is_the_same_function(name: str) -> None:
         mu = m.encoder(x)[0]
         assert (_EncoderPixelsMu(q)(x_prime) - mu).abs().max() < 1e-4
         assert (encoder_mu(m.encoder, x) - mu).abs().max() < 1e-5  # mu's rows alone: the same numbers
-        phases = _DecoderPhases(q)(z)  # [2, H/2, W/2, 2, 2, 3] before tanh
-        assert phases.shape == (2, m.cfg.height // 2, m.cfg.width // 2, 2, 2, 3)
+        phases = _DecoderPhases(q)(z)  # [2, H/2 + 1, W/2 + 1, 2, 2, 3] before tanh: a pixel over each side
+        c = q.decoder.convs[-1].crop
+        assert c == 1 and phases.shape == (2, m.cfg.height // 2 + 1, m.cfg.width // 2 + 1, 2, 2, 3)
         ref = m.decoder(z)  # [2, 3, H, W]
-    frames = torch.tanh(torch.from_numpy(pixel_phases_to_frames_float(phases.numpy())))
+    frames = torch.tanh(torch.from_numpy(pixel_phases_to_frames_float(phases.numpy())[:, c:-c, c:-c]))
     assert (frames - ref.permute(0, 2, 3, 1)).abs().max() < 1e-4
     assert not torch.equal(_EncoderPixelsMu(q)(x_prime), _EncoderPixelsMu(int8_friendly(m, True))(x_prime + 0.1))
 
@@ -394,6 +408,7 @@ def test_int8_graphs_take_and_give_uint8(demo_int8: tuple[OnnxRuntimeBackend, On
     assert [d.dim_value for d in enc.graph.input[0].type.tensor_type.shape.dim][1:] == [72, 128, 12]  # 2x2 blocks
     assert dec.graph.output[0].type.tensor_type.elem_type == u8
     assert quantize.OUTPUT_LUT_KEY in {p.key for p in dec.metadata_props}
+    assert {p.key: p.value for p in dec.metadata_props}[quantize.OUTPUT_CROP_KEY] == "1"
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "frames" for n in enc.graph.node)
     pixels = np.random.default_rng(2).integers(0, 256, (2, 144, 256, 3), dtype=np.uint8)
     from livevae.backends.frames import to_input

@@ -60,9 +60,10 @@ def to_uint8(x: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(y.transpose(0, 2, 3, 1)).astype(np.uint8)
 
 
-def pixel_phases_to_frames(p: np.ndarray, lut: np.ndarray | None = None) -> np.ndarray:
-    """An int8 decoder's uint8 phases [N, h, w, r, r, C] -> frames uint8 [N, h*r, w*r, C], each level looked up
-    in lut (uint8 [256], the graph's tanh table: quantize.output_lut) when one is given.
+def pixel_phases_to_frames(p: np.ndarray, lut: np.ndarray | None = None, crop: int = 0) -> np.ndarray:
+    """An int8 decoder's uint8 phases [N, h, w, r, r, C] -> frames uint8 [N, h*r - 2 crop, w*r - 2 crop, C], each
+    level looked up in lut (uint8 [256], the graph's tanh table: quantize.output_lut) when one is given.
+    crop: pixels off each side (quantize.output_crop): the last conv's phases overhang the frame by that much.
 
     Output pixel (r*i + ry, r*j + rx) is phase (ry, rx) of position (i, j), so each output row is one phase row
     ry of the positions in a row: the (rx, C) runs of r*C bytes, interleaved. Moved as r*C-byte items (a void
@@ -73,11 +74,15 @@ def pixel_phases_to_frames(p: np.ndarray, lut: np.ndarray | None = None) -> np.n
     n, h, w, r, _, c = p.shape
     runs = np.ascontiguousarray(p).reshape(n, h, w, r * r * c).view(np.dtype((np.void, r * c)))  # [N, h, w, r]
     out = np.ascontiguousarray(runs.transpose(0, 1, 3, 2)).view(np.uint8).reshape(n, h * r, w * r, c)
+    if crop:
+        if 2 * crop >= min(h, w) * r:
+            raise EngineError(f"decode: crop {crop} of {w * r}x{h * r} phases; expected less than half of each side")
+        out = np.ascontiguousarray(out[:, crop:-crop, crop:-crop])
     if lut is None:
         return out
     import cv2  # a 256-entry table over 110k bytes: 0.03 ms (numpy's lut[out] takes 0.2)
 
-    flat = out.reshape(-1, w * r * c)  # a view: the table is applied in place, no second frame-sized copy
+    flat = out.reshape(-1, out.shape[2] * c)  # a view: the table is applied in place, no second frame-sized copy
     cv2.LUT(flat, lut, dst=flat)
     return out
 

@@ -90,8 +90,9 @@ class _EncoderPixelsMu(nn.Module):
 
 
 class _DecoderPhases(nn.Module):
-    """int8 graphs: z [N, zdim] -> the last conv's output before tanh, in phases [N, H/2, W/2, 2, 2, 3]; quantized,
-    uint8 levels that frames.pixel_phases_to_frames turns into pixels with the graph's table."""
+    """int8 graphs: z [N, zdim] -> the last conv's output before tanh, in phases [N, H/2 + 1, W/2 + 1, 2, 2, 3] that
+    overhang the frame by the layer's crop; quantized, uint8 levels that frames.pixel_phases_to_frames turns into
+    pixels with the graph's table and crop."""
 
     def __init__(self, model: VAE) -> None:
         super().__init__()
@@ -294,7 +295,10 @@ def _export_int8(spec: NetSpec, model: VAE, path: Path) -> None:
     try:
         _export_module(spec, wrapper.eval(), data[: spec.batch or 2], fp32_path)
         enc = spec.net == "encoder"
-        quantize_graph(fp32_path, path, spec.input_name, data, spec.batch or 8, SCHEMES[str(spec.scheme)], enc, not enc)
+        crop = 0 if enc else int(friendly.decoder.convs[-1].crop)  # the last layer's phases overhang the frame
+        quantize_graph(
+            fp32_path, path, spec.input_name, data, spec.batch or 8, SCHEMES[str(spec.scheme)], enc, not enc, crop
+        )
     finally:
         fp32_path.unlink(missing_ok=True)
 
@@ -334,10 +338,10 @@ def check_export(spec: NetSpec, model: VAE, path: Path, batch: int | None = None
     got = sess.run([spec.output_name], {spec.input_name: x})[0]
     if spec.pixel_io and spec.net == "decoder":  # uint8 phases -> frames [N, 3, H, W] in [-1, 1], like PyTorch's
         from livevae.backends.frames import pixel_phases_to_frames, to_input
-        from livevae.backends.quantize import output_lut
+        from livevae.backends.quantize import output_crop, output_lut
 
-        lut = output_lut(sess.get_modelmeta().custom_metadata_map, path)
-        got = to_input(pixel_phases_to_frames(got, lut), model.cfg)
+        meta = sess.get_modelmeta().custom_metadata_map
+        got = to_input(pixel_phases_to_frames(got, output_lut(meta, path), output_crop(meta, path)), model.cfg)
     if got.shape != ref.shape:
         raise EngineError(f"{path}: ONNX output shape {got.shape}; expected {ref.shape} like PyTorch")
     diff = float(np.abs(got - ref).max())

@@ -87,11 +87,12 @@ class OnnxRuntimeBackend:
         so = session_options(self.threads, spinning)
         self._enc = ort.InferenceSession(str(encoder_onnx), so, providers=providers)
         self._dec = ort.InferenceSession(str(decoder_onnx), so, providers=providers)
-        self._lut = None
+        self._lut, self._crop = None, 0
         if precision == "int8":  # the decoder gives quantized pre-tanh levels; its table makes them pixels
-            from livevae.backends.quantize import output_lut
+            from livevae.backends.quantize import output_crop, output_lut
 
-            self._lut = output_lut(self._dec.get_modelmeta().custom_metadata_map, decoder_onnx)
+            meta = self._dec.get_modelmeta().custom_metadata_map
+            self._lut, self._crop = output_lut(meta, decoder_onnx), output_crop(meta, decoder_onnx)
         self.provider = self._enc.get_providers()[0]
         self.name = "onnxruntime" if provider == "cpu" else "onnxruntime-cuda"
 
@@ -140,5 +141,5 @@ class OnnxRuntimeBackend:
         """float32 [N, zdim] -> uint8 [N, H, W, 3]."""
         out = self._run(self._dec, "z", "frames", check_z(z, self.cfg))
         if self._lut is not None:  # uint8 levels in phases [N, H/2, W/2, 2, 2, 3]
-            return pixel_phases_to_frames(out, self._lut)
+            return pixel_phases_to_frames(out, self._lut, self._crop)
         return to_uint8(out)

@@ -34,7 +34,7 @@ MODULATION_SPAN = 1.5
 # activations set the step size for all (mean error 0.022 against 0.012 on the demo model).
 CALIBRATION_PERCENTILE = 99.99
 # Everything that shapes an int8 graph besides the model and the scheme, for the export cache key.
-RECIPE = f"subpixel-nhwc-qdq-pixelio-s2d-percentile{CALIBRATION_PERCENTILE}-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
+RECIPE = f"subpixel2-nhwc-qdq-pixelio-s2d-percentile{CALIBRATION_PERCENTILE}-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
 # int8 graphs take and give pixels: the encoder's input is the uint8 picture itself, read as the quantized
 # tensor x' = (p - PIXEL_ZERO) * PIXEL_SCALE (the first conv's bias absorbs the half step x - x' = 1/255), and
 # the decoder's output is uint8, still in its four phases (pixel_phases_to_frames interleaves them). Converting
@@ -164,48 +164,71 @@ class SubpixelConvTranspose(nn.Module):
         cin, cout = w.shape[:2]
         # Output o = s * m + r receives input i = m - d through kernel tap k = s * d + r + p.
         taps = {r: {d: s * d + r + p for d in range(-k, k + 1) if 0 <= s * d + r + p < k} for r in range(s)}
-        dmin = min(min(t) for t in taps.values())
-        dmax = max(max(t) for t in taps.values())
-        size = dmax - dmin + 1
-        # Output channel order (ry, rx, c): phase-major, so that the channels-last shuffle in forward moves
+        # Each phase reads only its own taps: a window of `size` input pixels (2 for k=4), not the union of all
+        # phases' (3 for k=4). Phase r's window is conv output row m + shift[r] of the input padded by `front`;
+        # so the conv has (k/s)^2 taps per output, as many multiply-adds as the transposed conv itself, where one
+        # 3x3 conv over the union did 9/4 of them on zero weights (on AVX2 that made int8 barely beat fp32).
+        top = {r: max(t) for r, t in taps.items()}
+        size = max(max(t) - min(t) + 1 for t in taps.values())
+        front = max(top.values())
+        self.shift = [front - top[r] for r in range(s)]  # >= 0, rising with r
+        back = max(self.shift) + size - 1 - front  # conv output rows H + max(shift): every phase's window fits
+        # Output pixel s*m + r is conv row u = m + shift[r]: pixel s*u + slot[r] - crop of the plain pixel shuffle
+        # of the conv's output, when phase r's channels sit in shuffle slot slot[r] = r - s * shift[r] + crop. So
+        # a shuffle and one crop place every phase, where four slices and a concat cost 0.3 ms in the demo decoder.
+        self.crop = next(
+            c for c in range(s * max(self.shift) + 1)
+            if sorted(r - s * self.shift[r] + c for r in range(s)) == list(range(s))
+        )  # fmt: skip
+        slot = [r - s * self.shift[r] + self.crop for r in range(s)]
+        # Output channel order (slot y, slot x, c): phase-major, so that the channels-last shuffle in forward moves
         # whole runs of C values (DepthToSpace's (c, ry, rx) order cost 40% of the int8 decoder's time).
         weight = torch.zeros(s, s, cout, cin, size, size)
         for ry in range(s):
             for rx in range(s):
                 for dy, ky in taps[ry].items():
                     for dx, kx in taps[rx].items():
-                        # input offset -d sits at kernel index (-d) - (-dmax) = dmax - d
-                        weight[ry, rx, :, :, dmax - dy, dmax - dx] = w[:, :, ky, kx].t()
+                        # input offset -d of phase r sits at kernel index top[r] - d
+                        weight[slot[ry], slot[rx], :, :, top[ry] - dy, top[rx] - dx] = w[:, :, ky, kx].t()
         bias = ct.bias.detach().float() if ct.bias is not None else torch.zeros(cout)
         if bn is not None:  # fold eval-mode batch norm: y = (x - mean) * gamma / sqrt(var + eps) + beta
             assert bn.running_mean is not None and bn.running_var is not None
             scale = bn.weight.detach().float() / torch.sqrt(bn.running_var.float() + bn.eps)
             weight = weight * scale[None, None, :, None, None, None]
             bias = (bias - bn.running_mean.float()) * scale + bn.bias.detach().float()
-        self.pad = (dmax, -dmin)  # left/top, right/bottom: a symmetric 1 for k=4, p=1 and k=5, p=2
-        self.conv = nn.Conv2d(cin, cout * s * s, size, padding=dmax if dmax == -dmin else 0)
+        self.pad = (front, max(back, 0))  # left/top, right/bottom: a symmetric 1 for k=4, p=1
+        self.conv = nn.Conv2d(cin, cout * s * s, size, padding=front if front == self.pad[1] else 0)
         self.conv.weight.data = weight.reshape(cout * s * s, cin, size, size)
         assert self.conv.bias is not None
         self.conv.bias.data = bias.repeat(s * s)
         self.s = s
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, Cin, H, W] -> [N, Cout, 2H, 2W]
+        h, w = x.shape[2:]
         if self.conv.padding == (0, 0):
             x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
-        y = self.conv(x)  # [N, s*s*C, H, W], channels (ry, rx, c)
-        n, _, h, w = y.shape
-        s = self.s
+        y = self.conv(x)  # [N, s*s*C, H + max(shift), W + max(shift)], channels (slot y, slot x, c)
+        n, _, hh, ww = y.shape
+        s, c = self.s, self.crop
         if self.pixels:
-            # The conv's output before its activation, left in its phases [N, H, W, ry, rx, C]: quantized, that is the
-            # graph's uint8 output (uint8_output), and a 256-entry table does tanh and the pixel conversion
-            # outside (OUTPUT_LUT_KEY). In the graph they cost 0.15 ms of float ops, and interleaving 3-byte pixels
-            # 0.36 ms; outside, 0.05 ms for both (frames.pixel_phases_to_frames).
-            return y.permute(0, 2, 3, 1).reshape(n, h, w, s, s, -1)
-        y = self.act(y)
-        # The shuffle channels-last: [N, H, W, ry, rx, C] -> [N, H, ry, W, rx, C] moves C-long runs, and ONNX
+            # The conv's output before its activation, left in its phases [N, H', W', slot y, slot x, C]: quantized,
+            # that is the graph's uint8 output (uint8_output), and a 256-entry table does tanh and the pixel
+            # conversion outside (OUTPUT_LUT_KEY), the interleave and this crop too (OUTPUT_CROP_KEY). In the
+            # graph they cost 0.15 ms of float ops, and interleaving 3-byte pixels 0.36 ms; outside, 0.05 ms for
+            # both (frames.pixel_phases_to_frames).
+            return y.permute(0, 2, 3, 1).reshape(n, hh, ww, s, s, -1)
+        y = self.act(y)  # elementwise, so before the shuffle: ONNX Runtime fuses a ReLU into its QLinearConv
+        # The shuffle channels-last: [N, H', W', sy, sx, C] -> [N, H', sy, W', sx, C] moves C-long runs, and ONNX
         # Runtime cancels the NCHW<->NHWC transposes against those its int8 convs insert around themselves.
-        y = y.permute(0, 2, 3, 1).reshape(n, h, w, s, s, -1).permute(0, 1, 3, 2, 4, 5).reshape(n, h * s, w * s, -1)
-        return y.permute(0, 3, 1, 2)
+        y = y.permute(0, 2, 3, 1).reshape(n, hh, ww, s, s, -1).permute(0, 1, 3, 2, 4, 5).reshape(n, hh * s, ww * s, -1)
+        return y[:, c : c + h * s, c : c + w * s].permute(0, 3, 1, 2)
+
+    def phases_to_output(self, p: torch.Tensor, h: int, w: int) -> torch.Tensor:
+        """The pixel layer's phases [N, H', W', s, s, C] -> its output [N, C, s*h, s*w] (what forward gives
+        without self.pixels, before the activation): for tests and the export's check."""
+        n, hh, ww, s = p.shape[:4]
+        y = p.permute(0, 1, 3, 2, 4, 5).reshape(n, hh * s, ww * s, -1)
+        return y[:, self.crop : self.crop + h * s, self.crop : self.crop + w * s].permute(0, 3, 1, 2)
 
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh)
@@ -351,6 +374,7 @@ def quantize_graph(
     scheme: Int8Scheme,
     pixel_input: bool = False,
     tanh_output: bool = False,
+    output_crop: int = 0,
 ) -> None:
     """Static QDQ quantization of an fp32 graph: per-channel s8 weights (7-bit with scheme.reduce_range),
     u8 activations, percentile calibration on `data`. Gemm stays float: the latent's precision costs 2% of
@@ -380,7 +404,7 @@ def quantize_graph(
                 str(tmp),
                 _Reader(input_name, data, batch),  # type: ignore[arg-type]
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["Conv", "Relu", "LeakyRelu", "Reshape", "Transpose"],
+                op_types_to_quantize=["Conv", "Relu", "LeakyRelu", "Reshape", "Transpose", "Slice"],
                 per_channel=True,
                 reduce_range=scheme.reduce_range,
                 activation_type=types[scheme.activation],
@@ -391,7 +415,7 @@ def quantize_graph(
         if pixel_input:
             uint8_input(tmp, input_name, pixel_tensor)
         if tanh_output:
-            uint8_output(tmp)
+            uint8_output(tmp, output_crop)
         os.replace(tmp, out_path)
     finally:
         for p in (pre, tmp):
@@ -400,6 +424,7 @@ def quantize_graph(
 
 LAYOUT_OPS = ("Transpose", "Reshape")
 OUTPUT_LUT_KEY = "livevae.output_lut"  # metadata: hex of 256 bytes, uint8 graph output -> pixel level
+OUTPUT_CROP_KEY = "livevae.output_crop"  # metadata: pixels the output phases overhang each side of the frame
 
 
 def _through_layout(path: Path, name: str) -> str:
@@ -505,10 +530,11 @@ def tanh_lut(scale: float, zero_point: int) -> np.ndarray:
     return np.rint((np.clip(y, -1.0, 1.0) + 1.0) * np.float32(127.5)).astype(np.uint8)
 
 
-def uint8_output(path: Path) -> None:
+def uint8_output(path: Path, crop: int = 0) -> None:
     """Make a QDQ graph's single float output uint8: drop the DequantizeLinear it comes from (through layout-only
     ops), so the graph ends in the last conv's quantized output, and store tanh_lut of that DequantizeLinear's
-    scale and zero point under OUTPUT_LUT_KEY."""
+    scale and zero point under OUTPUT_LUT_KEY, and `crop` (the phases' overhang, SubpixelConvTranspose.crop)
+    under OUTPUT_CROP_KEY."""
     import onnx
 
     m = onnx.load(str(path))
@@ -540,6 +566,7 @@ def uint8_output(path: Path) -> None:
     del g.value_info[:]
     lut = tanh_lut(float(scale), int(zero))
     m.metadata_props.append(onnx.StringStringEntryProto(key=OUTPUT_LUT_KEY, value=lut.tobytes().hex()))
+    m.metadata_props.append(onnx.StringStringEntryProto(key=OUTPUT_CROP_KEY, value=str(int(crop))))
     onnx.save(m, str(path))
 
 
@@ -553,3 +580,12 @@ def output_lut(meta: dict[str, str], where: object) -> np.ndarray:
     if lut.size != 256:
         raise EngineError(f"{where}: metadata {OUTPUT_LUT_KEY} holds {lut.size} bytes; expected 256 (export again)")
     return lut
+
+
+def output_crop(meta: dict[str, str], where: object) -> int:
+    """The overhang a uint8 int8 decoder graph stores (uint8_output): 0 where the key is absent (graphs made
+    before it, whose phases were exactly the frame); EngineError if it is not a small non-negative integer."""
+    text = meta.get(OUTPUT_CROP_KEY, "0")
+    if not text.isdigit() or int(text) > 8:
+        raise EngineError(f"{where}: metadata {OUTPUT_CROP_KEY} is {text[:20]!r}; expected an integer 0-8 (export again)")
+    return int(text)

@@ -1,0 +1,108 @@
+"""Run a command as on an AVX2-only x86 CPU, for real: CPUID masked (bench/cpumask/cpumask.c) and /proc/cpuinfo to match.
+
+    python bench/cpusim.py avx2 -- python -m livevae bench --presets broad2016 ...
+
+Every library that picks kernels from CPUID (ONNX Runtime's MLAS, oneDNN, PyTorch, FFmpeg) takes its AVX2 path,
+and livevae reads a /proc/cpuinfo whose flags lack AVX-512, VNNI and AMX (bound over the real one in a private
+mount namespace, so nothing else on the machine sees it). The clock, caches and cores stay this machine's: the
+figures are this CPU's AVX2 kernels, not another CPU's. Needs Linux with the cpuid_fault flag, gcc, and
+`unshare -m` (root, or user namespaces); anything missing is one line on stderr and exit status 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SOURCE = HERE / "cpumask" / "cpumask.c"
+# Flags an AVX2-only CPU lacks: the prefixes cover avx512f/bw/vl/..., amx_tile/int8/bf16, avx_vnni(_int8).
+MASKED_PREFIXES = ("avx512", "amx", "avx_vnni", "avx_ifma", "avx10")
+
+
+def fail(msg: str) -> None:
+    print(f"cpusim: {msg}", file=sys.stderr)
+    raise SystemExit(2)
+
+
+def masked_cpuinfo(text: str) -> str:
+    """/proc/cpuinfo's text with the masked flags dropped from every 'flags' line and the model marked."""
+    out = []
+    for line in text.splitlines():
+        key, sep, value = line.partition(":")
+        if key.strip() == "flags":
+            value = " " + " ".join(f for f in value.split() if not f.startswith(MASKED_PREFIXES))
+        elif key.strip() == "model name":
+            value = value.rstrip() + " [AVX2 mask]"
+        out.append(key + sep + value if sep else line)
+    return "\n".join(out) + "\n"
+
+
+def build(cache: Path) -> Path:
+    """Compile the mask once per source version into `cache`; returns the shared library's path."""
+    digest = hashlib.sha256(SOURCE.read_bytes()).hexdigest()[:12]
+    lib = cache / f"cpumask-{digest}.so"
+    if lib.is_file():
+        return lib
+    cc = shutil.which(os.environ.get("CC", "gcc")) or shutil.which("cc")
+    if cc is None:
+        fail("no C compiler (gcc or cc); expected one to build bench/cpumask/cpumask.c")
+    cache.mkdir(parents=True, exist_ok=True)
+    tmp = lib.with_suffix(f".{os.getpid()}.tmp")
+    r = subprocess.run([cc, "-O2", "-shared", "-fPIC", "-o", str(tmp), str(SOURCE)], capture_output=True, text=True)
+    if r.returncode != 0:
+        fail(f"{SOURCE}: {cc} failed: {r.stderr.strip().splitlines()[-1] if r.stderr.strip() else r.returncode}")
+    os.replace(tmp, lib)
+    return lib
+
+
+def available() -> str | None:
+    """None where the mask can run here; else why not, in one line."""
+    if sys.platform != "linux":
+        return f"needs Linux; this is {sys.platform}"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError as e:
+        return f"/proc/cpuinfo: {e}"
+    if "cpuid_fault" not in flags.split():
+        return "/proc/cpuinfo has no cpuid_fault flag: this CPU or hypervisor cannot trap CPUID"
+    if shutil.which("unshare") is None:
+        return "no unshare (util-linux) to give the command its own /proc/cpuinfo"
+    if shutil.which(os.environ.get("CC", "gcc")) is None and shutil.which("cc") is None:
+        return "no C compiler (gcc or cc) to build the mask"
+    return None
+
+
+def command(cmd: list[str], cache: Path) -> list[str]:
+    """The argv that runs `cmd` masked: unshare -> bind the masked cpuinfo -> exec with LD_PRELOAD."""
+    lib = build(cache)
+    info = cache / f"cpuinfo-avx2-{os.getpid()}"
+    info.write_text(masked_cpuinfo(Path("/proc/cpuinfo").read_text()))
+    script = 'mount --bind "$1" /proc/cpuinfo || exit 2; shift; exec env LD_PRELOAD="$0" "$@"'
+    root = [] if os.geteuid() == 0 else ["-r"]  # an unprivileged user maps itself to root in a user namespace
+    return ["unshare", *root, "-m", "--propagation", "private", "sh", "-c", script, str(lib), str(info), *cmd]
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("cpu", choices=["avx2"], help="the CPU to present (only avx2: AVX2 + FMA, no AVX-512/VNNI/AMX)")
+    ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command")
+    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "livevae-cpusim")
+    args = ap.parse_args(argv)
+    cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
+    if not cmd:
+        fail("no command; expected e.g. cpusim.py avx2 -- python -m livevae bench")
+    why = available()
+    if why:
+        fail(why)
+    return subprocess.call(command(cmd, args.cache))
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
