@@ -1,4 +1,4 @@
-"""Run a command as on an AVX2-only x86 CPU, for real: CPUID masked (bench/cpumask/cpumask.c) and /proc/cpuinfo to match.
+"""Run a command as on an AVX2-only x86 CPU, for real: CPUID masked (bench/cpumask/cpumask.c), /proc/cpuinfo to match.
 
     python bench/cpusim.py avx2 -- python -m livevae bench --presets broad2016 ...
 
@@ -76,6 +76,13 @@ def available() -> str | None:
         return "no unshare (util-linux) to give the command its own /proc/cpuinfo"
     if shutil.which(os.environ.get("CC", "gcc")) is None and shutil.which("cc") is None:
         return "no C compiler (gcc or cc) to build the mask"
+    root = [] if os.geteuid() == 0 else ["-r"]
+    try:
+        r = subprocess.run(["unshare", *root, "-m", "true"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare -m: {e}"
+    if r.returncode != 0:
+        return f"unshare -m cannot make a mount namespace here: {r.stderr.strip()[:120]}"
     return None
 
 
@@ -93,7 +100,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("cpu", choices=["avx2"], help="the CPU to present (only avx2: AVX2 + FMA, no AVX-512/VNNI/AMX)")
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command")
-    ap.add_argument("--cache", type=Path, default=Path(tempfile.gettempdir()) / "livevae-cpusim")
+    ap.add_argument(  # before `avx2`: everything after it is the command
+        "--cache", type=Path, default=Path(tempfile.gettempdir()) / "livevae-cpusim", help="where the mask is built"
+    )
     args = ap.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:

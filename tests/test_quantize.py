@@ -45,9 +45,10 @@ def test_subpixel_rewrite_equals_transposed_conv_and_batch_norm(k: int, pad: int
     assert got.shape == ref.shape == (2, 5, 14, 18)
     assert (got - ref).abs().max() < 1e-5
     assert (plain - ct(x)).abs().max() < 1e-5
-    # each phase reads only its own taps: ceil(k/2)^2 per output, not the 3x3 union of all four phases' taps
+    # each phase reads only its own taps: k * k multiply-adds per 2x2 outputs, as the transposed conv does, not 4x the
+    # union of all four phases' windows (36 for k=4 and k=5)
     layer = SubpixelConvTranspose(ct, bn)
-    assert layer.conv.kernel_size == ((k + 1) // 2, (k + 1) // 2)
+    assert layer.taps() == k * k
     layer.pixels = True  # the last layer's form: phases that overhang the frame by layer.crop
     with torch.no_grad():
         phases = layer(x)
@@ -329,6 +330,30 @@ def test_int8_export_is_cached_and_checked(tmp_path: Path, monkeypatch: pytest.M
     assert not changed.cached and changed.path != first.path
 
 
+@pytest.mark.parametrize("net", ["encoder", "decoder"])
+def test_int8_export_with_8bit_latent_layers_passes_its_check(
+    net: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """broad2016's latent layers (18.4M weights each) take 8-bit weights; the tiny model's, with the threshold
+    lowered to reach them, go the same way through the whole export and its accuracy check against PyTorch."""
+    import onnx
+
+    from livevae.model import save_model
+
+    path = save_model(random_model("tiny").eval(), tmp_path / "tiny.safetensors")
+    monkeypatch.setattr(quantize, "LINEAR_MIN_WEIGHTS", 1000)
+    monkeypatch.setattr(quantize, "RECIPE", quantize.RECIPE + "-test-threshold")
+    spec = NetSpec(net, 1, "int8", scheme=read_scheme_here())
+    done = export(path, spec, tmp_path / "cache")
+    ops = [n.op_type for n in onnx.load(str(done.path)).graph.node]
+    assert "MatMulNBits" in ops and "Gemm" not in ops  # and export raised no EngineError: its check passed
+
+
+def read_scheme_here() -> str:
+    """The int8 scheme exact on this machine's kernels (u8s8 on VNNI/Arm, u8s8-w7 elsewhere)."""
+    return quantize.scheme_for(read_cpu()).name
+
+
 # --- int8 graphs take and give pixels -------------------------------------------------------------------------
 
 
@@ -408,6 +433,8 @@ def test_int8_graphs_take_and_give_uint8(demo_int8: tuple[OnnxRuntimeBackend, On
     assert [d.dim_value for d in enc.graph.input[0].type.tensor_type.shape.dim][1:] == [72, 128, 12]  # 2x2 blocks
     assert dec.graph.output[0].type.tensor_type.elem_type == u8
     assert quantize.OUTPUT_LUT_KEY in {p.key for p in dec.metadata_props}
+    # the demo's latent layers (0.9M weights each) are under LINEAR_MIN_WEIGHTS: float, 75 us a frame
+    assert [n.op_type for n in dec.graph.node].count("Gemm") == 1
     assert {p.key: p.value for p in dec.metadata_props}[quantize.OUTPUT_CROP_KEY] == "1"
     assert not any(n.op_type == "QuantizeLinear" and n.input[0] == "frames" for n in enc.graph.node)
     pixels = np.random.default_rng(2).integers(0, 256, (2, 144, 256, 3), dtype=np.uint8)
@@ -478,3 +505,55 @@ def test_space_to_depth_conv_is_the_stride_2_conv(k: int, size: tuple[int, int])
     assert np.array_equal(quantize.to_blocks(pixels), want)
     with pytest.raises(EngineError, match="not a square stride-2 conv"):
         quantize.SpaceToDepthConv(nn.Conv2d(3, 8, 3, stride=1, padding=1))
+
+
+def _gemm_graph(path: Path, k: int, n: int, seed: int = 0) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A float graph y = x W^T + b (Gemm transB=1, as torch exports nn.Linear); returns (W [n, k], b, x [2, k])."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(seed)
+    w = (rng.standard_normal((n, k)) * 0.05).astype(np.float32)
+    b = rng.standard_normal(n).astype(np.float32)
+    node = helper.make_node("Gemm", ["x", "W", "b"], ["y"], transB=1, name="fc")
+    g = helper.make_graph(
+        [node],
+        "fc",
+        [helper.make_tensor_value_info("x", TensorProto.FLOAT, [2, k])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2, n])],
+        [numpy_helper.from_array(w, "W"), numpy_helper.from_array(b, "b")],
+    )
+    onnx.save(helper.make_model(g, opset_imports=[helper.make_opsetid("", 17)]), str(path))
+    return w, b, rng.standard_normal((2, k)).astype(np.float32) * 3  # z far out, as modulation sends it
+
+
+def test_big_linear_layers_get_8bit_weights_and_keep_float_inputs(tmp_path: Path) -> None:
+    """A Gemm of at least LINEAR_MIN_WEIGHTS becomes MatMulNBits (8-bit weights in blocks) + the bias Add: the same
+    function to 8-bit precision, with the input's own range in every block (nothing clips far-out z)."""
+    import logging
+
+    import onnx
+    import onnxruntime as ort
+
+    path = tmp_path / "fc.onnx"
+    w, b, x = _gemm_graph(path, 200, 1 << 13)  # 1.6M weights
+    handlers = list(logging.getLogger().handlers)
+    quantize.weight_only_linear(path, min_weights=1 << 20)
+    assert logging.getLogger().handlers == handlers  # ONNX Runtime's quantizer module configures logging on import
+    ops = [n.op_type for n in onnx.load(str(path)).graph.node]
+    assert ops == ["MatMulNBits", "Add"]
+    y = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"x": x})[0]
+    ref = x @ w.T + b
+    assert np.abs(y - ref).max() < 0.02 * np.abs(ref).max()
+    assert np.abs(y - ref).max() > 0  # it is quantized: not the float graph passed through
+
+
+def test_small_linear_layers_stay_float(tmp_path: Path) -> None:
+    import onnx
+
+    path = tmp_path / "fc.onnx"
+    _gemm_graph(path, 64, 256)
+    before = path.read_bytes()
+    quantize.weight_only_linear(path, min_weights=1 << 20)
+    assert path.read_bytes() == before
+    assert [n.op_type for n in onnx.load(str(path)).graph.node] == ["Gemm"]

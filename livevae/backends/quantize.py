@@ -33,8 +33,16 @@ MODULATION_SPAN = 1.5
 # Range per activation: the 99.99th percentile, not the extreme. Min/max let a handful of outlier
 # activations set the step size for all (mean error 0.022 against 0.012 on the demo model).
 CALIBRATION_PERCENTILE = 99.99
+# The latent's fully connected layers (z -> the decoder's first feature map, the encoder's last map -> mu) are
+# where the parameters are: 18.4M weights each for broad2016, 74 MB in float32 read for every frame.
+# At or above this many weights, a Gemm's weights are stored 8-bit (weight_only_linear).
+LINEAR_MIN_WEIGHTS = 1 << 20
+LINEAR_BLOCK = 32  # weights per scale along the input dimension
 # Everything that shapes an int8 graph besides the model and the scheme, for the export cache key.
-RECIPE = f"subpixel2-nhwc-qdq-pixelio-s2d-percentile{CALIBRATION_PERCENTILE}-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
+RECIPE = (
+    f"subpixel-taps-nhwc-qdq-pixelio-s2d-fc8b{LINEAR_BLOCK}-{LINEAR_MIN_WEIGHTS}-percentile{CALIBRATION_PERCENTILE}"
+    f"-span{MODULATION_SPAN}-n{CALIBRATION_FRAMES}"
+)
 # int8 graphs take and give pixels: the encoder's input is the uint8 picture itself, read as the quantized
 # tensor x' = (p - PIXEL_ZERO) * PIXEL_SCALE (the first conv's bias absorbs the half step x - x' = 1/255), and
 # the decoder's output is uint8, still in its four phases (pixel_phases_to_frames interleaves them). Converting
@@ -135,15 +143,18 @@ def cpu_has_int8_dot() -> bool:
 
 
 class SubpixelConvTranspose(nn.Module):
-    """A stride-2 ConvTranspose2d (and the eval BatchNorm2d after it) as one Conv2d + a pixel shuffle.
+    """A stride-2 ConvTranspose2d (and the eval BatchNorm2d after it) as ordinary convs + a pixel shuffle.
 
     The same function, regrouped: output pixel (2m + ry, 2n + rx) of a transposed conv only sums
-    input pixels near (m, n) through the kernel taps of its phase (ry, rx); so one ordinary conv with
-    4 * Cout channels (one group per phase) over those neighbours, followed by a pixel shuffle,
-    computes every phase at once. ONNX Runtime quantizes Conv to a fused int8 QLinearConv but runs ConvTranspose
-    in float between dequantize/quantize pairs, which made an int8 decoder no faster than fp32.
-    The kernel is zero where a phase has no tap (9 multiply-adds per 4 of the transposed conv's 16/4),
-    a cost the int8 kernels more than repay; fp32 graphs keep the ConvTranspose.
+    input pixels near (m, n) through the kernel taps of its phase (ry, rx). ONNX Runtime quantizes Conv to a fused
+    int8 QLinearConv but runs ConvTranspose in float between dequantize/quantize pairs, which made an int8 decoder
+    no faster than fp32; fp32 graphs keep the ConvTranspose.
+    - Phases with equal tap counts (k=4: 2x2 each): one conv with 4 * Cout channels over a 2x2 window, then a
+      pixel shuffle and a one-pixel crop (self.crop), since the phases' windows start a row apart.
+    - Unequal (k=5: 3x3, 3x2, 2x3, 2x2): one conv per phase with exactly its taps, concatenated.
+    Either way k * k multiply-adds per input channel and 2x2 outputs, as many as the transposed conv (taps()).
+    The first version ran one 3x3 conv over the union of the phases' windows: 36 per 16 for k=4, 36 per 25 for
+    k=5, and on AVX2 the demo decoder's int8 graph was then barely faster than fp32 (3.0 against 3.9 ms).
     """
 
     def __init__(self, ct: nn.ConvTranspose2d, bn: nn.BatchNorm2d | None = None, act: nn.Module | None = None) -> None:
@@ -202,9 +213,43 @@ class SubpixelConvTranspose(nn.Module):
         assert self.conv.bias is not None
         self.conv.bias.data = bias.repeat(s * s)
         self.s = s
+        # Phases of unequal tap counts (k=5: 3, 2): one conv over the largest window still multiplies zeros (36 taps
+        # per 25 for k=5), so each phase gets its own conv of exactly its taps, the four concatenated.
+        self.phase_convs: nn.ModuleList | None = None
+        self.phase_pads: list[tuple[int, int, int, int]] = []
+        if len({len(t) for t in taps.values()}) > 1:
+            bottom = {r: min(t) for r, t in taps.items()}
+            full = weight.reshape(s, s, cout, cin, size, size)
+            convs = []
+            for ry in range(s):
+                for rx in range(s):
+                    ny, nx = top[ry] - bottom[ry] + 1, top[rx] - bottom[rx] + 1
+                    conv = nn.Conv2d(cin, cout, (ny, nx))
+                    conv.weight.data = full[slot[ry], slot[rx], :, :, :ny, :nx].contiguous()
+                    assert conv.bias is not None
+                    conv.bias.data = bias.clone()
+                    convs.append(conv)
+                    # phase r at m reads input m - top[r] .. m - bottom[r]: that many rows of zeros before and after
+                    self.phase_pads.append((top[rx], -bottom[rx], top[ry], -bottom[ry]))
+            self.phase_convs = nn.ModuleList(convs)
+            self.crop = 0  # each phase's conv gives exactly its H x W
+
+    def taps(self) -> int:
+        """Multiply-adds per input channel for each 2x2 block of outputs: k * k, as in the transposed conv."""
+        if self.phase_convs is not None:
+            return sum(int(c.kernel_size[0] * c.kernel_size[1]) for c in self.phase_convs)
+        return self.s * self.s * int(self.conv.kernel_size[0] * self.conv.kernel_size[1])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, Cin, H, W] -> [N, Cout, 2H, 2W]
         h, w = x.shape[2:]
+        if self.phase_convs is not None:
+            y = torch.cat([c(F.pad(x, p)) for c, p in zip(self.phase_convs, self.phase_pads, strict=True)], dim=1)
+            n, _, hh, ww = y.shape  # [N, s*s*C, H, W], channels (ry, rx, c)
+            if self.pixels:
+                return y.permute(0, 2, 3, 1).reshape(n, hh, ww, self.s, self.s, -1)
+            y = self.act(y)
+            y = y.permute(0, 2, 3, 1).reshape(n, hh, ww, self.s, self.s, -1).permute(0, 1, 3, 2, 4, 5)
+            return y.reshape(n, hh * self.s, ww * self.s, -1).permute(0, 3, 1, 2)
         if self.conv.padding == (0, 0):
             x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
         y = self.conv(x)  # [N, s*s*C, H + max(shift), W + max(shift)], channels (slot y, slot x, c)
@@ -377,8 +422,9 @@ def quantize_graph(
     output_crop: int = 0,
 ) -> None:
     """Static QDQ quantization of an fp32 graph: per-channel s8 weights (7-bit with scheme.reduce_range),
-    u8 activations, percentile calibration on `data`. Gemm stays float: the latent's precision costs 2% of
-    the work and keeps modulated z exact. The shuffles' Reshape/Transpose move uint8 too.
+    u8 activations, percentile calibration on `data`. The big Gemms (the latent's layers) keep float activations
+    and get 8-bit weights in blocks (weight_only_linear), so modulated z is never clipped to a calibrated range.
+    The shuffles' Reshape/Transpose/Slice/Concat move uint8 too.
 
     pixel_input: the input x' is quantized with PIXEL_SCALE and PIXEL_ZERO, and the graph then takes the
     uint8 pixels themselves (uint8_input), so nothing converts a frame to float on the way in.
@@ -404,7 +450,7 @@ def quantize_graph(
                 str(tmp),
                 _Reader(input_name, data, batch),  # type: ignore[arg-type]
                 quant_format=QuantFormat.QDQ,
-                op_types_to_quantize=["Conv", "Relu", "LeakyRelu", "Reshape", "Transpose", "Slice"],
+                op_types_to_quantize=["Conv", "Relu", "LeakyRelu", "Reshape", "Transpose", "Slice", "Concat", "Pad"],
                 per_channel=True,
                 reduce_range=scheme.reduce_range,
                 activation_type=types[scheme.activation],
@@ -416,10 +462,69 @@ def quantize_graph(
             uint8_input(tmp, input_name, pixel_tensor)
         if tanh_output:
             uint8_output(tmp, output_crop)
+        weight_only_linear(tmp, LINEAR_MIN_WEIGHTS)  # the global, read now (tests lower it)
         os.replace(tmp, out_path)
     finally:
         for p in (pre, tmp):
             p.unlink(missing_ok=True)
+
+
+def weight_only_linear(path: Path, min_weights: int = LINEAR_MIN_WEIGHTS) -> None:
+    """Store a graph's big float Gemms (y = x W^T + b) as ONNX Runtime's MatMulNBits, 8-bit weights in blocks of
+    LINEAR_BLOCK with a scale each, plus the bias Add. Its input is quantized per block of 32 values at run time
+    (accuracy level 4: int8 products), so z keeps its own scale in every block, however far modulation moves it.
+    broad2016's two such layers took 3.5-3.8 ms a frame each on 2 AVX2 cores, memory-bound on their float weights."""
+    import logging
+
+    import onnx
+    from onnx import numpy_helper
+
+    root = logging.getLogger()
+    guard = logging.NullHandler()
+    root.addHandler(guard)  # the module calls logging.basicConfig at import: with a handler there, that does nothing
+    try:
+        from onnxruntime.quantization.matmul_nbits_quantizer import MatMulNBitsQuantizer
+    finally:
+        root.removeHandler(guard)
+    logging.getLogger("onnxruntime.quantization.matmul_nbits_quantizer").setLevel(logging.WARNING)
+
+    m = onnx.load(str(path))
+    g = m.graph
+    init = {i.name: i for i in g.initializer}
+    changed: list[str] = []
+    for node in list(g.node):
+        if node.op_type != "Gemm" or len(node.input) < 2 or node.input[1] not in init:
+            continue
+        attrs = {a.name: onnx.helper.get_attribute_value(a) for a in node.attribute}
+        if attrs.get("transA", 0) or attrs.get("alpha", 1.0) != 1.0 or attrs.get("beta", 1.0) != 1.0:
+            continue
+        w = numpy_helper.to_array(init[node.input[1]])
+        if w.dtype != np.float32 or w.ndim != 2 or w.size < min_weights:
+            continue
+        wt = np.ascontiguousarray(w.T if attrs.get("transB", 0) else w)  # [K, N]
+        name = node.name or node.output[0]
+        wname = f"{name}_weight_kn"
+        g.initializer.append(numpy_helper.from_array(wt, wname))
+        idx = list(g.node).index(node)
+        mm_out = f"{name}_matmul" if len(node.input) > 2 and node.input[2] else node.output[0]
+        new = [onnx.helper.make_node("MatMul", [node.input[0], wname], [mm_out], name=f"{name}_matmul")]
+        if mm_out != node.output[0]:
+            new.append(onnx.helper.make_node("Add", [mm_out, node.input[2]], [node.output[0]], name=f"{name}_bias"))
+        g.node.remove(node)
+        for k, n in enumerate(new):
+            g.node.insert(idx + k, n)
+        changed.append(f"{name}_matmul")
+    if not changed:
+        return
+    used = {i for n in g.node for i in n.input}
+    for i in [i for i in g.initializer if i.name not in used]:
+        g.initializer.remove(i)
+    q = MatMulNBitsQuantizer(
+        m, bits=8, block_size=LINEAR_BLOCK, is_symmetric=True, accuracy_level=4, nodes_to_include=changed
+    )
+    with contextlib.redirect_stdout(io.StringIO()):
+        q.process()
+    q.model.save_model_to_file(str(path))
 
 
 LAYOUT_OPS = ("Transpose", "Reshape")
@@ -587,5 +692,7 @@ def output_crop(meta: dict[str, str], where: object) -> int:
     before it, whose phases were exactly the frame); EngineError if it is not a small non-negative integer."""
     text = meta.get(OUTPUT_CROP_KEY, "0")
     if not text.isdigit() or int(text) > 8:
-        raise EngineError(f"{where}: metadata {OUTPUT_CROP_KEY} is {text[:20]!r}; expected an integer 0-8 (export again)")
+        raise EngineError(
+            f"{where}: metadata {OUTPUT_CROP_KEY} is {text[:20]!r}; expected an integer 0-8 (export again)"
+        )
     return int(text)
