@@ -278,6 +278,7 @@ def _export_int8(spec: NetSpec, model: VAE, path: Path) -> None:
     """The fp32 export of the int8-friendly rewrite, quantized with calibration data from the model itself."""
     from livevae.backends.quantize import (
         SCHEMES,
+        SubpixelConvTranspose,
         calibration_data,
         frames_to_pixel_input,
         int8_friendly,
@@ -295,7 +296,8 @@ def _export_int8(spec: NetSpec, model: VAE, path: Path) -> None:
     try:
         _export_module(spec, wrapper.eval(), data[: spec.batch or 2], fp32_path)
         enc = spec.net == "encoder"
-        crop = 0 if enc else int(friendly.decoder.convs[-1].crop)  # the last layer's phases overhang the frame
+        last = friendly.decoder.convs[-1]
+        crop = last.crop if isinstance(last, SubpixelConvTranspose) and not enc else 0  # the phases' overhang
         quantize_graph(
             fp32_path, path, spec.input_name, data, spec.batch or 8, SCHEMES[str(spec.scheme)], enc, not enc, crop
         )

@@ -237,8 +237,8 @@ class SubpixelConvTranspose(nn.Module):
     def taps(self) -> int:
         """Multiply-adds per input channel for each 2x2 block of outputs: k * k, as in the transposed conv."""
         if self.phase_convs is not None:
-            return sum(int(c.kernel_size[0] * c.kernel_size[1]) for c in self.phase_convs)
-        return self.s * self.s * int(self.conv.kernel_size[0] * self.conv.kernel_size[1])
+            return sum(int(np.prod(conv.kernel_size)) for conv in self.phase_convs if isinstance(conv, nn.Conv2d))
+        return self.s * self.s * int(np.prod(self.conv.kernel_size))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, Cin, H, W] -> [N, Cout, 2H, 2W]
         h, w = x.shape[2:]
