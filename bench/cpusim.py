@@ -1,6 +1,7 @@
-"""Run a command as on an AVX2-only x86 CPU, for real: CPUID masked (bench/cpumask/cpumask.c), /proc/cpuinfo to match.
+"""Run a command as on an older x86 CPU, for real: CPUID masked (bench/cpumask/cpumask.c), /proc/cpuinfo to match.
 
     python bench/cpusim.py avx2 -- python -m livevae bench --presets broad2016 ...
+    python bench/cpusim.py avx512 -- ...     # AVX-512 without VNNI (Skylake-SP)
 
 Every library that picks kernels from CPUID (ONNX Runtime's MLAS, oneDNN, PyTorch, FFmpeg) takes its AVX2 path,
 and livevae reads a /proc/cpuinfo whose flags lack AVX-512, VNNI and AMX (bound over the real one in a private
@@ -22,8 +23,15 @@ from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
 SOURCE = HERE / "cpumask" / "cpumask.c"
-# Flags an AVX2-only CPU lacks: the prefixes cover avx512f/bw/vl/..., amx_tile/int8/bf16, avx_vnni(_int8).
-MASKED_PREFIXES = ("avx512", "amx", "avx_vnni", "avx_ifma", "avx10")
+# Flags each simulated CPU lacks, as /proc/cpuinfo prefixes: avx2 lacks avx512f/bw/vl/..., amx_tile/int8/bf16 and
+# avx_vnni(_int8); avx512 (a Skylake-SP) keeps AVX-512 F/CD/BW/DQ/VL and lacks VNNI, AMX and the later sets.
+MASKED_PREFIXES = {
+    "avx2": ("avx512", "amx", "avx_vnni", "avx_ifma", "avx10"),
+    "avx512": (
+        "avx512_vnni", "avx512vbmi", "avx512_vbmi2", "avx512_bitalg", "avx512_vpopcntdq", "avx512ifma",
+        "avx512_bf16", "avx512_fp16", "avx512_vp2intersect", "amx", "avx_vnni", "avx_ifma", "avx10",
+    ),
+}  # fmt: skip
 
 
 def fail(msg: str) -> None:
@@ -31,15 +39,15 @@ def fail(msg: str) -> None:
     raise SystemExit(2)
 
 
-def masked_cpuinfo(text: str) -> str:
+def masked_cpuinfo(text: str, cpu: str = "avx2") -> str:
     """/proc/cpuinfo's text with the masked flags dropped from every 'flags' line and the model marked."""
     out = []
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if key.strip() == "flags":
-            value = " " + " ".join(f for f in value.split() if not f.startswith(MASKED_PREFIXES))
+            value = " " + " ".join(f for f in value.split() if not f.startswith(MASKED_PREFIXES[cpu]))
         elif key.strip() == "model name":
-            value = value.rstrip() + " [AVX2 mask]"
+            value = value.rstrip() + f" [{cpu.upper()} mask]"
         out.append(key + sep + value if sep else line)
     return "\n".join(out) + "\n"
 
@@ -86,19 +94,23 @@ def available() -> str | None:
     return None
 
 
-def command(cmd: list[str], cache: Path) -> list[str]:
+def command(cmd: list[str], cache: Path, cpu: str = "avx2") -> list[str]:
     """The argv that runs `cmd` masked: unshare -> bind the masked cpuinfo -> exec with LD_PRELOAD."""
     lib = build(cache)
-    info = cache / f"cpuinfo-avx2-{os.getpid()}"
-    info.write_text(masked_cpuinfo(Path("/proc/cpuinfo").read_text()))
-    script = 'mount --bind "$1" /proc/cpuinfo || exit 2; shift; exec env LD_PRELOAD="$0" "$@"'
+    info = cache / f"cpuinfo-{cpu}-{os.getpid()}"
+    info.write_text(masked_cpuinfo(Path("/proc/cpuinfo").read_text(), cpu))
+    script = f'mount --bind "$1" /proc/cpuinfo || exit 2; shift; exec env LIVEVAE_CPUMASK={cpu} LD_PRELOAD="$0" "$@"'
     root = [] if os.geteuid() == 0 else ["-r"]  # an unprivileged user maps itself to root in a user namespace
     return ["unshare", *root, "-m", "--propagation", "private", "sh", "-c", script, str(lib), str(info), *cmd]
 
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("cpu", choices=["avx2"], help="the CPU to present (only avx2: AVX2 + FMA, no AVX-512/VNNI/AMX)")
+    ap.add_argument(
+        "cpu",
+        choices=sorted(MASKED_PREFIXES),
+        help="the CPU to present: avx2 (AVX2 + FMA, an EPYC Zen 2/3) or avx512 (AVX-512 without VNNI, a Skylake-SP)",
+    )
     ap.add_argument("cmd", nargs=argparse.REMAINDER, help="-- then the command")
     ap.add_argument(  # before `avx2`: everything after it is the command
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "livevae-cpusim", help="where the mask is built"
@@ -110,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     why = available()
     if why:
         fail(why)
-    return subprocess.call(command(cmd, args.cache))
+    return subprocess.call(command(cmd, args.cache, args.cpu))
 
 
 if __name__ == "__main__":

@@ -29,25 +29,37 @@ def test_masked_cpuinfo_drops_avx512_vnni_and_amx_and_keeps_the_rest() -> None:
     assert flags == ["fpu", "sse4_2", "avx", "avx2", "fma"]
     assert "model name\t: Intel(R) Xeon(R) Processor [AVX2 mask]" in out
     assert out.startswith("processor\t: 0\n")
+    skx = cpusim.masked_cpuinfo(text, "avx512")  # a Skylake-SP: AVX-512 without VNNI
+    flags = next(line for line in skx.splitlines() if line.startswith("flags")).split(":")[1].split()
+    assert flags == ["fpu", "sse4_2", "avx", "avx2", "fma", "avx512f", "avx512bw"]
+    assert "[AVX512 mask]" in skx
 
 
-def _masked(code: str, tmp_path: Path, timeout: float = 240) -> subprocess.CompletedProcess[str]:
-    cmd = [sys.executable, str(ROOT / "bench" / "cpusim.py"), "--cache", str(tmp_path / "mask"), "avx2", "--"]
+def _masked(code: str, tmp_path: Path, timeout: float = 240, cpu: str = "avx2") -> subprocess.CompletedProcess[str]:
+    cmd = [sys.executable, str(ROOT / "bench" / "cpusim.py"), "--cache", str(tmp_path / "mask"), cpu, "--"]
     return subprocess.run([*cmd, sys.executable, "-c", code], capture_output=True, text=True, timeout=timeout, cwd=ROOT)
 
 
 @needs_mask
-def test_every_library_sees_the_masked_cpu(tmp_path: Path) -> None:
-    """PyTorch picks its kernels from CPUID (AVX2 now, AVX512 on this machine unmasked); livevae reads the masked
-    /proc/cpuinfo and gives the AVX2 scheme."""
+@pytest.mark.parametrize(
+    ("cpu", "want", "line"),
+    [
+        ("avx2", ["AVX2", "x86-avx2", "u8s8-w7"], "sees an AVX2-only CPU"),
+        ("avx512", ["AVX512", "x86-avx512", "u8s8-w7"], "sees an AVX-512 CPU without VNNI"),
+    ],
+)
+def test_every_library_sees_the_masked_cpu(cpu: str, want: list[str], line: str, tmp_path: Path) -> None:
+    """PyTorch picks its kernels from CPUID (unmasked this machine gives AVX512 with VNNI/AMX); livevae reads the
+    masked /proc/cpuinfo and gives the scheme for a CPU without VNNI."""
     r = _masked(
         "import torch; from livevae.backends import cpuchoice, quantize; c = cpuchoice.read_cpu();"
         "print(torch.backends.cpu.get_cpu_capability(), c.kind, quantize.scheme_for(c).name)",
         tmp_path,
+        cpu=cpu,
     )
     assert r.returncode == 0, r.stderr
-    assert r.stdout.split() == ["AVX2", "x86-avx2", "u8s8-w7"], r.stdout
-    assert "sees an AVX2-only CPU" in r.stderr
+    assert r.stdout.split() == want, r.stdout
+    assert line in r.stderr
 
 
 @needs_mask

@@ -1,4 +1,5 @@
-/* LD_PRELOAD library: this process and its children see the CPU without AVX-512, VNNI and AMX (AVX2 + FMA only).
+/* LD_PRELOAD library: this process and its children see the CPU without AVX-512, VNNI and AMX (AVX2 + FMA only),
+or with LIVEVAE_CPUMASK=avx512 as a Skylake-SP: AVX-512 F/CD/BW/DQ/VL kept, VNNI, AMX and the later AVX-512 sets masked.
 
 Benchmarks only, never shipped: it lets one machine run the code paths of an AVX2-only CPU (an AMD EPYC Zen 2/3,
 a pre-Ice-Lake Intel) for real. Linux's CPUID faulting (arch_prctl ARCH_SET_CPUID; /proc/cpuinfo flag
@@ -31,8 +32,15 @@ static void real_cpuid(uint32_t leaf, uint32_t sub, uint32_t r[4]) {
     __asm__ volatile("cpuid" : "=a"(r[0]), "=b"(r[1]), "=c"(r[2]), "=d"(r[3]) : "a"(leaf), "c"(sub));
 }
 
+static int keep_avx512; /* LIVEVAE_CPUMASK=avx512 */
+
 static void mask(uint32_t leaf, uint32_t sub, uint32_t r[4]) {
-    if (leaf == 7 && sub == 0) {
+    if (leaf == 7 && sub == 0 && keep_avx512) {
+        /* Skylake-SP: F 16, DQ 17, CD 28, BW 30, VL 31 stay; IFMA 21 goes; ECX and EDX as below */
+        r[1] &= ~(1u << 21);
+        r[2] &= ~((1u << 1) | (1u << 6) | (1u << 11) | (1u << 12) | (1u << 14));
+        r[3] &= ~((1u << 2) | (1u << 3) | (1u << 8) | (1u << 22) | (1u << 23) | (1u << 24) | (1u << 25));
+    } else if (leaf == 7 && sub == 0) {
         /* EBX: AVX512F 16, DQ 17, IFMA 21, PF 26, ER 27, CD 28, BW 30, VL 31 */
         r[1] &= ~((1u << 16) | (1u << 17) | (1u << 21) | (1u << 26) | (1u << 27) | (1u << 28) | (1u << 30) |
                   (1u << 31));
@@ -86,10 +94,14 @@ __attribute__((constructor)) static void cpumask_init(void) {
     sigemptyset(&sa.sa_mask);
     sigaction(SIGSEGV, &sa, &previous);
     const char *quiet = getenv("LIVEVAE_CPUMASK_QUIET");
+    const char *kind = getenv("LIVEVAE_CPUMASK");
+    keep_avx512 = kind && strcmp(kind, "avx512") == 0;
     if (set_cpuid(0) != 0) {
         fprintf(stderr, "cpumask: CPUID faulting unavailable here (no cpuid_fault); the CPU is NOT masked\n");
         return;
     }
     if (!(quiet && *quiet == '1'))
-        fprintf(stderr, "cpumask: pid %d sees an AVX2-only CPU (AVX-512, VNNI, AMX masked)\n", (int)getpid());
+        fprintf(stderr, "cpumask: pid %d sees %s\n", (int)getpid(),
+                keep_avx512 ? "an AVX-512 CPU without VNNI (VNNI, AMX, later AVX-512 sets masked)"
+                            : "an AVX2-only CPU (AVX-512, VNNI, AMX masked)");
 }
