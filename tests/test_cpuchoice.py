@@ -4,6 +4,7 @@ that cannot saturate on its kernels, and the choice is timed once, cached per CP
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from pathlib import Path
 
 import onnx
@@ -223,3 +224,27 @@ def test_real_choice_on_this_machine_is_short(tiny: Path, tmp_path: Path) -> Non
     c = choose_precision(tiny, 1, cache, 2, lambda s: None)
     assert time.perf_counter() - t < cpuchoice.CHOICE_SECONDS + 3
     assert c.precision in ("int8", "fp32") and c.int8_ms and c.fp32_ms > 0 and not c.cached
+
+
+def test_timed_choice_runs_each_candidate_in_blocks_and_drops_the_cold_call(monkeypatch: pytest.MonkeyPatch) -> None:
+    """On a fake clock: a call right after another candidate's costs 5 ms (its weights out of the caches), a call
+    right after its own 1 ms, as in a show. Rounds interleave the candidates; within a round each runs a block
+    and its first call is not counted, so the medians are the warm 1 ms; single calls would all be cold."""
+    clock = [0.0]
+    order: list[str] = []
+
+    def call(name: str, warm_ms: float) -> Callable[[], None]:
+        def f() -> None:
+            clock[0] += (warm_ms if order and order[-1] == name else 5.0) / 1000
+            order.append(name)
+
+        return f
+
+    monkeypatch.setattr(cpuchoice.time, "perf_counter", lambda: clock[0])
+    calls = [call("a", 1.0), call("b", 2.0)]
+    assert cpuchoice.time_calls(calls, seconds=0.05, block=3) == pytest.approx([1.0, 2.0])
+    timed = order[2 * cpuchoice.CHOICE_WARMUP :]
+    assert timed[:12] == list("aaabbbaaabbb")  # interleaved rounds of blocks
+    assert len(timed) // 6 >= 3  # at least 3 rounds, however short the time
+    order.clear()
+    assert cpuchoice.time_calls(calls, seconds=0.05, block=1) == pytest.approx([5.0, 5.0])  # single calls: all cold
