@@ -353,7 +353,8 @@ def test_garbage_flood_neither_crashes_nor_stalls_the_loop(tmp_path: Path, pca_m
     from livevae.loop import LiveLoop
     from livevae.show.showfile import build_show
 
-    show = _show(tmp_path, pca_model).read_text().replace("frames = 12", "seconds = 3.0\nrealtime = true")
+    # long enough to outlast a slow flood on a busy machine: the test ends the show itself (request_quit)
+    show = _show(tmp_path, pca_model).read_text().replace("frames = 12", "seconds = 60.0\nrealtime = true")
     (tmp_path / "flood.toml").write_text(show)
     cfg, state, controllers = build_show(tmp_path / "flood.toml", osc_port=0)
     ctrl = controllers[0]
@@ -381,6 +382,8 @@ def test_garbage_flood_neither_crashes_nor_stalls_the_loop(tmp_path: Path, pca_m
     t1 = time.monotonic()
     tx.sendto(_dgram("/livevae/noise", 0.7), ("127.0.0.1", srv.port))
     tx.close()
+    applied = _wait(lambda: state.snapshot().noise == pytest.approx(0.7), 10)  # while the show still plays
+    loop.request_quit()
     runner.join(30)
     assert not runner.is_alive()
     during = [t for t in presented if t0 <= t <= t1]
@@ -390,7 +393,7 @@ def test_garbage_flood_neither_crashes_nor_stalls_the_loop(tmp_path: Path, pca_m
     assert sent >= 8000
     assert len(during) >= 3 and gaps.max() < 1.0  # frames kept coming (generous: the CPU is shared)
     assert srv.stats.malformed > 0 and srv.stats.unknown > 0 and srv.stats.bad_args > 0
-    assert state.snapshot().noise == pytest.approx(0.7)  # and a good message after the flood still works
+    assert applied, state.snapshot().noise  # and a good message after the flood still works
     assert loop.stats.controller_errors == 0
 
 

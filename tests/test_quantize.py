@@ -91,18 +91,17 @@ def test_cpu_flag_detection(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> 
 
 
 @pytest.fixture(scope="module", params=list(SCHEMES))
-def demo_int8(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> tuple[OnnxRuntimeBackend, OnnxRuntimeBackend]:
+def demo_int8(request: pytest.FixtureRequest) -> tuple[OnnxRuntimeBackend, OnnxRuntimeBackend]:
     """Each int8 scheme this machine's kernels run exactly, for real (on VNNI: u8s8 and u8s8-w7; on AVX2 only
     u8s8-w7, the one an AVX2 machine gets). A scheme that saturates here is skipped, named."""
     scheme = SCHEMES[request.param]
     cpu = read_cpu()
     if scheme not in accurate_schemes(cpu):
         pytest.skip(f"int8 scheme {scheme.name} saturates on this {cpu.kind} CPU ({scheme.cpus})")
-    cache = tmp_path_factory.mktemp("int8-cache")
-    b8 = OnnxRuntimeBackend.from_file(DEMO, precision="int8", cache_dir=cache, scheme=scheme.name)
-    b32 = OnnxRuntimeBackend.from_file(DEMO, precision="fp32", cache_dir=cache)
+    # the session's export cache (conftest): the demo's fp32 graphs and the u8s8 graph that u8s8-gemm derives
+    # from are made once for the whole suite; each scheme's int8 graphs are keyed apart
+    b8 = OnnxRuntimeBackend.from_file(DEMO, precision="int8", scheme=scheme.name)
+    b32 = OnnxRuntimeBackend.from_file(DEMO, precision="fp32")
     assert b8.scheme == scheme.name
     return b8, b32
 
@@ -151,16 +150,14 @@ def test_int8_within_stated_tolerance_on_real_footage(
     assert p8 >= p32 - 0.5, (p8, p32)
 
 
-def test_dynamic_batch_int8_equals_batch_one(
-    demo_int8: tuple[OnnxRuntimeBackend, OnnxRuntimeBackend], tmp_path: Path
-) -> None:
+def test_dynamic_batch_int8_equals_batch_one(demo_int8: tuple[OnnxRuntimeBackend, OnnxRuntimeBackend]) -> None:
     """reconstruct's dynamic-batch int8 graphs are calibrated like the live batch-1 ones: same film out."""
     b1, _ = demo_int8
     from livevae.backends.quantize import scheme_for
 
     if b1.scheme != scheme_for(read_cpu()).name:  # calibration does not depend on the scheme: one is enough
         pytest.skip(f"dynamic batch is checked with this CPU's own scheme, not {b1.scheme}")
-    bn = OnnxRuntimeBackend.from_file(DEMO, precision="int8", batch=None, cache_dir=tmp_path, scheme=b1.scheme)
+    bn = OnnxRuntimeBackend.from_file(DEMO, precision="int8", batch=None, scheme=b1.scheme)  # reconstruct's graphs
     frames = np.random.default_rng(0).integers(0, 256, (5, 144, 256, 3), dtype=np.uint8)
     z1, zn = b1.encode(frames), bn.encode(frames)
     assert np.abs(z1 - zn).max() <= 1e-5

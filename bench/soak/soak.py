@@ -1,7 +1,7 @@
 """Soak: a headless installation run (show file, OSC, autopilot, watchdog, heartbeat) sampling RSS and frame gaps.
 
     .venv/bin/python bench/soak/soak.py --minutes 10            # the long form; writes JSON + markdown
-    .venv/bin/python bench/soak/soak.py --minutes 1 --warmup 20  # what tests/test_reliability.py runs
+    .venv/bin/python bench/soak/soak.py --minutes 0.67 --warmup 15  # what tests/test_reliability.py runs
 
 Goal after warm-up: RSS growth <= 5 MB/hour and no frame gap over 250 ms. The fps is reported next to a bare
 torch-eager encode -> decode loop measured in the same run (the ceiling on this machine).
