@@ -168,6 +168,34 @@ def test_a_flood_keeps_only_the_newest_datagrams() -> None:
     assert srv.state.snapshot().noise == pytest.approx(1.0)  # the last fader position won
 
 
+def test_the_newest_datagram_of_a_flood_is_never_the_one_dropped() -> None:
+    """A flood far past the server's share and its socket buffer, then the fader's last position: the server reads
+    on through its pauses, so a full kernel buffer never drops the datagram that came last. (The server that slept
+    through its pauses lost it: during each pause the buffer filled and the kernel dropped every arrival.)"""
+    import time
+
+    srv = OscServer(ControlState(16, n_pcs=4), host="127.0.0.1", port=0, busy_share=0.001)  # pauses of ~30 ms
+    srv.start()
+    tx = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    try:
+        addr, flood, n, rate = ("127.0.0.1", srv.port), build_msg("/livevae/noise", [0.1]).dgram, 20000, 20000.0
+        t0 = time.monotonic()
+        for sent in range(100, n + 1, 100):  # 20k datagrams a second for a second: ~20 MB of kernel buffer
+            for _ in range(100):
+                tx.sendto(flood, addr)
+            time.sleep(max(0.0, t0 + sent / rate - time.monotonic()))
+        tx.sendto(build_msg("/livevae/noise", [0.77]).dgram, addr)
+        end = time.monotonic() + 10
+        while srv.state.snapshot().noise != pytest.approx(0.77) and time.monotonic() < end:
+            time.sleep(0.01)
+        assert srv.state.snapshot().noise == pytest.approx(0.77), srv.stats
+        assert srv.stats.throttled > 0 and srv.stats.stale > 0  # it was a flood, and only the newest were handled
+        assert srv.stats.handled < n / 2
+    finally:
+        tx.close()
+        srv.stop()
+
+
 def test_the_server_thread_sleeps_when_its_share_is_spent() -> None:
     srv = _server()
     assert not srv._throttle(0.001)  # a burst fits the bucket

@@ -101,7 +101,7 @@ class OscStats:
     dropped: int = 0  # datagrams cut short for reaching more than MAX_FANOUT handlers
     throttled: int = 0  # times the server thread slept to keep its share of the GIL
     coalesced: int = 0  # source switches and scene saves replaced by a later one before they were posted
-    stale: int = 0  # datagrams dropped unread after a throttled pause (older than the newest KEEP_NEWEST)
+    stale: int = 0  # datagrams read during a flood and dropped unhandled (older than the newest KEEP_NEWEST)
     by_address: dict[str, int] = field(default_factory=dict)  # bad messages per address (first MAX_WARNED)
 
 
@@ -181,6 +181,7 @@ class OscServer:
         self._thread: threading.Thread | None = None
         self._stop = threading.Event()
         self._bucket, self._bucket_t = BUSY_BURST_S, time.monotonic()
+        self._newest: deque[tuple[bytes, Any]] = deque(maxlen=KEEP_NEWEST)  # read during a flood, not yet handled
         self._pending: dict[str, tuple[str, object]] = {}  # heavy action -> (address, arg), the latest asked for
         self._heavy = {a: (float(r), time.monotonic()) for a, r in HEAVY_ACTIONS.items()}  # (tokens, when)
         self._mappings: tuple[Mapping, ...] = ()
@@ -243,45 +244,66 @@ class OscServer:
                 continue
             t0 = time.perf_counter()
             self.handle_datagram(data, addr)
-            if self._throttle(time.perf_counter() - t0):
+            if self._throttle(time.perf_counter() - t0, sock):
                 self._serve_newest(sock)
 
-    def _throttle(self, busy: float) -> bool:
-        """Spend `busy` seconds from the bucket; when it is empty, sleep (which hands the GIL to the frame thread)
-        until it refills, and return True: a flood is on."""
+    def _throttle(self, busy: float, sock: socket.socket | None = None) -> bool:
+        """Spend `busy` seconds from the bucket; when it is empty, pause until it refills (which hands the GIL
+        to the frame thread) and return True: a flood is on.
+
+        With `sock`, the pause goes on reading what arrives into the ring of the newest KEEP_NEWEST datagrams.
+        Reading one costs microseconds where handling one can cost milliseconds, and a kernel buffer left to
+        fill drops what comes last: the newest datagram of a flood, the one that says where the fader is now."""
         now = time.monotonic()
         self._bucket = min(BUSY_BURST_S, self._bucket + (now - self._bucket_t) * self.busy_share) - busy
         self._bucket_t = now
         if self._bucket >= 0:
             return False
         self.stats.throttled += 1
-        time.sleep(-self._bucket / self.busy_share)
+        pause = -self._bucket / self.busy_share
+        if sock is None:
+            time.sleep(pause)
+        else:
+            self._read_newest(sock, now + pause)
         return True
 
-    def _serve_newest(self, sock: socket.socket) -> None:
-        """After a throttled pause, what queued meanwhile is stale: keep the newest KEEP_NEWEST datagrams (the
-        latest fader positions, the last press) and drop the rest, so a flood never leaves seconds of backlog."""
-        t0 = time.perf_counter()
-        newest: deque[tuple[bytes, Any]] = deque(maxlen=KEEP_NEWEST)
-        sock.setblocking(False)
+    def _read_newest(self, sock: socket.socket, until: float | None) -> None:
+        """Read datagrams into the ring of the newest until `until` (time.monotonic()), or with None until the
+        socket's buffer is empty; what falls out of the ring unhandled is counted stale."""
         try:
-            for _ in range(1 << 16):  # the buffer holds far fewer; a bound all the same
+            for _ in range(1 << 16):  # a bound all the same (the buffer holds far fewer)
+                if until is None:
+                    sock.setblocking(False)
+                else:
+                    left = until - time.monotonic()
+                    if left <= 0:
+                        break
+                    sock.settimeout(left)
                 try:
                     got = sock.recvfrom(65536)
-                except (BlockingIOError, InterruptedError):
+                except (BlockingIOError, InterruptedError, TimeoutError):
                     break
                 except OSError:
                     break
-                if len(newest) == KEEP_NEWEST:
+                if len(self._newest) == KEEP_NEWEST:
                     self.stats.stale += 1
-                newest.append(got)
+                self._newest.append(got)
         finally:
             sock.settimeout(0.2)
-        self._throttle(time.perf_counter() - t0)
-        for data, addr in newest:
+
+    def _serve_newest(self, sock: socket.socket) -> None:
+        """After a throttled pause, what queued meanwhile is stale: keep the newest KEEP_NEWEST datagrams (the
+        latest fader positions, the last press) and drop the rest, so a flood never leaves seconds of backlog.
+        Each handled one spends from the bucket, and its pauses read on into the ring: under a flood the
+        newest keep replacing the oldest until the flood ends and the ring runs dry."""
+        t0 = time.perf_counter()
+        self._read_newest(sock, None)
+        self._throttle(time.perf_counter() - t0, sock)
+        while self._newest and not self._stop.is_set():
+            data, addr = self._newest.popleft()
             t0 = time.perf_counter()
             self.handle_datagram(data, addr)
-            self._throttle(time.perf_counter() - t0)
+            self._throttle(time.perf_counter() - t0, sock)
 
     # -- dispatch --
     def handle_datagram(self, data: bytes, client: tuple[str, int] = ("127.0.0.1", 0)) -> None:
