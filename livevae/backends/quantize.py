@@ -242,38 +242,34 @@ class SubpixelConvTranspose(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # [N, Cin, H, W] -> [N, Cout, 2H, 2W]
         h, w = x.shape[2:]
-        if self.phase_convs is not None:
+        if self.phase_convs is not None:  # [N, s*s*C, H, W], channels (ry, rx, c)
             y = torch.cat([c(F.pad(x, p)) for c, p in zip(self.phase_convs, self.phase_pads, strict=True)], dim=1)
-            n, _, hh, ww = y.shape  # [N, s*s*C, H, W], channels (ry, rx, c)
-            if self.pixels:
-                return y.permute(0, 2, 3, 1).reshape(n, hh, ww, self.s, self.s, -1)
-            y = self.act(y)
-            y = y.permute(0, 2, 3, 1).reshape(n, hh, ww, self.s, self.s, -1).permute(0, 1, 3, 2, 4, 5)
-            return y.reshape(n, hh * self.s, ww * self.s, -1).permute(0, 3, 1, 2)
-        if self.conv.padding == (0, 0):
-            x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
-        y = self.conv(x)  # [N, s*s*C, H + max(shift), W + max(shift)], channels (slot y, slot x, c)
+        else:
+            if self.conv.padding == (0, 0):
+                x = F.pad(x, (self.pad[0], self.pad[1], self.pad[0], self.pad[1]))
+            y = self.conv(x)  # [N, s*s*C, H + max(shift), W + max(shift)], channels (slot y, slot x, c)
         n, _, hh, ww = y.shape
-        s, c = self.s, self.crop
         if self.pixels:
             # The conv's output before its activation, left in its phases [N, H', W', slot y, slot x, C]: quantized,
             # that is the graph's uint8 output (uint8_output), and a 256-entry table does tanh and the pixel
             # conversion outside (OUTPUT_LUT_KEY), the interleave and this crop too (OUTPUT_CROP_KEY). In the
             # graph they cost 0.15 ms of float ops, and interleaving 3-byte pixels 0.36 ms; outside, 0.05 ms for
             # both (frames.pixel_phases_to_frames).
-            return y.permute(0, 2, 3, 1).reshape(n, hh, ww, s, s, -1)
-        y = self.act(y)  # elementwise, so before the shuffle: ONNX Runtime fuses a ReLU into its QLinearConv
-        # The shuffle channels-last: [N, H', W', sy, sx, C] -> [N, H', sy, W', sx, C] moves C-long runs, and ONNX
-        # Runtime cancels the NCHW<->NHWC transposes against those its int8 convs insert around themselves.
-        y = y.permute(0, 2, 3, 1).reshape(n, hh, ww, s, s, -1).permute(0, 1, 3, 2, 4, 5).reshape(n, hh * s, ww * s, -1)
-        return y[:, c : c + h * s, c : c + w * s].permute(0, 3, 1, 2)
+            return y.permute(0, 2, 3, 1).reshape(n, hh, ww, self.s, self.s, -1)
+        # the activation is elementwise, so before the shuffle: ONNX Runtime fuses a ReLU into its QLinearConv
+        return self.phases_to_output(self.act(y).permute(0, 2, 3, 1).reshape(n, hh, ww, self.s, self.s, -1), h, w)
 
     def phases_to_output(self, p: torch.Tensor, h: int, w: int) -> torch.Tensor:
-        """The pixel layer's phases [N, H', W', s, s, C] -> its output [N, C, s*h, s*w] (what forward gives
-        without self.pixels, before the activation): for tests and the export's check."""
+        """Phases [N, H', W', s, s, C] -> the layer's output [N, C, s*h, s*w]: the channels-last shuffle, then the
+        crop of the phases' overhang. (forward's tail; for the pixel layer's phases, what forward gives without
+        self.pixels before the activation: for tests and the export's check.)"""
         n, hh, ww, s = p.shape[:4]
+        # [N, H', W', sy, sx, C] -> [N, H', sy, W', sx, C] moves C-long runs, and ONNX Runtime cancels the
+        # NCHW<->NHWC transposes against those its int8 convs insert around themselves.
         y = p.permute(0, 1, 3, 2, 4, 5).reshape(n, hh * s, ww * s, -1)
-        return y[:, self.crop : self.crop + h * s, self.crop : self.crop + w * s].permute(0, 3, 1, 2)
+        if (hh, ww) != (h, w) or self.crop:  # the per-phase convs give exactly h x w: nothing to crop
+            y = y[:, self.crop : self.crop + h * s, self.crop : self.crop + w * s]
+        return y.permute(0, 3, 1, 2)
 
 
 ELEMENTWISE = (nn.ReLU, nn.LeakyReLU, nn.Tanh)

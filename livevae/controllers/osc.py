@@ -271,10 +271,10 @@ class OscServer:
         """Read datagrams into the ring of the newest until `until` (time.monotonic()), or with None until the
         socket's buffer is empty; what falls out of the ring unhandled is counted stale."""
         try:
+            if until is None:
+                sock.setblocking(False)
             for _ in range(1 << 16):  # a bound all the same (the buffer holds far fewer)
-                if until is None:
-                    sock.setblocking(False)
-                else:
+                if until is not None:
                     left = until - time.monotonic()
                     if left <= 0:
                         break
