@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -72,6 +73,14 @@ MAX_FANOUT = 256
 BUSY_SHARE = 0.05
 BUSY_BURST_S = 0.02
 KEEP_NEWEST = 16  # datagrams kept from what queued during a throttled pause
+# The longest one pause may be; debt beyond it is forgiven. Only a single busy spell longer than
+# MAX_PAUSE_S * BUSY_SHARE (12.5 ms, far over any datagram's MAX_FANOUT handlers) can hit it, and the fader's last
+# position is then late by at most this, never by seconds.
+MAX_PAUSE_S = 0.25
+# Busy time is the server thread's own CPU time. Wall time also charged it for waiting on the GIL and for being off
+# a core on a loaded machine: one such 10 ms wait at a share of 0.001 bought a 10 s pause, with the last fader
+# position read and held unhandled all that time. (Windows' thread clock ticks at 15.6 ms: wall time there.)
+_busy_clock = time.perf_counter if sys.platform == "win32" else time.thread_time
 # Actions that open a source or write a file, per second (with a burst of as many): beyond, the latest waits
 HEAVY_ACTIONS = {"source": 4.0, "scene.save": 4.0}
 
@@ -242,9 +251,9 @@ class OscServer:
                 if self._stop.is_set():
                     return
                 continue
-            t0 = time.perf_counter()
+            t0 = _busy_clock()
             self.handle_datagram(data, addr)
-            if self._throttle(time.perf_counter() - t0, sock):
+            if self._throttle(_busy_clock() - t0, sock):
                 self._serve_newest(sock)
 
     def _throttle(self, busy: float, sock: socket.socket | None = None) -> bool:
@@ -261,6 +270,8 @@ class OscServer:
             return False
         self.stats.throttled += 1
         pause = -self._bucket / self.busy_share
+        if pause > MAX_PAUSE_S:
+            pause, self._bucket = MAX_PAUSE_S, -MAX_PAUSE_S * self.busy_share
         if sock is None:
             time.sleep(pause)
         else:
@@ -296,14 +307,14 @@ class OscServer:
         latest fader positions, the last press) and drop the rest, so a flood never leaves seconds of backlog.
         Each handled one spends from the bucket, and its pauses read on into the ring: under a flood the
         newest keep replacing the oldest until the flood ends and the ring runs dry."""
-        t0 = time.perf_counter()
+        t0 = _busy_clock()
         self._read_newest(sock, None)
-        self._throttle(time.perf_counter() - t0, sock)
+        self._throttle(_busy_clock() - t0, sock)
         while self._newest and not self._stop.is_set():
             data, addr = self._newest.popleft()
-            t0 = time.perf_counter()
+            t0 = _busy_clock()
             self.handle_datagram(data, addr)
-            self._throttle(time.perf_counter() - t0, sock)
+            self._throttle(_busy_clock() - t0, sock)
 
     # -- dispatch --
     def handle_datagram(self, data: bytes, client: tuple[str, int] = ("127.0.0.1", 0)) -> None:
