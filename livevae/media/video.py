@@ -274,11 +274,12 @@ def scale_graph(
     rotation: int = 0,
     threads: int | None = None,
 ) -> Any:
-    """An FFmpeg filter graph: rotate for display -> crop (x, y, w, h) -> scale to size with `flags` -> rgb24.
+    """An FFmpeg filter graph: rotate for display -> crop (x, y, w, h) -> scale to size with `flags` -> gbrp.
 
-    Push decoded frames of this frame's size and format, pull RGB frames. Scaling the YUV planes
-    in one pass costs far less than converting the whole frame to RGB first. threads: the graph's worker
-    threads (None: FFmpeg's default, one per core plus one); 1 runs swscale on the calling thread.
+    Push decoded frames of this frame's size and format, pull planar RGB frames (to_ndarray gives uint8
+    [h, w, 3] in RGB order). Scaling the YUV planes in one pass costs far less than converting the whole frame
+    to RGB first. threads: the graph's worker threads (None: FFmpeg's default, one per core plus one); 1 runs
+    swscale on the calling thread.
     """
     x, y, w, h = crop
     g = av.filter.Graph()
@@ -293,7 +294,12 @@ def scale_graph(
         # picture a source line off the box that prep records and that the live path (cv2) crops exactly
         g.add("crop", f"{w}:{h}:{x}:{y}:exact=1"),
         g.add("scale", f"{size[0]}:{size[1]}:flags={flags}"),
-        g.add("format", "rgb24"),
+        # Planar RGB, not packed rgb24: swscale's packed-RGB output keeps the chroma at half the output's width
+        # (unless full_chroma_int), which left prep's 256x144 frames 2.0 levels off an exact area average of the
+        # full-colour picture on average and up to 54 at colour edges (bigbuckbunny); planar output interpolates
+        # chroma at full width: 0.25 on average, 8 at most (tests/test_prep.py), and costs less (0.60-0.74
+        # against 0.68-0.81 CPU ms a 720p frame on an AMD EPYC; `python bench/bench_scale_ab.py`).
+        g.add("format", "gbrp"),
         g.add("buffersink"),
     ):
         prev.link_to(node)
@@ -341,7 +347,7 @@ class Scaler:
         if self._graph is None or fmt != self._fmt:
             self._graph, self._fmt = self._build(frame, rotation), fmt
         self._graph.push(frame)
-        return np.asarray(self._graph.pull().to_ndarray())  # uint8 [h, w, 3] RGB
+        return np.asarray(self._graph.pull().to_ndarray())  # uint8 [h, w, 3] RGB (from gbrp's three planes)
 
 
 SMALL_FRAME = 640 * 360  # pixels: at or below this, the H.264 encoder runs on one thread
