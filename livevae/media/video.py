@@ -311,8 +311,9 @@ def scale_graph(
 class Scaler:
     """Crop + scale + RGB in FFmpeg for each decoded frame, rebuilt when the stream changes size/format.
 
-    flags None: prep's rule (area averaging when shrinking, so no aliasing; bicubic when growing), so a
-    model sees at show time exactly the pixels it was trained on; otherwise swscale flags for growing.
+    flags None: prep's rule (area averaging when shrinking, so no aliasing; bicubic when growing), so
+    reconstruct feeds a model exactly the pixels prep trained it on (the live loop's cv2 area resize of full RGB
+    frames comes within 1.1 levels on average, p99 2, on bigbuckbunny); otherwise swscale flags for growing.
     box: (x, y, w, h) in source pixels, checked against each new frame size. threads: see scale_graph.
     """
 
