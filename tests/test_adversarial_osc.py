@@ -221,8 +221,10 @@ def test_the_newest_datagram_of_a_flood_is_never_the_one_dropped() -> None:
 
 def test_the_flood_test_fails_against_a_server_that_sleeps_through_its_pauses(monkeypatch: pytest.MonkeyPatch) -> None:
     """The test above is only worth something if the old server fails it: one that sleeps through its pauses
-    (reads nothing until the pause ends) loses the last datagram to the full kernel buffer, here in at least one
-    of three floods (each loses it with a probability of about 0.75: 63 ms of a 250 ms pause is room)."""
+    (reads nothing until the pause ends) loses the last datagram to the full kernel buffer. At 20k datagrams a
+    second the buffer fills in 31 ms of each 250 ms pause, so each flood loses it with a probability of about
+    0.87; all of six floods keeping it would be a 1-in-200,000 chance. Not seen in 10 s counts as lost: the server
+    that reads on handles it within about 4 s (16 pauses of 250 ms at most)."""
     import time
 
     def sleep_through(self: OscServer, sock: socket.socket, until: float | None) -> None:
@@ -234,17 +236,17 @@ def test_the_flood_test_fails_against_a_server_that_sleeps_through_its_pauses(mo
     original = OscServer._read_newest
     monkeypatch.setattr(OscServer, "_read_newest", sleep_through)
     lost = 0
-    for _ in range(3):
+    for _ in range(6):
         srv = OscServer(ControlState(16, n_pcs=4), host="127.0.0.1", port=0, busy_share=0.0002)
         srv.start()
         try:
-            _flood_then_last(srv)
-            lost += not _wait_for_noise(srv, 0.77, 8)
+            _flood_then_last(srv, n=20000, rate=20000.0)
+            lost += not _wait_for_noise(srv, 0.77, 10)
         finally:
             srv.stop()
         if lost:
             break
-    assert lost, "a server that sleeps through its pauses kept the last datagram of three floods"
+    assert lost, "a server that sleeps through its pauses kept the last datagram of six floods"
 
 
 def test_the_server_thread_sleeps_when_its_share_is_spent() -> None:
