@@ -6,9 +6,11 @@ import json
 import sys
 from pathlib import Path
 
+import av
 import pytest
 
 from bench import bench_prep as bp
+from livevae.media import spans
 from livevae.offline.prep import prep
 from tests.helpers.media import pattern_frames, write_video
 
@@ -42,3 +44,23 @@ def test_the_bench_reports_both_spans_split(tmp_path: Path, monkeypatch: pytest.
     assert res["after_first_ratio"] == pytest.approx(
         res["after_first_fps"]["loop"] / res["after_first_fps"]["decode"], rel=0.01
     )
+
+
+def test_the_bench_times_prep_on_spans_and_on_one_decoder(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    src = write_video(tmp_path / "src.mp4", pattern_frames(30, 160, 96))
+    film = bp.gop_film(src, tmp_path / "gop.mp4", loops=2, keyint=10)
+    with av.open(str(film)) as c:
+        keys = [p.is_keyframe for p in c.demux(video=0) if p.size]
+    assert len(keys) == 60 and [i for i, k in enumerate(keys) if k][:3] == [0, 10, 20]
+    assert bp.gop_film(src, film) == film  # built once
+    out = tmp_path / "prep.json"
+    argv = ["bench_prep.py", "--repeats", "1", "--film", str(film), "--json", str(out)]
+    monkeypatch.setattr(sys, "argv", argv)
+    monkeypatch.setattr(spans, "MIN_SPAN_PACKETS", 10)  # a 60-frame film: cut at every keyframe
+    bp.main()
+    res = json.loads(out.read_text())
+    workers, n = spans.default_workers(), len(spans.plan(film))
+    assert n >= 4 and res["decoding"] == (
+        f"{n} keyframe spans on {min(n, workers)} decoders" if workers > 1 else "one decoder"
+    )
+    assert res["one_decoder_loop_fps"] > 0 and res["one_decoder_loop_ratio_paired"] > 0

@@ -20,6 +20,13 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--start", type=float, default=None, help="start time in seconds")
     p.add_argument("--end", type=float, default=None, help="end time in seconds")
     p.add_argument("--max-frames", type=int, default=None, help="stop after this many frames")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="decoders side by side on an MP4/MOV cut at its keyframes (default: one a core; 1: FFmpeg's frame "
+        "threads on one decoder); the frames are the same",
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 
 
@@ -36,12 +43,13 @@ def run(args: argparse.Namespace) -> int:
             end=args.end,
             max_frames=args.max_frames,
             progress=not args.no_progress,
+            threads=args.threads,
         )
     except (PrepError, VideoError, PreprocessError) as e:
         print(f"livevae prep: error: {e}", file=sys.stderr)
         return 1
     print(
         f"wrote {meta['frames']} frames {meta['width']}x{meta['height']} to {args.out} "
-        f"(crop {meta['crop']}, {meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s)"
+        f"(crop {meta['crop']}, {meta['frames'] / max(meta['seconds'], 1e-9):.0f} frames/s, {meta['decoding']})"
     )
     return 0

@@ -1,7 +1,7 @@
 """Film decoding and encoding with PyAV (FFmpeg): probe, frame iteration with error counting, MP4 writing.
 
-Over 600 lines on purpose: every PyAV call of the project is here, so FFmpeg's quirks (rotation, stream choice,
-timestamps) are handled in one place.
+Over 600 lines on purpose: every PyAV call of the project is here (bar spans.py's keyframe-span decoding, which
+builds on it), so FFmpeg's quirks (rotation, stream choice, timestamps) are handled in one place.
 """
 
 from __future__ import annotations
@@ -66,6 +66,7 @@ class DecodeStats:
     frames: int = 0
     errors: int = 0
     messages: list[str] = field(default_factory=list)
+    mode: str = ""  # how the film was decoded (spans.iter_mapped: one decoder, or keyframe spans on N)
 
 
 def open_container(path: str | os.PathLike[str]) -> av.container.InputContainer:
@@ -385,15 +386,22 @@ class Scaler:
     reconstruct feeds a model exactly the pixels prep trained it on (the live loop's to_rgb + cv2 area resize of
     full frames comes within 0.08 levels of them on average, on bigbuckbunny); otherwise swscale flags for growing.
     box: (x, y, w, h) in source pixels, checked against each new frame size. threads: see scale_graph.
+    ref: the shown size `box` was chosen for (default: the first frame's; a scaler that starts mid-film, as a
+    keyframe span's does, is given the film's).
     """
 
     def __init__(
-        self, box: CropBox, size: tuple[int, int], flags: str | None = None, threads: int | None = None
+        self,
+        box: CropBox,
+        size: tuple[int, int],
+        flags: str | None = None,
+        threads: int | None = None,
+        ref: tuple[int, int] | None = None,
     ) -> None:
         self.box, self.size, self.flags, self.threads = box, size, flags, threads
         self._graph: Any = None
         self._fmt: tuple[int, int, str, int] | None = None
-        self._ref: tuple[int, int] | None = None  # the shown size `box` was chosen for (the first frame's)
+        self._ref = ref
         self.resized = 0  # mid-stream resolution changes followed
 
     def _build(self, frame: av.VideoFrame, rotation: int) -> Any:

@@ -8,16 +8,18 @@ import os
 import shutil
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO
 
+import av
 import numpy as np
 from tqdm import tqdm
 
 from livevae.errors import LivevaeError
+from livevae.media import spans
 from livevae.media.preprocess import CropBox, centre_crop, detect_bars, parse_crop
-from livevae.media.video import DecodeStats, Scaler, VideoInfo, iter_av_frames, iter_frames, prefetch, probe
+from livevae.media.video import DecodeStats, Scaler, VideoInfo, iter_frames, probe
 from livevae.safeout import OutputError, check_dataset_out, replace_dir
 
 FRAMES_FILE = "frames.npy"  # uint8 [N, H, W, 3], RGB; np.load(..., mmap_mode="r") reads it lazily
@@ -80,19 +82,26 @@ def iter_scaled(
     end: float | None = None,
     every: int = 1,
     stats: DecodeStats | None = None,
+    threads: int | None = None,
+    ref: tuple[int, int] | None = None,
 ) -> Iterator[tuple[np.ndarray, float]]:
     """Like video.iter_frames, but crop + scale + RGB conversion run inside FFmpeg's filter graph.
 
     Converting a full 1280x720 frame to RGB and then shrinking it costs more than decoding it; FFmpeg's
-    area scaler does both on the YUV planes in one pass, so prep runs at close to pure decoding speed.
+    area scaler does both on the YUV planes in one pass. A film with an index of keyframes is cut into spans
+    that `threads` single-threaded decoders decode and scale side by side (media.spans; default: one per core);
+    others decode on FFmpeg's frame threads, one thread ahead of the scaling. Either way the same frames, in
+    order. ref: the shown size `box` was chosen for (the film's; default: its first frame's).
     Yields (RGB uint8 [h, w, 3], seconds).
     """
-    # swscale on this (the consumer's) thread, not in the graph's own pool: 0.40 against 0.42 CPU ms per 720p
-    # frame, and no second pool of workers competing with the decoder's frame threads for the cores.
-    scale = Scaler(box, size, threads=1)
-    # Decoding runs one thread ahead of the scaling: together they keep both cores busy.
-    for frame, t in prefetch(iter_av_frames(film, start=start, end=end, every=every, stats=stats)):
-        yield scale(frame), t
+
+    def scaler() -> Callable[[av.VideoFrame], np.ndarray]:
+        # swscale on the decoding (or consuming) thread, not in the graph's own pool: 0.40 against 0.42 CPU ms a
+        # 720p frame, and no second pool of workers competing with the decoders for the cores
+        return Scaler(box, size, threads=1, ref=ref)
+
+    ahead = max(64, spans.AHEAD_BYTES // (size[0] * size[1] * 3))
+    yield from spans.iter_mapped(film, scaler, start, end, every, stats, workers=threads, ahead=ahead)
 
 
 def prep(
@@ -105,15 +114,20 @@ def prep(
     end: float | None = None,
     max_frames: int | None = None,
     progress: bool = True,
+    threads: int | None = None,
 ) -> dict[str, Any]:
     """Write `out`/frames.npy and `out`/meta.json from `film`; returns the metadata.
 
     Frames go to a temporary folder renamed into place at the end, so a crash never leaves a dataset
     that looks whole; a re-run simply starts again (and removes the stale temporary folder).
+    threads: decoders working side by side on a film with a keyframe index (default: one per core; 1: one
+    decoder on FFmpeg's frame threads). The frames are the same either way.
     """
     film = Path(film)
     if every < 1:
         raise PrepError(f"--every {every}: expected a positive integer")
+    if threads is not None and threads < 1:
+        raise PrepError(f"--threads {threads}: expected a positive integer")
     try:  # before decoding anything: a folder of the user's is never replaced, an unwritable one fails now
         out = check_dataset_out(out, "livevae-frames", DATASET_FILES)
     except OutputError as e:
@@ -147,7 +161,9 @@ def prep(
         # copy when a variable-frame-rate header under-counts, and the header is rewritten once at the end.
         with open(tmp / FRAMES_FILE, "wb") as f:
             _write_header(f, 0, (h, w))
-            for img, t in iter_scaled(film, box, size, start=start, end=end, every=every, stats=stats):
+            for img, t in iter_scaled(
+                film, box, size, start, end, every, stats, threads=threads, ref=(info.width, info.height)
+            ):
                 if max_frames and n >= max_frames:
                     break
                 f.write(np.ascontiguousarray(img).data)  # uint8 [h, w, 3], frame n
@@ -184,6 +200,7 @@ def prep(
             "start": start,
             "end": end,
             "decode_errors": stats.errors,
+            "decoding": stats.mode,
             "first_time": times[0],
             "last_time": times[-1],
             "seconds": round(elapsed, 3),  # the frame loop's wall time

