@@ -109,6 +109,30 @@ def test_films_that_cannot_be_cut_decode_on_one_decoder(tmp_path: Path) -> None:
         assert stats.mode == "one decoder" and got == _sequential(film)
 
 
+def test_a_variable_frame_rate_film_gives_the_sequential_frames(tmp_path: Path) -> None:
+    rng = np.random.default_rng(3)
+    pts = np.cumsum(rng.integers(20, 70, 120)).tolist()  # 20-70 ms between frames, as a phone records
+    film = write_gop_video(tmp_path / "vfr.mp4", pattern_frames(120, 96, 64), keyint=12, pts=pts)
+    cut = plan(film, min_packets=12)
+    assert len(cut) >= 5
+    got, _ = _spanned(film, 2, spans=cut)
+    assert got == _sequential(film) and len(got) == 120
+    got, _ = _spanned(film, 2, start=1.0, end=4.0, spans=plan(film, 1.0, 4.0, min_packets=12))
+    assert got == _sequential(film, 1.0, 4.0) and got
+
+
+def test_a_fragmented_mp4_gives_the_sequential_frames(tmp_path: Path) -> None:
+    film = write_gop_video(
+        tmp_path / "frag.mp4",
+        pattern_frames(96, 96, 64),
+        keyint=12,
+        container_options={"movflags": "frag_keyframe+empty_moov"},  # as streaming recorders write
+    )
+    got, stats = _spanned(film, 2, spans=plan(film, min_packets=12))
+    assert got == _sequential(film) and len(got) == 96
+    assert stats.mode.endswith("keyframe spans on 2 decoders"), stats.mode  # FFmpeg indexed every fragment
+
+
 def _broken(cut: list[Span], k: int, dts: int) -> list[Span]:
     """The plan with span k's start moved to `dts` (not a keyframe): what a lying index would give."""
     out = list(cut)

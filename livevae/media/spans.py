@@ -76,38 +76,42 @@ def plan(
 ) -> list[Span]:
     """The film's spans: one span when it cannot or need not be cut (no full index, one keyframe in range).
     min_packets: the shortest span (default MIN_SPAN_PACKETS)."""
-    least = MIN_SPAN_PACKETS if min_packets is None else min_packets
     with open_indexed(path) as c:
-        v = main_stream(c)
-        if v is None or any(not (st.codec_context.width and st.codec_context.height) for st in c.streams.video):
-            return [Span(0, None, None)]  # the header leaves a picture's size to probing: main_stream may differ
-        tb = Fraction(v.time_base or Fraction(1, 1000))
-        if c.format.name not in INDEXED_FORMATS:
-            return [Span(0, None, None, v.index)]
-        entries = v.index_entries
-        lo = int(start / tb) if start else None
-        hi = int(end / tb) if end is not None else None
-        cuts: list[int] = []
-        last_pos = -least if lo is None else _position(entries, lo)
-        prev: int | None = None
-        for pos in range(len(entries)):
-            e = entries[pos]
-            ts = e.timestamp
-            if prev is not None and ts <= prev:
-                return [Span(0, None, None, v.index)]  # timestamps not rising: nothing to trust the cuts to
-            prev = ts
-            if not e.is_keyframe or e.is_discard:
-                continue
-            if lo is not None and ts <= lo:
-                continue  # the first span seeks to `start` itself
-            if hi is not None and ts >= hi:
-                break  # this keyframe is shown at or after `end` (pts >= dts): nothing of it is kept
-            if pos - last_pos >= least:
-                cuts.append(ts)
-                last_pos = pos
-        if lo is None and cuts and cuts[0] == entries[0].timestamp:
-            cuts = cuts[1:]  # the film's first keyframe starts the first span anyway
-        stream = int(v.index)
+        return plan_open(c, start, end, min_packets)
+
+
+def plan_open(
+    c: av.container.InputContainer,
+    start: float | None = None,
+    end: float | None = None,
+    min_packets: int | None = None,
+) -> list[Span]:
+    """plan() on a film already open (its header read, nothing demuxed; it stays so)."""
+    least = MIN_SPAN_PACKETS if min_packets is None else min_packets
+    v = main_stream(c)
+    if v is None or any(not (st.codec_context.width and st.codec_context.height) for st in c.streams.video):
+        return [Span(0, None, None)]  # the header leaves a picture's size to probing: main_stream may differ
+    tb = Fraction(v.time_base or Fraction(1, 1000))
+    if c.format.name not in INDEXED_FORMATS:
+        return [Span(0, None, None, v.index)]
+    entries = v.index_entries
+    lo = int(start / tb) if start else None
+    hi = int(end / tb) if end is not None else None
+    cuts: list[int] = []
+    # Hop from cut to cut by the index's own search (the first keyframe at or after a timestamp; the index is
+    # sorted by timestamp): a few calls a span, where visiting every entry cost 9 us each, 1.5 s for a film.
+    pos = 0 if lo is None else _position(entries, lo)
+    while pos + least < len(entries):
+        at = _position(entries, entries[pos + least].timestamp, backward=False)
+        if at < pos + least:
+            break  # no keyframe after it
+        e = entries[at]
+        if hi is not None and e.timestamp >= hi:
+            break  # this keyframe is shown at or after `end` (pts >= dts): nothing of it is kept
+        if e.is_keyframe and not e.is_discard and (lo is None or e.timestamp > lo):
+            cuts.append(e.timestamp)  # (at or before `start`, the first span seeks to `start` itself)
+        pos = at
+    stream = int(v.index)
     bounds: list[int | None] = [None, *cuts]
     return [Span(i, b, cuts[i] if i < len(cuts) else None, stream) for i, b in enumerate(bounds)]
 
@@ -121,12 +125,14 @@ def open_indexed(path: str | os.PathLike[str]) -> av.container.InputContainer:
         return open_container(path)  # probed, and with open_container's one-line error if it fails too
 
 
-def _position(entries: Any, ts: int) -> int:
-    """The index position a backward seek to `ts` lands on (0 when before the first keyframe)."""
+def _position(entries: Any, ts: int, backward: bool = True) -> int:
+    """The index position of the keyframe a seek to `ts` lands on (backward: at or before it, else at or after
+    it); backward gives 0 before the first keyframe, forward -1 after the last."""
     try:
-        return max(0, int(entries.search_timestamp(ts, backward=True)))
+        at = int(entries.search_timestamp(ts, backward=backward))
     except (ValueError, TypeError):
-        return 0
+        return 0 if backward else -1
+    return max(0, at) if backward else at
 
 
 @dataclass
@@ -313,8 +319,14 @@ def iter_mapped(
     stats.mode says which way it went."""
     stats = stats if stats is not None else DecodeStats()
     workers = default_workers() if workers is None else max(1, workers)
-    spans = spans if spans is not None else (plan(path, start, end) if workers > 1 else [Span(0, None, None)])
+    spare: list[av.container.InputContainer] = []  # the planning open, handed to the first decoding thread
+    if spans is None and workers > 1:
+        spare.append(open_indexed(path))  # opening an MP4 costs 10 ms for 1320 frames: not twice
+        spans = plan_open(spare[0], start, end)
+    spans = spans if spans is not None else [Span(0, None, None)]
     if len(spans) < 2 or workers < 2:
+        for c in spare:
+            c.close()
         stats.mode = "one decoder"
         mapper = make_mapper()
         for frame, t in prefetch(iter_av_frames(path, start=start, end=end, every=every, stats=stats)):
@@ -339,7 +351,9 @@ def iter_mapped(
 
                 try:
                     if c is None:  # one open a thread, not one a span
-                        c = open_indexed(path)
+                        with board.cv:
+                            c = spare.pop() if spare else None
+                        c = c or open_indexed(path)
                         picture = next(st for st in c.streams.video if st.index == spans[k].stream)
                         picture.codec_context.thread_count = 1  # the spans are the parallelism
                     found = decode_span(c, spans[k], start, end, mapper, emit, stats, lock, stopped)
@@ -397,6 +411,8 @@ def iter_mapped(
         board.halt()
         for th in threads:
             th.join()
+        for c in spare:  # no thread took it
+            c.close()
 
 
 def _skip(frames: Iterator[tuple[av.VideoFrame, float]], n: int) -> Iterator[tuple[av.VideoFrame, float]]:

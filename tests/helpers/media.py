@@ -105,19 +105,27 @@ def write_gop_video(
     bframes: int = 3,
     open_gop: bool = True,
     fmt: str | None = None,
+    pts: list[int] | None = None,
+    container_options: dict[str, str] | None = None,
 ) -> Path:
     """H.264 with a keyframe every `keyint` frames exactly (no scene cuts), `bframes` B-frames and, with
     open_gop, leading pictures that reference the GOP before: the structure keyframe-span decoding must get
-    right. fmt: the container (FFmpeg's name; default from the suffix)."""
+    right. fmt: the container (FFmpeg's name; default from the suffix). pts: timestamps in 1/1000 s for a
+    variable frame rate. container_options: e.g. {"movflags": "frag_keyframe+empty_moov"} for fragmented MP4."""
     h, w = frames[0].shape[:2]
-    with av.open(str(path), "w", format=fmt) as c:
+    with av.open(str(path), "w", format=fmt, options=container_options or {}) as c:
         s = c.add_stream("libx264", rate=25)
         assert isinstance(s, av.VideoStream)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if pts is not None:
+            s.time_base = s.codec_context.time_base = Fraction(1, 1000)
         params = f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes={bframes}:open-gop={int(open_gop)}"
         s.options = {"preset": "veryfast", "x264-params": params}
-        for f in frames:
-            for p in s.encode(av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")):
+        for i, f in enumerate(frames):
+            vf = av.VideoFrame.from_ndarray(np.ascontiguousarray(f), format="rgb24")
+            if pts is not None:
+                vf.pts, vf.time_base = pts[i], Fraction(1, 1000)
+            for p in s.encode(vf):
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
