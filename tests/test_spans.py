@@ -234,3 +234,11 @@ def test_default_workers_follow_the_affinity_mask() -> None:
     if not hasattr(os, "sched_getaffinity"):
         pytest.skip("no affinity masks on this platform")
     assert spans.default_workers() == min(spans.MAX_WORKERS, len(os.sched_getaffinity(0)))
+
+
+def test_prep_refuses_no_threads(tmp_path: Path, open_gop: Path) -> None:
+    from livevae.offline.prep import PrepError
+
+    with pytest.raises(PrepError, match="--threads 0: expected a positive integer"):
+        prep(open_gop, tmp_path / "ds", progress=False, threads=0)
+    assert not (tmp_path / "ds").exists()
