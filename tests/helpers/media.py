@@ -107,16 +107,20 @@ def write_gop_video(
     fmt: str | None = None,
     pts: list[int] | None = None,
     container_options: dict[str, str] | None = None,
+    rotation: int = 0,
 ) -> Path:
     """H.264 with a keyframe every `keyint` frames exactly (no scene cuts), `bframes` B-frames and, with
     open_gop, leading pictures that reference the GOP before: the structure keyframe-span decoding must get
     right. fmt: the container (FFmpeg's name; default from the suffix). pts: timestamps in 1/1000 s for a
-    variable frame rate. container_options: e.g. {"movflags": "frag_keyframe+empty_moov"} for fragmented MP4."""
+    variable frame rate. container_options: e.g. {"movflags": "frag_keyframe+empty_moov"} for fragmented MP4.
+    rotation: display rotation side data, degrees counter-clockwise, as phones record."""
     h, w = frames[0].shape[:2]
     with av.open(str(path), "w", format=fmt, options=container_options or {}) as c:
         s = c.add_stream("libx264", rate=25)
         assert isinstance(s, av.VideoStream)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
+        if rotation:
+            s.set_display_rotation(rotation)
         if pts is not None:
             s.time_base = s.codec_context.time_base = Fraction(1, 1000)
         params = f"keyint={keyint}:min-keyint={keyint}:scenecut=0:bframes={bframes}:open-gop={int(open_gop)}"
