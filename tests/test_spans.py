@@ -133,6 +133,22 @@ def test_a_fragmented_mp4_gives_the_sequential_frames(tmp_path: Path) -> None:
     assert stats.mode.endswith("keyframe spans on 2 decoders"), stats.mode  # FFmpeg indexed every fragment
 
 
+def test_a_truncated_film_keeps_every_good_frame_in_order(tmp_path: Path) -> None:
+    whole = write_gop_video(
+        tmp_path / "whole.mp4", pattern_frames(150, 160, 96), keyint=12, container_options={"movflags": "faststart"}
+    )
+    data = whole.read_bytes()
+    cut_short = tmp_path / "cut.mp4"
+    cut_short.write_bytes(data[: int(len(data) * 0.6)])  # the index (at the front) still lists all 150 frames
+    got, stats = _spanned(cut_short, 2, spans=plan(cut_short, min_packets=12))
+    one = [(_gray(f), t) for f, t in iter_av_frames(cut_short, threads=False)]
+    threaded = _sequential(cut_short)
+    # the span past the end carries on on one decoder; every frame one thread decodes is kept, in order (FFmpeg's
+    # frame threads drop the last two before the cut)
+    assert "went on one decoder" in stats.mode and got == one
+    assert len(threaded) <= len(got) < 150 and got[: len(threaded)] == threaded
+
+
 def _broken(cut: list[Span], k: int, dts: int) -> list[Span]:
     """The plan with span k's start moved to `dts` (not a keyframe): what a lying index would give."""
     out = list(cut)

@@ -162,7 +162,10 @@ def decode_span(
     tb = Fraction(v.time_base or Fraction(1, 1000))
     at = span.dts if span.dts is not None else (int(start / tb) if start else None)
     if at is not None:
-        c.seek(at, stream=v, backward=True, any_frame=False)
+        try:
+            c.seek(at, stream=v, backward=True, any_frame=False)
+        except av.error.FFmpegError as e:  # e.g. an index that runs past a truncated file's end
+            raise _Mismatch(f"seek to {at}: {e}") from None
         v.codec_context.flush_buffers()  # a decoder reused from an earlier span starts clean, as a fresh one would
     last_pts: int | None = None
     in_range_max: int | None = None  # the latest pts of a packet before the next span's keyframe
