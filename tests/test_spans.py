@@ -42,8 +42,8 @@ def open_gop(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("spans") / "open_gop.mp4"
     write_gop_video(path, pattern_frames(150, 160, 96), keyint=12)
     with av.open(str(path)) as c:
-        pk = [(p.pts, p.is_keyframe) for p in c.demux(video=0) if p.size]
-    leading = sum(1 for i, (pts, key) in enumerate(pk) if i and key for q, _ in pk[i + 1 : i + 4] if q < pts)
+        pk = [(int(p.pts or 0), p.is_keyframe) for p in c.demux(video=0) if p.size]
+    leading = sum(q < pts for i, (pts, key) in enumerate(pk) if i and key for q, _ in pk[i + 1 : i + 4])
     assert leading > 0, "the film has no leading pictures: it would not test open GOPs"
     return path
 
@@ -217,9 +217,20 @@ def test_corrupt_packets_lose_no_frame_and_differ_only_where_ffmpeg_conceals(tmp
     bad = tmp_path / "bad.mp4"
     bad.write_bytes(bytes(data))
     one = [(_gray(f), t) for f, t in iter_av_frames(bad, threads=False)]
-    threaded = _sequential(bad)
-    got, _ = _spanned(bad, 2, spans=plan(bad, min_packets=12))
+    seq_stats = DecodeStats()
+    threaded = [(_gray(f), t) for f, t in iter_av_frames(bad, stats=seq_stats)]
+    cut = plan(bad, min_packets=12)
+    got, stats = _spanned(bad, 2, spans=cut)
     assert [t for _, t in got] == [t for _, t in one] == [t for _, t in threaded] and 100 < len(got) < 150
+    assert stats.errors == seq_stats.errors > 0  # each bad packet counted once
+    # and once when a span before the damage carries on on one decoder, which decodes it again
+    first = cut[1].dts
+    assert first is not None
+    with av.open(str(bad)) as c:
+        dts = next(e.timestamp for e in c.streams.video[0].index_entries if e.timestamp > first and not e.is_keyframe)
+    again, stats = _spanned(bad, 2, spans=_broken(cut, 1, dts))
+    assert "went on one decoder" in stats.mode and stats.errors == seq_stats.errors
+    assert [t for _, t in again] == [t for _, t in got]
     # FFmpeg conceals a damaged picture from whatever its decoder holds, so the frame threads and one thread
     # already differ there; spans may too, but only in the damaged GOP, never anywhere else
     for other in (one, threaded):

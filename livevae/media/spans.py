@@ -24,7 +24,7 @@ from __future__ import annotations
 import collections
 import os
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any, Generic, TypeVar
@@ -315,7 +315,7 @@ def iter_mapped(
     workers: int | None = None,
     ahead: int = AHEAD_ITEMS,
     spans: list[Span] | None = None,
-) -> Iterator[tuple[R, float]]:
+) -> Generator[tuple[R, float], None, None]:
     """Yield (mapper(frame), t) for the frames in [start, end), every `every`-th, in film order: the sequence
     `mapper` over video.iter_av_frames gives, decoded by keyframe spans on `workers` threads when the film can be
     cut (see the module docstring). make_mapper makes one mapper a thread (an FFmpeg graph is not thread-safe).
@@ -393,9 +393,9 @@ def iter_mapped(
                     found = board.found[j] if j >= 1 else None
                     dts = spans[j].dts if j >= 1 else None
                     if found is not None and found.first_pts is not None and dts is not None:
-                        rest = _decode_from(path, dts, found.first_pts, end, stats, counts[j] + counts[k])
-                    else:
-                        rest = _skip(iter_av_frames(path, start=start, end=end, stats=DecodeStats()), index)
+                        rest = _decode_from(path, dts, found.first_pts, None, end, counts[j] + counts[k], stats, lock)
+                    else:  # from `start` (or the film's start), as the first span did
+                        rest = _decode_from(path, None, None, start, end, index, stats, lock)
                     mapper = make_mapper()
                     for frame, t in prefetch(rest):
                         if index % every == 0:
@@ -418,36 +418,43 @@ def iter_mapped(
             c.close()
 
 
-def _skip(frames: Iterator[tuple[av.VideoFrame, float]], n: int) -> Iterator[tuple[av.VideoFrame, float]]:
-    for i, item in enumerate(frames):
-        if i >= n:
-            yield item
-
-
 def _decode_from(
-    path: str | os.PathLike[str], dts: int, first_pts: int, end: float | None, stats: DecodeStats, skip: int
+    path: str | os.PathLike[str],
+    dts: int | None,
+    first_pts: int | None,
+    start: float | None,
+    end: float | None,
+    skip: int,
+    stats: DecodeStats,
+    lock: threading.Lock,
 ) -> Iterator[tuple[av.VideoFrame, float]]:
-    """The frames from the keyframe at `dts` (shown at `first_pts`) to `end` on one decoder, less the first
-    `skip`: where a span that broke an assumption carries on. Decode errors are counted past the skip."""
+    """The frames from the keyframe at `dts` (shown at `first_pts`), or else from `start` as iter_av_frames
+    seeks, to `end`, on one decoder, less the first `skip`: where a span that broke an assumption carries on.
+    Decode errors are counted past the skip (the spans counted those before it)."""
     with open_container(path) as c:
         v = main_stream(c)
         v.thread_type = "AUTO"
         tb = Fraction(v.time_base or Fraction(1, 1000))
         step = 1 / float(v.average_rate or 25)
-        c.seek(dts, stream=v, backward=True, any_frame=False)
-        n, t = 0, float(first_pts * tb) - step
+        at = dts if dts is not None else (int(start / tb) if start else None)
+        if at is not None:  # MP4's seek may land a keyframe early: the frames before first_pts are dropped
+            c.seek(at, stream=v, backward=True, any_frame=False)
+        n, t = 0, -step
         for packet in c.demux(v):
             try:
                 frames = packet.decode()
             except av.error.FFmpegError as e:
                 if n >= skip:
-                    stats.errors += 1
-                    if len(stats.messages) < 10:
-                        stats.messages.append(f"packet at pts {packet.pts}: {e}")
+                    with lock:
+                        stats.errors += 1
+                        if len(stats.messages) < 10:
+                            stats.messages.append(f"packet at pts {packet.pts}: {e}")
                 continue
             for frame in frames:
                 t = float(frame.pts * tb) if frame.pts is not None else t + step
-                if frame.pts is not None and frame.pts < first_pts:
+                if first_pts is not None and frame.pts is not None and frame.pts < first_pts:
+                    continue
+                if start is not None and t < start - 1e-6:
                     continue
                 if end is not None and t >= end - 1e-6:
                     return
