@@ -236,14 +236,7 @@ def decode_span(
                     raise _Mismatch(f"no keyframe at the next span's dts {span.end_dts} (found {packet.dts})")
         elif first_packet:
             continue  # nothing decoded yet: no flush to run
-        try:
-            frames = packet.decode()
-        except av.error.FFmpegError as e:
-            with lock:
-                stats.errors += 1
-                if len(stats.messages) < 10:
-                    stats.messages.append(f"packet at pts {packet.pts}: {e}")
-            continue
+        frames = _decode(packet, stats, lock)
         for frame in frames:
             if not take(frame):
                 return found
@@ -251,6 +244,19 @@ def decode_span(
         raise _Mismatch(f"the film ended before the next span's keyframe at dts {span.end_dts}")
     flush()  # the film's end, with the keyframe never put out (a corrupt tail): the held frames before it
     return found
+
+
+def _decode(packet: av.Packet, stats: DecodeStats, lock: threading.Lock) -> list[av.VideoFrame]:
+    """The packet's frames; a packet FFmpeg rejects is counted in `stats` (as video.iter_av_frames counts it),
+    its good neighbours kept."""
+    try:
+        return packet.decode()  # type: ignore[return-value]
+    except av.error.FFmpegError as e:
+        with lock:
+            stats.errors += 1
+            if len(stats.messages) < 10:
+                stats.messages.append(f"packet at pts {packet.pts}: {e}")
+        return []
 
 
 class _Board(Generic[R]):
@@ -441,16 +447,7 @@ def _decode_from(
             c.seek(at, stream=v, backward=True, any_frame=False)
         n, t = 0, -step
         for packet in c.demux(v):
-            try:
-                frames = packet.decode()
-            except av.error.FFmpegError as e:
-                if n >= skip:
-                    with lock:
-                        stats.errors += 1
-                        if len(stats.messages) < 10:
-                            stats.messages.append(f"packet at pts {packet.pts}: {e}")
-                continue
-            for frame in frames:
+            for frame in _decode(packet, stats if n >= skip else DecodeStats(), lock):
                 t = float(frame.pts * tb) if frame.pts is not None else t + step
                 if first_pts is not None and frame.pts is not None and frame.pts < first_pts:
                     continue
