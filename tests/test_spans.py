@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import threading
 from collections.abc import Callable
@@ -65,9 +66,9 @@ def test_the_film_is_cut_at_keyframes(open_gop: Path) -> None:
     keys, dts = _keyframes(open_gop), _dts(open_gop)
     for least in (12, spans.MIN_SPAN_PACKETS):
         cut = plan(open_gop, min_packets=least)
-        assert cut[0].dts is None and cut[-1].end_dts is None
-        assert all(a.end_dts == b.dts for a, b in itertools.pairwise(cut))
-        at = [dts.index(s.dts) for s in cut[1:] if s.dts is not None]
+        assert cut[0].ts is None and cut[-1].end_ts is None
+        assert all(a.end_ts == b.ts for a, b in itertools.pairwise(cut))
+        at = [dts.index(s.ts) for s in cut[1:] if s.ts is not None]
         assert set(at) <= set(keys) and at == sorted(at)  # each cut at a keyframe, in order
         assert all(b - a >= least for a, b in zip([0, *at], at, strict=False))  # short GOPs merged
         # and no cut is missed: each keyframe skipped was fewer than `least` packets after the last cut
@@ -151,6 +152,37 @@ def test_a_truncated_film_keeps_every_good_frame_in_order(tmp_path: Path) -> Non
     assert len(threaded) <= len(got) < 150 and got[: len(threaded)] == threaded
 
 
+@pytest.fixture(scope="module")
+def mkv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The open-GOP film in Matroska: its index is the cues (read at the first seek), by presentation time."""
+    path = tmp_path_factory.mktemp("spans") / "open_gop.mkv"
+    return write_gop_video(path, pattern_frames(150, 160, 96), keyint=12)
+
+
+@pytest.mark.parametrize(("start", "end", "every"), [(None, None, 1), (1.3, None, 1), (None, 4.1, 3), (2.0, 2.5, 1)])
+def test_matroska_is_cut_at_its_cues(mkv: Path, start: float | None, end: float | None, every: int) -> None:
+    cut = plan(mkv, start, end, min_packets=12)
+    assert all(s.by_pts for s in cut) and (len(cut) >= 5 if start is None and end is None else len(cut) >= 1)
+    got, stats = _spanned(mkv, 2, start=start, end=end, every=every, spans=cut)
+    assert got == _sequential(mkv, start, end, every) and got and "went on" not in stats.mode
+
+
+def test_a_lying_matroska_index_carries_on_on_one_decoder(mkv: Path) -> None:
+    cut = plan(mkv, min_packets=12)
+    k = 3
+    bad = cut[k].ts
+    assert bad is not None
+    got, stats = _spanned(mkv, 2, spans=_broken(cut, k, bad + 1))  # a keyframe time no frame has
+    assert got == _sequential(mkv) and "went on one decoder" in stats.mode
+
+
+def test_prep_of_a_matroska_film_is_the_same_on_spans(tmp_path: Path, mkv: Path) -> None:
+    one = prep(mkv, tmp_path / "one", size=(64, 48), progress=False, threads=1)
+    many = prep(mkv, tmp_path / "many", size=(64, 48), progress=False, threads=2)
+    assert "keyframe spans on 2 decoders" in many["decoding"] and one["frames"] == many["frames"] == 150
+    assert np.array_equal(np.load(tmp_path / "one" / FRAMES_FILE), np.load(tmp_path / "many" / FRAMES_FILE))
+
+
 CODECS = [
     # HEVC with open GOPs: CRA keyframes whose RASL pictures reference the GOP before (as phones record HEVC)
     ("libx265", {"preset": "fast", "x265-params": "keyint=12:min-keyint=12:scenecut=0:open-gop=1:bframes=3"}),
@@ -160,11 +192,12 @@ CODECS = [
 ]
 
 
+@pytest.mark.parametrize("suffix", [".mp4", ".mkv"])
 @pytest.mark.parametrize(("codec", "options"), CODECS, ids=[c for c, _ in CODECS])
-def test_other_codecs_in_mp4_give_the_sequential_frames(tmp_path: Path, codec: str, options: dict) -> None:
+def test_other_codecs_give_the_sequential_frames(tmp_path: Path, codec: str, options: dict, suffix: str) -> None:
     if codec not in av.codecs_available:
         pytest.skip(f"this FFmpeg has no {codec} encoder")
-    film = tmp_path / f"{codec}.mp4"
+    film = tmp_path / f"{codec}{suffix}"
     with av.open(str(film), "w") as c:
         s = c.add_stream(codec, rate=25)
         assert isinstance(s, av.VideoStream)
@@ -183,8 +216,8 @@ def test_other_codecs_in_mp4_give_the_sequential_frames(tmp_path: Path, codec: s
 def _broken(cut: list[Span], k: int, dts: int) -> list[Span]:
     """The plan with span k's start moved to `dts` (not a keyframe): what a lying index would give."""
     out = list(cut)
-    out[k - 1] = Span(k - 1, cut[k - 1].dts, dts)
-    out[k] = Span(k, dts, cut[k].end_dts)
+    out[k - 1] = dataclasses.replace(cut[k - 1], end_ts=dts)
+    out[k] = dataclasses.replace(cut[k], ts=dts)
     return out
 
 
@@ -194,7 +227,7 @@ def test_a_span_that_breaks_an_assumption_carries_on_on_one_decoder(open_gop: Pa
     k = k % len(cut)
     with av.open(str(open_gop)) as c:
         entries = c.streams.video[0].index_entries
-        dts = next(e.timestamp for e in entries if e.timestamp > (cut[k].dts or 0) and not e.is_keyframe)
+        dts = next(e.timestamp for e in entries if e.timestamp > (cut[k].ts or 0) and not e.is_keyframe)
     got, stats = _spanned(open_gop, 2, spans=_broken(cut, k, dts))
     assert got == _sequential(open_gop)
     assert "went on one decoder" in stats.mode  # and said so
@@ -255,7 +288,7 @@ def test_corrupt_packets_lose_no_frame_and_differ_only_where_ffmpeg_conceals(tmp
     assert [t for _, t in got] == [t for _, t in one] == [t for _, t in threaded] and 100 < len(got) < 150
     assert stats.errors == seq_stats.errors > 0  # each bad packet counted once
     # and once when a span before the damage carries on on one decoder, which decodes it again
-    first = cut[1].dts
+    first = cut[1].ts
     assert first is not None
     with av.open(str(bad)) as c:
         dts = next(e.timestamp for e in c.streams.video[0].index_entries if e.timestamp > first and not e.is_keyframe)

@@ -24,8 +24,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         "--threads",
         type=int,
         default=None,
-        help="decoders side by side on an MP4/MOV cut at its keyframes (default: one a core; 1: FFmpeg's frame "
-        "threads on one decoder); the frames are the same",
+        help="decoders side by side on a film (MP4, MOV, MKV, WebM) cut at its keyframes (default: one a core; "
+        "1: FFmpeg's frame threads on one decoder); the frames are the same",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
 

@@ -6,17 +6,18 @@ the cores. A span that starts at a keyframe decodes on its own, so N single-thre
 each scales its own frames, and the caller gets them in film order: the frames of a sequential decode, byte for
 byte (tests/test_spans.py), at up to N times one decoder's speed.
 
-Which frames a span owns: span i starts at keyframe K_i (decode timestamp D_i from the index, presentation
-timestamp P_i read from its packet) and owns the frames with P_i <= pts < P_{i+1}. Its decoder runs on past
+Which frames a span owns: span i starts at keyframe K_i (in MP4 the index gives its decode timestamp D_i and its
+packet the presentation timestamp P_i; in Matroska the index gives P_i) and owns the frames with
+P_i <= pts < P_{i+1}. Its decoder runs on past
 K_{i+1} until it puts out a frame at or after P_{i+1}, so an open GOP's leading pictures (after K_{i+1} in decode
 order, before it on screen) come from the decoder that holds their references. Every assumption is checked as
 the packets go by (the seek landed on D_i, K_i is the span's first frame, no packet before K_{i+1} shows after
 it, timestamps rise); a film that breaks one carries on from the last good keyframe on one decoder, so output
 is never lost or reordered, only slower.
 
-Only MP4/MOV files are cut (their index lists every sample by decode timestamp before the first read); other
-films, films with one keyframe (bigbuckbunny.mp4) and one-core machines decode on one decoder (video.prefetch
-of video.iter_av_frames).
+MP4/MOV (an index of every sample, by decode timestamp, read at open) and Matroska/WebM (its cues, by presentation
+timestamp, read at the first seek) are cut; other films (MPEG-TS, AVI), films with one keyframe (bigbuckbunny.mp4)
+and one-core machines decode on one decoder (video.prefetch of video.iter_av_frames).
 """
 
 from __future__ import annotations
@@ -35,9 +36,12 @@ from livevae.media.video import DecodeStats, iter_av_frames, main_stream, open_c
 
 R = TypeVar("R")
 
-# Demuxers (FFmpeg's format names) that read an index of every sample, by decode timestamp, at open. Matroska's
-# index is its cues (one a cluster, often one for a whole short file, and by presentation time), so it is not cut.
-INDEXED_FORMATS = frozenset({"mov,mp4,m4a,3gp,3g2,mj2"})
+# Demuxers (FFmpeg's format names) with an index of keyframes to cut at. MP4/MOV's lists every sample by decode
+# timestamp and is read at open; Matroska's is its cues (a keyframe a cluster, or every keyframe as mkvmerge
+# writes them), by presentation timestamp, read at the first seek.
+MP4 = "mov,mp4,m4a,3gp,3g2,mj2"
+MATROSKA = "matroska,webm"
+INDEXED_FORMATS = frozenset({MP4, MATROSKA})
 MIN_SPAN_PACKETS = 24  # shorter GOPs (all-intra footage) are merged, so each seek is paid for by 24+ frames
 MAX_WORKERS = 8
 AHEAD_BYTES = 128 << 20  # of mapped frames held for spans the caller has not reached (1213 of 256x144 RGB)
@@ -46,13 +50,15 @@ AHEAD_ITEMS = 1024  # the same bound in frames, for callers whose frames have no
 
 @dataclass(frozen=True)
 class Span:
-    """Frames from the keyframe at decode timestamp `dts` (None: from `start`, as iter_av_frames seeks) to the
-    next span's keyframe at `end_dts` (None: to `end` or the film's end), in the stream's time base."""
+    """Frames from the keyframe at index timestamp `ts` (None: from `start`, as iter_av_frames seeks) to the next
+    span's keyframe at `end_ts` (None: to `end` or the film's end), in the stream's time base. The index keys
+    keyframes by decode timestamp in MP4 and by presentation timestamp in Matroska (`by_pts`)."""
 
     index: int
-    dts: int | None
-    end_dts: int | None
+    ts: int | None
+    end_ts: int | None
     stream: int = 0  # the film's picture (video.main_stream), by its index among all streams
+    by_pts: bool = False
 
 
 class _Mismatch(Exception):
@@ -86,34 +92,54 @@ def plan_open(
     end: float | None = None,
     min_packets: int | None = None,
 ) -> list[Span]:
-    """plan() on a film already open (its header read, nothing demuxed; it stays so)."""
+    """plan() on a film already open. An MP4 is left as it was (header read, nothing demuxed); a Matroska file
+    is seeked once, which is when FFmpeg reads its cues."""
     least = MIN_SPAN_PACKETS if min_packets is None else min_packets
     v = main_stream(c)
     if v is None or any(not (st.codec_context.width and st.codec_context.height) for st in c.streams.video):
         return [Span(0, None, None)]  # the header leaves a picture's size to probing: main_stream may differ
     tb = Fraction(v.time_base or Fraction(1, 1000))
+    one = [Span(0, None, None, int(v.index))]
     if c.format.name not in INDEXED_FORMATS:
-        return [Span(0, None, None, v.index)]
+        return one
+    by_pts = c.format.name == MATROSKA
+    if by_pts:
+        try:
+            c.seek(0, stream=v, backward=True, any_frame=False)  # loads the cues into the index
+        except av.error.FFmpegError:
+            return one
     entries = v.index_entries
     lo = int(start / tb) if start else None
     hi = int(end / tb) if end is not None else None
+    # The shortest span: `least` samples of MP4's index (it lists them all), or as long as `least` frames last
+    # in Matroska's (it lists keyframes only).
+    rate = float(v.average_rate or v.guessed_rate or 25)
+    gap = max(1, round(least / rate / tb)) if by_pts else 0
     cuts: list[int] = []
     # Hop from cut to cut by the index's own search (the first keyframe at or after a timestamp; the index is
     # sorted by timestamp): a few calls a span, where visiting every entry cost 9 us each, 1.5 s for a film.
     pos = 0 if lo is None else _position(entries, lo)
-    while pos + least < len(entries):
-        at = _position(entries, entries[pos + least].timestamp, backward=False)
-        if at < pos + least:
-            break  # no keyframe after it
+    while True:
+        if by_pts:
+            if pos >= len(entries):
+                break
+            at = _position(entries, entries[pos].timestamp + gap, backward=False)
+            if at <= pos:
+                break  # no keyframe after it
+        else:
+            if pos + least >= len(entries):
+                break
+            at = _position(entries, entries[pos + least].timestamp, backward=False)
+            if at < pos + least:
+                break
         e = entries[at]
         if hi is not None and e.timestamp >= hi:
             break  # this keyframe is shown at or after `end` (pts >= dts): nothing of it is kept
         if e.is_keyframe and not e.is_discard and (lo is None or e.timestamp > lo):
             cuts.append(e.timestamp)  # (at or before `start`, the first span seeks to `start` itself)
         pos = at
-    stream = int(v.index)
     bounds: list[int | None] = [None, *cuts]
-    return [Span(i, b, cuts[i] if i < len(cuts) else None, stream) for i, b in enumerate(bounds)]
+    return [Span(i, b, cuts[i] if i < len(cuts) else None, int(v.index), by_pts) for i, b in enumerate(bounds)]
 
 
 def open_indexed(path: str | os.PathLike[str]) -> av.container.InputContainer:
@@ -158,9 +184,11 @@ def decode_span(
     (emit returns False to stop). Raises _Mismatch when the film breaks an assumption, before emitting any frame
     it is unsure of. The first span without `start` needs `c` fresh; any other seeks (and flushes the decoder)."""
     found = _Found()
+    if span.by_pts:  # Matroska's index gives the presentation timestamps themselves
+        found.first_pts, found.end_pts = span.ts, span.end_ts
     v = next(st for st in c.streams.video if st.index == span.stream)
     tb = Fraction(v.time_base or Fraction(1, 1000))
-    at = span.dts if span.dts is not None else (int(start / tb) if start else None)
+    at = span.ts if span.ts is not None else (int(start / tb) if start else None)
     if at is not None:
         try:
             c.seek(at, stream=v, backward=True, any_frame=False)
@@ -169,9 +197,16 @@ def decode_span(
         v.codec_context.flush_buffers()  # a decoder reused from an earlier span starts clean, as a fresh one would
     last_pts: int | None = None
     in_range_max: int | None = None  # the latest pts of a packet before the next span's keyframe
-    # frames shown at or after the next keyframe's dts: held until its pts is known
+    seen_end = span.end_ts is None  # the next span's keyframe has been read
+    # MP4: frames shown at or after the next keyframe's dts, held until its pts is known
     held: list[tuple[av.VideoFrame, int]] = []
     first_packet = True
+
+    def beyond(packet: av.Packet, ts: int) -> bool:
+        """The packet lies past where the keyframe at index timestamp `ts` would be: it is not in this film."""
+        if span.by_pts:  # decode order is not presentation order, but keyframes keep their place in both
+            return bool(packet.is_keyframe) and int(packet.pts or 0) > ts
+        return int(packet.dts or 0) > ts
 
     def out(frame: av.VideoFrame, pts: int) -> bool:
         """Emit one frame; False when the span (or the range) is over or the caller stopped."""
@@ -181,7 +216,7 @@ def decode_span(
             return False
         if last_pts is not None and pts <= last_pts:
             raise _Mismatch(f"frame at pts {pts} after {last_pts}: timestamps do not rise")
-        if last_pts is None and span.dts is not None and pts != found.first_pts:
+        if last_pts is None and span.ts is not None and pts != found.first_pts:
             raise _Mismatch(f"span's first frame at pts {pts}, expected its keyframe's {found.first_pts}")
         last_pts = pts
         return emit(mapper(frame), t)
@@ -201,11 +236,17 @@ def decode_span(
             raise _Mismatch("a frame without a timestamp")
         if found.first_pts is not None and pts < found.first_pts:
             return True  # a leading picture of this span's keyframe: the span before owns it
-        if span.dts is None and start is not None and float(pts * tb) < start - 1e-6:
+        if span.ts is None and start is not None and float(pts * tb) < start - 1e-6:
             return True
         if found.end_pts is not None:
-            return flush() and pts < found.end_pts and out(frame, pts)
-        if span.end_dts is not None and pts >= span.end_dts:
+            if not flush():
+                return False
+            if pts >= found.end_pts:
+                if not seen_end:  # shown after the next keyframe, yet decoded before it: that span cannot have it
+                    raise _Mismatch(f"a frame at pts {pts} put out before the keyframe at {found.end_pts}")
+                return False
+            return out(frame, pts)
+        if span.end_ts is not None and pts >= span.end_ts:
             held.append((frame, pts))  # may belong to the next span: pts >= dts for every frame
             return True
         return out(frame, pts)
@@ -214,34 +255,40 @@ def decode_span(
         if stopped():
             return found
         if packet.size:
-            if packet.dts is None or packet.pts is None:
+            if packet.pts is None or (packet.dts is None and not span.by_pts):
                 raise _Mismatch(f"a packet without a timestamp (dts {packet.dts}, pts {packet.pts})")
-            if first_packet and span.dts is not None:
-                if packet.dts < span.dts:
-                    continue  # MP4's seek takes a presentation time, so it can land a keyframe early: skip on
-                if packet.dts != span.dts or not packet.is_keyframe:
-                    raise _Mismatch(f"seek to dts {span.dts} landed on dts {packet.dts}")
-                found.first_pts = packet.pts
-            elif first_packet and span.end_dts is not None and packet.dts >= span.end_dts:
-                raise _Mismatch(f"seek to the start landed on dts {packet.dts}, past the next span's")
+            key = packet.pts if span.by_pts else packet.dts
+            assert key is not None
+            if first_packet and span.ts is not None:
+                if not (packet.is_keyframe and key == span.ts):
+                    if beyond(packet, span.ts):
+                        raise _Mismatch(f"seek to {span.ts} landed past it, at {key}")
+                    continue  # an earlier packet: MP4's seek takes a presentation time, so it can land a keyframe early
+                if not span.by_pts:
+                    found.first_pts = packet.pts
+            elif first_packet and span.end_ts is not None and beyond(packet, span.end_ts - 1):
+                raise _Mismatch(f"seek to the start landed on {key}, past the next span's keyframe")
             first_packet = False
-            if span.end_dts is not None and found.end_pts is None:
-                if packet.dts < span.end_dts:
-                    in_range_max = packet.pts if in_range_max is None else max(in_range_max, packet.pts)
-                elif packet.dts == span.end_dts and packet.is_keyframe:
-                    found.end_pts = packet.pts
-                    if in_range_max is not None and in_range_max >= found.end_pts:
+            if not seen_end and span.end_ts is not None:
+                if packet.is_keyframe and key == span.end_ts:
+                    seen_end = True
+                    if not span.by_pts:
+                        found.end_pts = packet.pts
+                    if in_range_max is not None and in_range_max >= (found.end_pts or 0):
                         raise _Mismatch(f"a frame at pts {in_range_max} before the keyframe at {found.end_pts}")
+                elif beyond(packet, span.end_ts):
+                    raise _Mismatch(f"no keyframe at the next span's {span.end_ts} (found {key})")
                 else:
-                    raise _Mismatch(f"no keyframe at the next span's dts {span.end_dts} (found {packet.dts})")
+                    in_range_max = packet.pts if in_range_max is None else max(in_range_max, packet.pts)
         elif first_packet:
             continue  # nothing decoded yet: no flush to run
-        frames = _decode(packet, stats, lock)
-        for frame in frames:
+        for frame in _decode(packet, stats, lock):
             if not take(frame):
                 return found
-    if span.end_dts is not None and found.end_pts is None:
-        raise _Mismatch(f"the film ended before the next span's keyframe at dts {span.end_dts}")
+    if first_packet and span.ts is not None:
+        raise _Mismatch(f"the film ended before the span's keyframe at {span.ts}")
+    if not seen_end:
+        raise _Mismatch(f"the film ended before the next span's keyframe at {span.end_ts}")
     flush()  # the film's end, with the keyframe never put out (a corrupt tail): the held frames before it
     return found
 
@@ -332,6 +379,8 @@ def iter_mapped(
     if spans is None and workers > 1:
         spare.append(open_indexed(path))  # opening an MP4 costs 10 ms for 1320 frames: not twice
         spans = plan_open(spare[0], start, end)
+        if spans[0].by_pts:  # planning seeked it (to read Matroska's cues): the first span wants a fresh one
+            spare.pop().close()
     spans = spans if spans is not None else [Span(0, None, None)]
     if len(spans) < 2 or workers < 2:
         for c in spare:
@@ -397,9 +446,9 @@ def iter_mapped(
                     stats.mode += f"; span {k} went on one decoder ({error})"
                     j = k - 1  # the last span that played out whole: its keyframe is where the seek is sure
                     found = board.found[j] if j >= 1 else None
-                    dts = spans[j].dts if j >= 1 else None
-                    if found is not None and found.first_pts is not None and dts is not None:
-                        rest = _decode_from(path, dts, found.first_pts, None, end, counts[j] + counts[k], stats, lock)
+                    ts = spans[j].ts if j >= 1 else None
+                    if found is not None and found.first_pts is not None and ts is not None:
+                        rest = _decode_from(path, ts, found.first_pts, None, end, counts[j] + counts[k], stats, lock)
                     else:  # from `start` (or the film's start), as the first span did
                         rest = _decode_from(path, None, None, start, end, index, stats, lock)
                     mapper = make_mapper()
