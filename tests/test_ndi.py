@@ -149,7 +149,8 @@ def test_a_stalled_ndi_sender_never_slows_the_show() -> None:
         for _ in range(200):
             assert out.write(frame) is True
         took = time.perf_counter() - t0
-        assert took < 0.5, f"200 writes into a stalled output took {took:.3f} s"
+        # a write that waited on the device would take the 10 s of the block; 5 s leaves room for a loaded machine
+        assert took < 5.0, f"200 writes into a stalled output took {took:.3f} s"
         assert out.dropped >= 198  # one in the device, one waiting, the rest replaced
     finally:
         release.set()
