@@ -450,7 +450,8 @@ def test_end_to_end_through_socket_port(caplog: pytest.LogCaptureFixture) -> Non
             hang_up(client)
             server.close()
             assert wait_for(lambda: ctl.stats.vanished >= 1)
-            assert any("vanished" in r.getMessage() for r in caplog.records)
+            # the warning is logged on the controller's thread: wait for it too, not just the count
+            assert wait_for(lambda: any("vanished" in r.getMessage() for r in caplog.records))
             server = sockets.PortServer("127.0.0.1", port)  # the bridge comes back: reconnect on a rescan
             client2 = None
             end = time.monotonic() + 5

@@ -50,7 +50,7 @@ class KeepOutputs(Watcher):
 
     def start(self, loop: LoopHandle | None) -> None:
         assert loop is not None
-        deadline = time.monotonic() + 10
+        deadline = time.monotonic() + 30  # NDI's discovery once took over 10 s on a loaded 2-core machine
         while not any(", 1 receiver" in line for line in loop.status().outputs):
             assert time.monotonic() < deadline, f"no receiver connected: {loop.status().outputs}"
             time.sleep(0.01)
@@ -175,8 +175,13 @@ def test_ndi_in_a_cyndilib_sender_feeds_the_show_and_the_output_follows(tiny_mod
             self.fallbacks = 0
 
         def on_frame(self, info: FrameInfo) -> None:
+            if info.fallback:
+                # only while the receiver connects (the loop waits 2 s for a source, NDI's discovery can take
+                # longer on a loaded machine): never once the sender's frames have begun
+                assert not self.means, f"a fallback frame after {len(self.means)} frames from the sender"
+                self.fallbacks += 1
+                return
             self.sources.append(info.source)
-            self.fallbacks += info.fallback
             assert info.output is not None
             self.means.append(float(info.output.mean()))
             if len(self.means) == 20:
@@ -189,15 +194,15 @@ def test_ndi_in_a_cyndilib_sender_feeds_the_show_and_the_output_follows(tiny_mod
 
     state = ControlState(16)
     state.set("wet", 0.0)  # all dry: the output is the input picture, so it must follow the sender exactly
-    cfg = LiveConfig(model=str(tiny_model_file), sources=[f"ndi:{name}"], headless=True, realtime=True, frames=50)
+    cfg = LiveConfig(model=str(tiny_model_file), sources=[f"ndi:{name}"], headless=True, realtime=True, frames=80)
     try:
         stats = LiveLoop(cfg, create(str(tiny_model_file), "torch"), state=state, controllers=[follow]).run()
     finally:
         stop.set()
         t.join(2)
         sender.close()
-    assert stats.frames == 50
-    assert follow.sources[-1] == f"ndi:{name}" and follow.fallbacks == 0
+    assert stats.frames == 80 and len(follow.means) >= 50, (follow.fallbacks, len(follow.means))
+    assert set(follow.sources) == {f"ndi:{name}"}
     assert max(follow.means[:15]) < 10  # black in
     assert min(follow.means[-10:]) > 245  # white in: the show followed the sender
 

@@ -277,8 +277,9 @@ class MidiController:
             self._close(o)
             self._open.pop(o.name, None)
             return
-        self.stats.vanished += 1
+        # said before it is counted: whoever sees the count (the status line, a test) finds the warning already out
         log.warning("MIDI port %s vanished; will reopen it when it comes back", o.name)
+        self.stats.vanished += 1
         self._close(o)
         self._open.pop(o.name, None)
 

@@ -250,9 +250,9 @@ class ShowController:
                     self._reload_failed(f"{self.show.path}: {type(e).__name__}: {e}")
 
     def _reload_failed(self, why: str) -> None:
-        self.reload_errors += 1
         self.last_error = why.splitlines()[0]
         log.warning(f"reload failed, the show goes on unchanged: {' | '.join(why.splitlines())}")
+        self.reload_errors += 1  # counted last: whoever sees the count finds the error and the warning already out
 
     def reload(self) -> bool:
         """Re-read the show file and apply what can change live (mappings, scenes, LFOs, changed [controls]).
