@@ -23,6 +23,7 @@ and one-core machines decode on one decoder (video.prefetch of video.iter_av_fra
 from __future__ import annotations
 
 import collections
+import contextlib
 import os
 import threading
 from collections.abc import Callable, Generator, Iterator
@@ -392,6 +393,29 @@ def iter_mapped(
         return
     workers = min(workers, len(spans))
     stats.mode = f"{len(spans)} keyframe spans on {workers} decoders"
+    kept = 0
+    with contextlib.closing(_in_order(path, spans, make_mapper, start, end, stats, workers, ahead, spare)) as frames:
+        for i, item in enumerate(frames):
+            if i % every == 0:
+                kept += 1
+                stats.frames = kept
+                yield item
+
+
+def _in_order(
+    path: str | os.PathLike[str],
+    spans: list[Span],
+    make_mapper: Callable[[], Callable[[av.VideoFrame], R]],
+    start: float | None,
+    end: float | None,
+    stats: DecodeStats,
+    workers: int,
+    ahead: int,
+    spare: list[av.container.InputContainer],
+) -> Generator[tuple[R, float], None, None]:
+    """Every frame of [start, end), mapped, in film order: `spans` decoded on `workers` threads (the first takes
+    `spare`, an open container, if there is one), or from the last whole span on one decoder once one breaks an
+    assumption."""
     board: _Board[R] = _Board(len(spans), ahead)
     lock = threading.Lock()
 
@@ -426,8 +450,8 @@ def iter_mapped(
     threads = [threading.Thread(target=work, name=f"livevae-span{w}", daemon=True) for w in range(workers)]
     for th in threads:
         th.start()
-    index = kept = 0
-    counts = [0] * len(spans)  # frames in range taken from each span (before `every`)
+    given = 0  # frames yielded so far
+    counts = [0] * len(spans)  # of which from each span
     try:
         for k in range(len(spans)):
             board.advance(k)
@@ -450,21 +474,14 @@ def iter_mapped(
                     if found is not None and found.first_pts is not None and ts is not None:
                         rest = _decode_from(path, ts, found.first_pts, None, end, counts[j] + counts[k], stats, lock)
                     else:  # from `start` (or the film's start), as the first span did
-                        rest = _decode_from(path, None, None, start, end, index, stats, lock)
+                        rest = _decode_from(path, None, None, start, end, given, stats, lock)
                     mapper = make_mapper()
                     for frame, t in prefetch(rest):
-                        if index % every == 0:
-                            kept += 1
-                            stats.frames = kept
-                            yield mapper(frame), t
-                        index += 1
+                        yield mapper(frame), t
                     return
                 counts[k] += 1
-                if index % every == 0:
-                    kept += 1
-                    stats.frames = kept
-                    yield item
-                index += 1
+                given += 1
+                yield item
     finally:
         board.halt()
         for th in threads:
