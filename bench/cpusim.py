@@ -8,20 +8,31 @@ and livevae reads a /proc/cpuinfo whose flags lack AVX-512, VNNI and AMX (bound 
 mount namespace, so nothing else on the machine sees it). The clock, caches and cores stay this machine's: the
 figures are this CPU's AVX2 kernels, not another CPU's. Needs Linux with the cpuid_fault flag, gcc, and
 `unshare -m` (root, or user namespaces); anything missing is one line on stderr and exit status 2.
+
+Where CPUID cannot be trapped (no cpuid_fault, as in most KVM guests), `--via dispatch` (bench/dispatchsim.py)
+tells each library in its own terms instead and checks that each took it; `--via auto` (the default) takes
+CPUID faulting where it can run, else dispatch. The way taken is printed first, on stderr.
+
+    python bench/cpusim.py --via dispatch avx512 -- python -m livevae bench ...
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import os
 import shutil
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from typing import NoReturn
 
 HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE))  # dispatchsim, beside this file (bench/ is not a package)
+import dispatchsim  # noqa: E402
+
 SOURCE = HERE / "cpumask" / "cpumask.c"
 # Flags each simulated CPU lacks, as /proc/cpuinfo prefixes: avx2 lacks avx512f/bw/vl/..., amx_tile/int8/bf16 and
 # avx_vnni(_int8); avx512 (a Skylake-SP) keeps AVX-512 F/CD/BW/DQ/VL and lacks VNNI, AMX and the later sets.
@@ -34,20 +45,21 @@ MASKED_PREFIXES = {
 }  # fmt: skip
 
 
-def fail(msg: str) -> None:
+def fail(msg: str) -> NoReturn:
     print(f"cpusim: {msg}", file=sys.stderr)
     raise SystemExit(2)
 
 
-def masked_cpuinfo(text: str, cpu: str = "avx2") -> str:
-    """/proc/cpuinfo's text with the masked flags dropped from every 'flags' line and the model marked."""
+def masked_cpuinfo(text: str, cpu: str = "avx2", how: str = "mask") -> str:
+    """/proc/cpuinfo's text with the masked flags dropped from every 'flags' line and the model marked (`how`:
+    "mask" for CPUID faulting, "dispatch" for --via dispatch, so each benchmark record names its way)."""
     out = []
     for line in text.splitlines():
         key, sep, value = line.partition(":")
         if key.strip() == "flags":
             value = " " + " ".join(f for f in value.split() if not f.startswith(MASKED_PREFIXES[cpu]))
         elif key.strip() == "model name":
-            value = value.rstrip() + f" [{cpu.upper()} mask]"
+            value = value.rstrip() + f" [{cpu.upper()} {how}]"
         out.append(key + sep + value if sep else line)
     return "\n".join(out) + "\n"
 
@@ -104,6 +116,59 @@ def command(cmd: list[str], cache: Path, cpu: str = "avx2") -> list[str]:
     return ["unshare", *root, "-m", "--propagation", "private", "sh", "-c", script, str(lib), str(info), *cmd]
 
 
+def _namespace(info: Path) -> list[str]:
+    """The argv prefix that runs a command with `info` bound over /proc/cpuinfo, in a private mount namespace."""
+    root = [] if os.geteuid() == 0 else ["-r"]
+    script = 'mount --bind "$0" /proc/cpuinfo || exit 2; exec "$@"'
+    return ["unshare", *root, "-m", "--propagation", "private", "sh", "-c", script, str(info)]
+
+
+def dispatch_available() -> str | None:
+    """None where --via dispatch can run here; else why not, in one line."""
+    if sys.platform != "linux" or os.uname().machine != "x86_64":
+        return f"needs Linux on x86-64; this is {sys.platform} {os.uname().machine}"
+    try:
+        flags = Path("/proc/cpuinfo").read_text()
+    except OSError as e:
+        return f"/proc/cpuinfo: {e}"
+    left = dispatchsim.uncovered(flags)
+    if left:
+        return f"this CPU has {', '.join(left)}, which the dispatch patches do not take away; expected --via cpuid"
+    if shutil.which("unshare") is None:
+        return "no unshare (util-linux) to give the command its own /proc/cpuinfo"
+    try:
+        lib = dispatchsim._pybind_library(dispatchsim._ort_package())
+        dispatchsim.mlas_patches(lib.read_bytes(), "avx2", lib.name)
+    except (dispatchsim.SimError, OSError) as e:
+        return str(e)
+    root = [] if os.geteuid() == 0 else ["-r"]
+    try:
+        r = subprocess.run(["unshare", *root, "-m", "true"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare -m: {e}"
+    if r.returncode != 0:
+        return f"unshare -m cannot make a mount namespace here: {r.stderr.strip()[:120]}"
+    return None
+
+
+def dispatch_command(cmd: list[str], cache: Path, cpu: str = "avx2") -> tuple[list[str], dict[str, str]]:
+    """The argv and environment that run `cmd` with each library steered to `cpu`'s kernels, after the probe
+    has seen every one of them take it (dispatchsim.SimError otherwise)."""
+    folder = dispatchsim.overlay(cache, cpu)
+    info = cache / f"cpuinfo-{cpu}-{os.getpid()}"
+    info.write_text(masked_cpuinfo(Path("/proc/cpuinfo").read_text(), cpu, "dispatch"))
+    env = dict(os.environ, **dispatchsim.environment(folder, cpu))
+    seen = dispatchsim.probe(_namespace(info), env)
+    wrong = dispatchsim.check(seen, cpu)
+    if wrong:
+        raise dispatchsim.SimError(f"the simulated {cpu} CPU did not take: {'; '.join(wrong)}")
+    print(f"cpusim: via dispatch, every library sees {SEES[cpu]}: {json.dumps(seen)}", file=sys.stderr)
+    return [*_namespace(info), *cmd], env
+
+
+SEES = {"avx2": "an AVX2-only CPU", "avx512": "an AVX-512 CPU without VNNI"}
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument(
@@ -115,14 +180,30 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument(  # before `avx2`: everything after it is the command
         "--cache", type=Path, default=Path(tempfile.gettempdir()) / "livevae-cpusim", help="where the mask is built"
     )
+    ap.add_argument(  # before `avx2`, as --cache
+        "--via",
+        choices=("auto", "cpuid", "dispatch"),
+        default="auto",
+        help="cpuid: trap CPUID (needs cpuid_fault); dispatch: steer each library (bench/dispatchsim.py); "
+        "auto: cpuid where it can run, else dispatch",
+    )
     args = ap.parse_args(argv)
     cmd = args.cmd[1:] if args.cmd[:1] == ["--"] else args.cmd
     if not cmd:
         fail("no command; expected e.g. cpusim.py avx2 -- python -m livevae bench")
-    why = available()
-    if why:
+    why = available() if args.via != "dispatch" else "not asked for"
+    if why is None:
+        return subprocess.call(command(cmd, args.cache, args.cpu))
+    if args.via == "cpuid":
         fail(why)
-    return subprocess.call(command(cmd, args.cache, args.cpu))
+    why_not = dispatch_available()
+    if why_not:
+        fail(f"cannot trap CPUID ({why}), and --via dispatch cannot run either: {why_not}")
+    try:
+        argv2, env = dispatch_command(cmd, args.cache, args.cpu)
+    except (dispatchsim.SimError, OSError, subprocess.TimeoutExpired) as e:
+        fail(str(e))
+    return subprocess.call(argv2, env=env)
 
 
 if __name__ == "__main__":
