@@ -82,6 +82,18 @@ def build(cache: Path) -> Path:
     return lib
 
 
+def _namespace_problem() -> str | None:
+    """None where `unshare -m` can make a private mount namespace here (for the simulated /proc/cpuinfo)."""
+    root = [] if os.geteuid() == 0 else ["-r"]
+    try:
+        r = subprocess.run(["unshare", *root, "-m", "true"], capture_output=True, text=True, timeout=10)
+    except (OSError, subprocess.TimeoutExpired) as e:
+        return f"unshare -m: {e}"
+    if r.returncode != 0:
+        return f"unshare -m cannot make a mount namespace here: {r.stderr.strip()[:120]}"
+    return None
+
+
 def available() -> str | None:
     """None where the mask can run here; else why not, in one line."""
     if sys.platform != "linux":
@@ -96,14 +108,7 @@ def available() -> str | None:
         return "no unshare (util-linux) to give the command its own /proc/cpuinfo"
     if shutil.which(os.environ.get("CC", "gcc")) is None and shutil.which("cc") is None:
         return "no C compiler (gcc or cc) to build the mask"
-    root = [] if os.geteuid() == 0 else ["-r"]
-    try:
-        r = subprocess.run(["unshare", *root, "-m", "true"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"unshare -m: {e}"
-    if r.returncode != 0:
-        return f"unshare -m cannot make a mount namespace here: {r.stderr.strip()[:120]}"
-    return None
+    return _namespace_problem()
 
 
 def command(cmd: list[str], cache: Path, cpu: str = "avx2") -> list[str]:
@@ -141,14 +146,7 @@ def dispatch_available() -> str | None:
         dispatchsim.mlas_patches(lib.read_bytes(), "avx2", lib.name)
     except (dispatchsim.SimError, OSError) as e:
         return str(e)
-    root = [] if os.geteuid() == 0 else ["-r"]
-    try:
-        r = subprocess.run(["unshare", *root, "-m", "true"], capture_output=True, text=True, timeout=10)
-    except (OSError, subprocess.TimeoutExpired) as e:
-        return f"unshare -m: {e}"
-    if r.returncode != 0:
-        return f"unshare -m cannot make a mount namespace here: {r.stderr.strip()[:120]}"
-    return None
+    return _namespace_problem()
 
 
 def dispatch_command(cmd: list[str], cache: Path, cpu: str = "avx2") -> tuple[list[str], dict[str, str]]:
