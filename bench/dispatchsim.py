@@ -146,8 +146,12 @@ def overlay(cache: Path, cpu: str) -> Path:
     (tmp / "onnxruntime" / "capi" / lib.name).write_bytes(bytes(patched))
     (tmp / "sitecustomize.py").write_text(SITECUSTOMIZE)
     (tmp / "patches.json").write_text(json.dumps([[at, old.hex(), new.hex()] for at, old, new in patches]))
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
+    try:
+        os.replace(tmp, out)  # fails where another run has just put its own (identical) copy there: keep that one
+    except OSError:
+        if not (out / "onnxruntime").is_dir():
+            raise
+        shutil.rmtree(tmp, ignore_errors=True)
     return out
 
 
