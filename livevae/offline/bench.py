@@ -249,12 +249,12 @@ def _run_bench(
                     say(f"skip {pname} {name} batch {batch}: {e}")
             lat: dict[tuple[str, str], list[float]] = {}
             cpu: dict[tuple[str, str], list[float]] = {}
-            for r in range(rounds):
+            for rnd in range(rounds):
                 # Each round starts one backend later: in a fixed order the last backend ran measurably slower
                 # (AVX-512 simulated on a Zen 4: the default ran x2.41 and x2.44 eager last and x2.95 second, the
                 # same graphs forced ran x2.90 and x2.56 before it and x2.78 last), so no backend always runs last.
                 names = list(live)
-                k = r % len(names) if names else 0
+                k = rnd % len(names) if names else 0
                 for name in names[k:] + names[:k]:
                     b = live[name][0]
                     for op, fn in _ops(b, frames, z).items():
