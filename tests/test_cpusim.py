@@ -160,13 +160,11 @@ def test_dispatch_check_names_each_library_that_did_not_take_the_cpu() -> None:
 
 
 @needs_dispatch
-@pytest.mark.parametrize(
-    ("cpu", "want"),
-    [("avx2", "AVX2 x86-avx2 u8s8-w7 saturating"), ("avx512", "AVX512 x86-avx512 u8s8-w7 saturating")],
-)
+@pytest.mark.parametrize(("cpu", "want"), [("avx512", "AVX512 x86-avx512 u8s8-w7 saturating")])
 def test_via_dispatch_the_command_itself_runs_the_older_cpus_kernels(cpu: str, want: str, tmp_path: Path) -> None:
     """Not only the probe: the command run sees the simulated CPU, in PyTorch and livevae, and ONNX Runtime's
-    int8 dot product saturates in it as vpmaddubsw does (unsimulated, this CPU's VNNI gives the exact sum)."""
+    int8 dot product saturates in it as vpmaddubsw does (unsimulated, this CPU's VNNI gives the exact sum). The
+    AVX2 CPU runs the issue's own export under either way above (its u8s8 graph saturates there)."""
     code = """
 import numpy as np, torch
 from onnx import TensorProto, helper, numpy_helper
