@@ -128,22 +128,25 @@ def _namespace(info: Path) -> list[str]:
     return ["unshare", *root, "-m", "--propagation", "private", "sh", "-c", script, str(info)]
 
 
-def dispatch_available() -> str | None:
-    """None where --via dispatch can run here; else why not, in one line."""
+def dispatch_available(cpu: str = "avx2") -> str | None:
+    """None where --via dispatch can present `cpu` here; else why not, in one line."""
     if sys.platform != "linux" or os.uname().machine != "x86_64":
         return f"needs Linux on x86-64; this is {sys.platform} {os.uname().machine}"
     try:
         flags = Path("/proc/cpuinfo").read_text()
     except OSError as e:
         return f"/proc/cpuinfo: {e}"
+    lacking = dispatchsim.missing(flags, cpu)
+    if lacking:
+        return f"this CPU lacks {', '.join(lacking)}, which a simulated {cpu} CPU keeps; dispatch only takes away"
     left = dispatchsim.uncovered(flags)
     if left:
         return f"this CPU has {', '.join(left)}, which the dispatch patches do not take away; expected --via cpuid"
     if shutil.which("unshare") is None:
         return "no unshare (util-linux) to give the command its own /proc/cpuinfo"
     try:
-        lib = dispatchsim._pybind_library(dispatchsim._ort_package())
-        dispatchsim.mlas_patches(lib.read_bytes(), "avx2", lib.name)
+        lib = dispatchsim.ort_library()
+        dispatchsim.mlas_patches(lib.read_bytes(), cpu, lib.name)
     except (dispatchsim.SimError, OSError) as e:
         return str(e)
     return _namespace_problem()
@@ -194,7 +197,7 @@ def main(argv: list[str] | None = None) -> int:
         return subprocess.call(command(cmd, args.cache, args.cpu))
     if args.via == "cpuid":
         fail(why)
-    why_not = dispatch_available()
+    why_not = dispatch_available(args.cpu)
     if why_not:
         fail(f"cannot trap CPUID ({why}), and --via dispatch cannot run either: {why_not}")
     try:

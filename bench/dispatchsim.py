@@ -87,20 +87,22 @@ def mlas_patches(data: bytes, cpu: str, name: str = "onnxruntime") -> list[tuple
     return sorted(patches)
 
 
-def _ort_package() -> Path:
+def ort_library() -> Path:
+    """The installed onnxruntime package's Python extension, where MLAS is linked in (SimError if absent)."""
     import importlib.util
 
     spec = importlib.util.find_spec("onnxruntime")
     if spec is None or not spec.submodule_search_locations:
         raise SimError("onnxruntime is not installed here; expected it in this Python's environment")
-    return Path(next(iter(spec.submodule_search_locations)))
-
-
-def _pybind_library(pkg: Path) -> Path:
-    libs = sorted((pkg / "capi").glob("onnxruntime_pybind11_state*.so"))
+    capi = Path(next(iter(spec.submodule_search_locations))) / "capi"
+    libs = sorted(capi.glob("onnxruntime_pybind11_state*.so"))
     if len(libs) != 1:
-        raise SimError(f"{pkg / 'capi'}: found {len(libs)} onnxruntime_pybind11_state libraries; expected 1")
+        raise SimError(f"{capi}: found {len(libs)} onnxruntime_pybind11_state libraries; expected 1")
     return libs[0]
+
+
+# The kernels each simulated CPU keeps must be this CPU's to keep: dispatch can only take features away.
+NEEDS = {"avx2": ("avx2", "fma"), "avx512": ("avx512f", "avx512bw", "avx512dq", "avx512vl")}
 
 
 SITECUSTOMIZE = '''\
@@ -127,8 +129,8 @@ ATEN = {"avx2": "avx2", "avx512": "avx512"}
 def overlay(cache: Path, cpu: str) -> Path:
     """A folder to put first on PYTHONPATH: a patched copy of onnxruntime and the FFmpeg sitecustomize. Made
     once per (ONNX Runtime library, cpu, patcher version), into a temporary name renamed into place."""
-    pkg = _ort_package()
-    lib = _pybind_library(pkg)
+    lib = ort_library()
+    pkg = lib.parent.parent
     data = lib.read_bytes()
     patches = mlas_patches(data, cpu, lib.name)
     digest = hashlib.sha256(data).hexdigest()[:12]
@@ -236,10 +238,18 @@ def check(seen: dict[str, object], cpu: str) -> list[str]:
     return wrong
 
 
+def _flags(cpuinfo: str) -> list[str]:
+    return next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
+
+
 def uncovered(cpuinfo: str) -> list[str]:
     """This machine's flags that the patches do not take away (see UNCOVERED)."""
-    flags = next((ln.split(":", 1)[1].split() for ln in cpuinfo.splitlines() if ln.startswith("flags")), [])
-    return [f for f in UNCOVERED if f in flags]
+    return [f for f in UNCOVERED if f in _flags(cpuinfo)]
+
+
+def missing(cpuinfo: str, cpu: str) -> list[str]:
+    """The flags `cpu` keeps that this machine lacks (an AVX2-only machine cannot play an AVX-512 one)."""
+    return [f for f in NEEDS[cpu] if f not in _flags(cpuinfo)]
 
 
 def probe(wrap: list[str], env: dict[str, str]) -> dict[str, object]:

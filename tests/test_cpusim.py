@@ -17,7 +17,7 @@ cpusim = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(cpusim)
 
 WHY = cpusim.available()
-WHY_NOT_DISPATCH = cpusim.dispatch_available()
+WHY_NOT_DISPATCH = cpusim.dispatch_available("avx2")  # the AVX2 CPU: what needs_mask's tests present
 # either way of simulating (cpusim's --via auto takes CPUID faulting where it runs, else dispatch)
 needs_mask = pytest.mark.skipif(
     WHY is not None and WHY_NOT_DISPATCH is not None,
@@ -96,7 +96,8 @@ print("u8s8-w7 passed", done.max_abs_diff)
 
 # --via dispatch (bench/dispatchsim.py): where CPUID cannot be trapped, each library is steered and checked.
 dispatchsim = sys.modules["dispatchsim"]  # imported by cpusim, from bench/
-needs_dispatch = pytest.mark.skipif(WHY_NOT_DISPATCH is not None, reason=f"no --via dispatch here: {WHY_NOT_DISPATCH}")
+WHY_NOT_SKX = cpusim.dispatch_available("avx512")
+needs_dispatch = pytest.mark.skipif(WHY_NOT_SKX is not None, reason=f"no --via dispatch avx512 here: {WHY_NOT_SKX}")
 
 
 def _mlas_like(vnni_target_off: int = 0, anchors: int = 1, avx_vnni: bool = True) -> tuple[bytes, dict[str, int]]:
@@ -157,6 +158,9 @@ def test_dispatch_check_names_each_library_that_did_not_take_the_cpu() -> None:
     wrong = dispatchsim.check(seen, "avx512")
     assert wrong[0] == "ort_int8_dot: 'exact', expected 'saturating'" and wrong[1].startswith("onednn:"), wrong
     assert dispatchsim.uncovered("flags\t: avx2 amx_tile amx_int8\n") == ["amx_tile", "amx_int8"]
+    avx2_only = "flags\t: sse4_2 avx avx2 fma\n"  # an EPYC Zen 2: it can play an AVX2 CPU, not a Skylake-SP
+    assert dispatchsim.missing(avx2_only, "avx2") == []
+    assert dispatchsim.missing(avx2_only, "avx512") == ["avx512f", "avx512bw", "avx512dq", "avx512vl"]
 
 
 @needs_dispatch
@@ -209,7 +213,7 @@ def test_the_installed_onnx_runtime_has_the_sites_the_patcher_knows() -> None:
 
     if os.uname().machine != "x86_64" or not onnxruntime.__version__.startswith("1.32."):
         pytest.skip(f"the patch sites are known for onnxruntime 1.32 on x86-64, not {onnxruntime.__version__}")
-    lib = dispatchsim._pybind_library(dispatchsim._ort_package())
+    lib = dispatchsim.ort_library()
     data = lib.read_bytes()
     skx, avx2 = dispatchsim.mlas_patches(data, "avx512"), dispatchsim.mlas_patches(data, "avx2")
     assert len(skx) == 2 and len(avx2) == 3, (skx, avx2)  # AVX-VNNI + AVX-512 VNNI; and AVX512F for avx2
