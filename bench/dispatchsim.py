@@ -132,11 +132,11 @@ def overlay(cache: Path, cpu: str) -> Path:
     lib = ort_library()
     pkg = lib.parent.parent
     data = lib.read_bytes()
-    patches = mlas_patches(data, cpu, lib.name)
     digest = hashlib.sha256(data).hexdigest()[:12]
     out = cache / f"dispatch-{cpu}-{digest}-v{PATCHER_VERSION}"
     if (out / "onnxruntime").is_dir() and (out / "sitecustomize.py").is_file():
-        return out
+        return out  # made from these very bytes: no need to look for the sites again
+    patches = mlas_patches(data, cpu, lib.name)
     cache.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(f"{out.name}.{os.getpid()}.tmp")
     shutil.rmtree(tmp, ignore_errors=True)
