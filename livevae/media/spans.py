@@ -505,7 +505,10 @@ def _decode_from(
     Decode errors are counted past the skip (the spans counted those before it)."""
     with open_container(path) as c:
         v = main_stream(c)
-        v.thread_type = "AUTO"
+        # one thread, as the span decoders run: FFmpeg's frame threads drop the frames in flight around a packet
+        # they cannot decode (two before a truncated tail, with no error said), so they would lose frames the
+        # spans' decoders keep, and the count of frames to skip would no longer line up with what was given
+        v.codec_context.thread_count = 1
         tb = Fraction(v.time_base or Fraction(1, 1000))
         step = 1 / float(v.average_rate or 25)
         at = dts if dts is not None else (int(start / tb) if start else None)
