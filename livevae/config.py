@@ -51,6 +51,10 @@ class LiveConfig:
     outputs: list[OutputSpec] = field(default_factory=list)
     scale_filter: str = "bilinear"  # model pixels -> output size: nearest | bilinear | bicubic | sharp
     threads: int | None = None  # CPU threads for inference (torch / ONNX Runtime)
+    # Pipeline: the next frame's encode beside this one's decode, the threads shared out between them (ONNX
+    # Runtime on CPU, 2+ threads): more frames a second from a model too slow for the source, at a little more
+    # latency per frame; a source slower than the model is not held back. Off: one net after the other.
+    pipeline: bool = True
     stats_json: str | None = None  # write the exit stats here as JSON
 
     def __post_init__(self) -> None:

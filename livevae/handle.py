@@ -39,6 +39,7 @@ class LoopStatus:
     model: str = ""  # the model file the show was built with ("" when the backend was handed in)
     backend_spec: str = "auto"  # what the show asked for (--backend), to rebuild the same one
     threads: int | None = None  # CPU inference threads the show asked for (None: the backend's default)
+    pipeline: bool = True  # the show's pipeline setting, to rebuild the backend for it (LiveConfig.pipeline)
     offline: bool = False  # a fixed-step headless render (show time is index / fps)
     size: tuple[int, int] = (256, 144)  # the model's (w, h)
     index: int = 0  # frames presented so far

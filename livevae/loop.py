@@ -6,6 +6,7 @@ handle for controllers is the short class at the end.
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import json
 import logging
 import math
@@ -13,6 +14,7 @@ import threading
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -48,6 +50,27 @@ DEAD_ENDS = {
 }
 STAGES = ("input", "preprocess", "encode", "modulate", "decode", "output")
 __all__ = ["Controller", "FrameInfo", "LiveConfig", "LiveError", "LiveLoop", "LiveStats", "Watcher"]
+
+
+@dataclass
+class _InFlight:
+    """One frame between its input and its present: what _begin took and made, for _finish."""
+
+    frame: Frame | None  # None: the fallback picture or a frozen z
+    t: float  # show time
+    captured: float  # time.monotonic() of capture, for the latency
+    ms: dict[str, float]  # stage times so far
+    fell_back: bool = False
+    dry: np.ndarray | None = None  # uint8 [H, W, 3] the input as the model saw it, for dry/wet
+    z: np.ndarray | None = None  # float32 [1, zdim] once encoded
+    job: cf.Future[tuple[np.ndarray, float]] | None = None  # its encode on the encode thread: (z, ms)
+    hold_z: bool = False  # frozen by the loop: its z becomes the held one
+
+
+def _timed(fn: Callable[[Any], np.ndarray], x: Any) -> tuple[np.ndarray, float]:
+    t = time.perf_counter()
+    z = fn(x)
+    return z, (time.perf_counter() - t) * 1000
 
 
 class LiveLoop:
@@ -88,7 +111,7 @@ class LiveLoop:
         self.render: Recorder | None = None
         # NDI / Syphon / Spout / virtual camera, each with its spec (its size); fed from one ScaledFrame a frame
         self.sinks: list[tuple[OutputSpec, NewestFrameOutput]] = []
-        self._dry: np.ndarray | None = None  # uint8 [H, W, 3] the input as the model saw it, for dry/wet
+        self._encoder: cf.ThreadPoolExecutor | None = None  # the encode thread of the pipeline (_overlapping)
         self.screens = Screenshots(cfg.screenshot_dir)
         self.frozen = False
         self._z_hold: np.ndarray | None = None
@@ -388,6 +411,8 @@ class LiveLoop:
             c.start(self.loop_handle)
 
     def _close(self) -> None:
+        if self._encoder is not None:
+            self._encoder.shutdown(wait=False, cancel_futures=True)  # _loop waited for its last encode
         for c in self.controllers:
             try:
                 c.stop()
@@ -457,17 +482,22 @@ class LiveLoop:
                 Path(self.cfg.stats_json).write_text(json.dumps(s.to_dict(), indent=2))
         return self.stats
 
-    def _next_input(self, start: float) -> tuple[Frame | None, bool]:
-        """(frame, render). Offline: the next frame in order. Live: the newest frame, waiting up to 1.5 periods;
-        (None, False) when the source is up but nothing new arrived yet (nothing to render); a None frame with
-        render=True means the fallback picture (source down) or a frozen hold."""
+    def _next_input(self, k: int, wait: bool) -> tuple[Frame | None, bool]:
+        """(frame, render) for frame number k. Offline: the next frame in order. Live: the newest frame, waiting
+        up to 1.5 periods; (None, False) when the source is up but nothing new arrived yet (nothing to render); a
+        None frame with render=True means the fallback picture (source down) or a frozen hold. wait=False (a
+        frame is in flight): only a frame already there, else (None, False): the frame in flight is presented
+        now rather than held back for the next one, and fallback and frozen frames stay paced by the wait."""
         inp = self.input
         assert inp is not None
         if isinstance(inp, OrderedReader):
             first, self._first = self._first, None
             if first is not None:
                 return first, True
-            return inp.read(self.index / self.fps), True
+            return inp.read(k / self.fps), True
+        if not wait:
+            f = inp.take(0.0)
+            return f, f is not None
         if self.frozen and self._z_hold is not None:
             # Frozen on the loop's own hold: paced by the source, its frames taken and unused (not drops).
             inp.take(1.5 / self.fps)
@@ -477,99 +507,167 @@ class LiveLoop:
             return None, False
         return f, True
 
+    def _overlapping(self) -> bool:
+        """Whether the next frame's encode runs beside this frame's decode: the show allows it (`pipeline`) and
+        the backend was built to share the cores between the two (backends.overlaps); a GPU preprocess is not."""
+        from livevae.backends import overlaps
+
+        return self.cfg.pipeline and self.device_pre is None and overlaps(self.backend)
+
     def _loop(self, start: float) -> None:
+        """Frame after frame: _begin (input, preprocess, encode), then _finish (modulate, decode, outputs).
+
+        Pipelined (_overlapping), frame n+1 is taken and its encode started on the encode thread before frame n
+        is decoded on this one, so the two nets run side by side on the two cores; every controller, action and
+        output still runs here, in frame order. Only a frame already waiting is taken early: a source slower than
+        the model gets each frame presented as soon as it is decoded, as without the pipeline."""
         limit = self._limit()
-        perf = time.perf_counter
         wall_end = start + self.cfg.seconds if self.cfg.seconds is not None and not self.offline else math.inf
+        pending: _InFlight | None = None  # taken and being encoded, not yet decoded
         while not self._quit and (limit is None or self.index < limit) and time.monotonic() < wall_end:
             if self.hold is not None:
+                if pending is not None:  # the frame encoded before the hold came is shown first
+                    self._finish(pending)
+                    pending = None
+                    continue
                 self._hold_frame(start)
                 continue
             if self._holding:  # reopening: a fresh capture of the source that played before
                 self._holding = False
                 self.switch_source(self.source_index)
             self._adopt_incoming()
-            t_in = perf()
-            frame, render = self._next_input(start)
-            if frame is None and self.offline and self.input is not None and self.input.status == "ended":
-                break  # an offline render of a source with looping off ends with it
-            if not render:
+            if pending is not None:
+                self._encoded(pending)  # the encode thread is free again for the next frame
+            k = self.index + (pending is not None)  # the number of the frame to take
+            nxt: _InFlight | None = None
+            ended = False
+            if limit is None or k < limit:
+                got = self._begin(start, k, wait=pending is None)
+                ended = got == "ended"
+                nxt = got if isinstance(got, _InFlight) else None
+            if pending is not None:
+                self._finish(pending)
+            elif nxt is None:
+                if ended:
+                    break  # an offline render of a source with looping off ends with it
                 self._actions()
                 continue
-            ms: dict[str, float] = {"input": (perf() - t_in) * 1000}
-            fell_back = False
-            t = self.index / self.fps if self.offline else time.monotonic() - start
-            self.t = t
-            loop_frozen = not (self.state is not None and "freeze" in self.state.targets()) and self.frozen
-            if frame is not None:
-                self.fallback.remember(frame.image)
-                captured = frame.captured
-            else:
-                captured = time.monotonic()
-            # preprocess + encode (skipped while the loop holds a frozen z)
-            t0 = perf()
-            if loop_frozen and self._z_hold is not None:
-                z = self._z_hold.copy()
-                ms["preprocess"] = ms["encode"] = 0.0
-                t1 = t0
-            else:
-                if frame is None:
-                    fell_back = True
-                    self.stats.fallback_frames += 1
-                    img = self.fallback.image(t)
+            pending = None
+            if nxt is not None:
+                if nxt.job is None:  # encoded already (not pipelined, or a frozen z)
+                    self._finish(nxt)
                 else:
-                    img = frame.image
-                if self.device_pre is not None:
-                    x: Any = self.device_pre(img)  # float32 [1, 3, H, W] in [-1, 1], on the GPU
-                    self._dry = None  # made on the CPU only when dry/wet asks for it
-                else:
-                    x = self.pre(img)[None]  # uint8 [1, H, W, 3] at the model's size
-                    self._dry = x[0]
-                t1 = perf()
-                z = self.backend.encode(x)  # float32 [1, zdim]
-                if loop_frozen:
-                    self._z_hold = z.copy()
-                ms["preprocess"] = (t1 - t0) * 1000
-                ms["encode"] = (perf() - t1) * 1000
-            t2 = perf()
-            for c in self.controllers:
-                try:
-                    z = np.asarray(c.modulate(z, t), np.float32)
-                except Exception as e:  # one broken controller must not black out the show
-                    self._controller_failed(c, "modulate", e)
-            t3 = perf()
-            out = self.backend.decode(z)[0]  # uint8 [H, W, 3]
-            out = self._dry_wet(out, frame)
-            t4 = perf()
-            out = self._compose(out, t)
-            ms["modulate"] = (t3 - t2) * 1000
-            ms["decode"] = (t4 - t3) * 1000
-            self.last_output = out
-            self._present(out, ms, captured, self._heard(frame))
-            now = time.monotonic()
-            ms["output"] = (perf() - t4) * 1000
-            lat = (now - captured) * 1000
-            self.latency.append(lat)
-            for k, v in ms.items():
-                self.times.add(k, v)
-            self._recent_present.append(now)
-            shown_from = frame.source if frame is not None else self.source_name
-            self._actions()
-            info = FrameInfo(
-                index=self.index,
-                t=t,
-                fps=self.measured_fps(),
-                source=shown_from,
-                dropped=self.dropped,
-                latency_ms=lat,
-                stage_ms=ms,
-                fallback=fell_back,
-                frozen=self._is_frozen(),
-                recording=self.recording,
-                z=z,
-                output=out,
-            )
-            self._frame_done(info)
+                    pending = nxt
+            if ended:
+                break
+        if pending is not None:  # quit or out of time: let its encode end before the backend is closed
+            self._encoded(pending)
+
+    def _begin(self, start: float, k: int, wait: bool) -> _InFlight | str | None:
+        """Take frame k, preprocess it and encode it: at once, or started on the encode thread when pipelined.
+        None: nothing to render yet; "ended": an offline source without looping has ended."""
+        perf = time.perf_counter
+        t_in = perf()
+        frame, render = self._next_input(k, wait)
+        if frame is None and self.offline and self.input is not None and self.input.status == "ended":
+            return "ended"
+        if not render:
+            return None
+        t = k / self.fps if self.offline else time.monotonic() - start
+        loop_frozen = not (self.state is not None and "freeze" in self.state.targets()) and self.frozen
+        if frame is not None:
+            self.fallback.remember(frame.image)
+            captured = frame.captured
+        else:
+            captured = time.monotonic()
+        p = _InFlight(frame, t, captured, {"input": (perf() - t_in) * 1000})
+        # preprocess + encode (skipped while the loop holds a frozen z)
+        t0 = perf()
+        if loop_frozen and self._z_hold is not None:
+            p.z = self._z_hold.copy()
+            p.ms["preprocess"] = p.ms["encode"] = 0.0
+            return p
+        if frame is None:
+            p.fell_back = True
+            self.stats.fallback_frames += 1
+            img = self.fallback.image(t)
+        else:
+            img = frame.image
+        x: Any
+        if self.device_pre is not None:
+            x = self.device_pre(img)  # float32 [1, 3, H, W] in [-1, 1], on the GPU
+            p.dry = None  # made on the CPU only when dry/wet asks for it
+        else:
+            x = self.pre(img)[None]  # uint8 [1, H, W, 3] at the model's size
+            p.dry = x[0]
+        p.ms["preprocess"] = (perf() - t0) * 1000
+        p.hold_z = loop_frozen
+        if self._overlapping():
+            if self._encoder is None:
+                self._encoder = cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="livevae encode")
+            p.job = self._encoder.submit(_timed, self.backend.encode, x)
+        else:
+            p.z, p.ms["encode"] = _timed(self.backend.encode, x)
+            self._encoded(p)
+        return p
+
+    def _encoded(self, p: _InFlight) -> _InFlight:
+        """p with its z: waits for its encode on the encode thread (its error, if any, raised here)."""
+        if p.job is not None:
+            p.z, p.ms["encode"] = p.job.result()
+            p.job = None
+        if p.hold_z and p.z is not None:
+            if self.frozen:  # not unfrozen while it was encoding: a later freeze takes a fresh z
+                self._z_hold = p.z.copy()
+            p.hold_z = False
+        return p
+
+    def _finish(self, p: _InFlight) -> None:
+        """Modulate, decode and present a frame whose encode is done; then tell the controllers."""
+        perf = time.perf_counter
+        self._encoded(p)
+        z, ms, t, frame = p.z, p.ms, p.t, p.frame
+        assert z is not None
+        self.t = t
+        t2 = perf()
+        for c in self.controllers:
+            try:
+                z = np.asarray(c.modulate(z, t), np.float32)
+            except Exception as e:  # one broken controller must not black out the show
+                self._controller_failed(c, "modulate", e)
+        t3 = perf()
+        out = self.backend.decode(z)[0]  # uint8 [H, W, 3]
+        out = self._dry_wet(out, frame, p.dry)
+        t4 = perf()
+        out = self._compose(out, t)
+        ms["modulate"] = (t3 - t2) * 1000
+        ms["decode"] = (t4 - t3) * 1000
+        self.last_output = out
+        self._present(out, ms, p.captured, self._heard(frame))
+        now = time.monotonic()
+        ms["output"] = (perf() - t4) * 1000
+        lat = (now - p.captured) * 1000
+        self.latency.append(lat)
+        for key, v in ms.items():
+            self.times.add(key, v)
+        self._recent_present.append(now)
+        shown_from = frame.source if frame is not None else self.source_name
+        self._actions()
+        info = FrameInfo(
+            index=self.index,
+            t=t,
+            fps=self.measured_fps(),
+            source=shown_from,
+            dropped=self.dropped,
+            latency_ms=lat,
+            stage_ms=ms,
+            fallback=p.fell_back,
+            frozen=self._is_frozen(),
+            recording=self.recording,
+            z=z,
+            output=out,
+        )
+        self._frame_done(info)
 
     def _compose(self, out: np.ndarray, t: float) -> np.ndarray:
         """Controllers with an optional compose(picture, t) -> picture (the film mirror's film view) change the
@@ -620,16 +718,17 @@ class LiveLoop:
             return 0.0
         return (len(r) - 1) / (r[-1] - r[0])
 
-    def _dry_wet(self, out: np.ndarray, frame: Frame | None) -> np.ndarray:
-        """The reconstruction blended with the input picture by the "wet" control (1 = all dream, 0 = all input)."""
+    def _dry_wet(self, out: np.ndarray, frame: Frame | None, dry: np.ndarray | None) -> np.ndarray:
+        """The reconstruction blended with the input picture (`dry`, uint8 [H, W, 3] as the model saw it) by the
+        "wet" control (1 = all dream, 0 = all input)."""
         wet = self.state.get("wet") if self.state is not None and "wet" in self.state.targets() else 1.0
         if wet >= 1.0:
             return out
-        if self._dry is None and frame is not None:
-            self._dry = self.pre(frame.image)  # uint8 [H, W, 3]: the device path preprocessed on the GPU
-        if self._dry is None or self._dry.shape != out.shape:
+        if dry is None and frame is not None:
+            dry = self.pre(frame.image)  # uint8 [H, W, 3]: the device path preprocessed on the GPU
+        if dry is None or dry.shape != out.shape:
             return out
-        return cv2.addWeighted(self._dry, 1.0 - wet, out, wet, 0.0)  # uint8 [H, W, 3]
+        return cv2.addWeighted(dry, 1.0 - wet, out, wet, 0.0)  # uint8 [H, W, 3]
 
     def _heard(self, frame: Frame | None) -> Heard | None:
         """Where the sound of this frame comes from: its film and position (None: silence)."""
@@ -720,6 +819,7 @@ class _Handle(LoopHandle):
             model=lp.cfg.model,
             backend_spec=lp.cfg.backend,
             threads=lp.cfg.threads,
+            pipeline=lp.cfg.pipeline,
             offline=lp.offline,
             size=lp.size,
             index=lp.index,

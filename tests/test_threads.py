@@ -93,11 +93,13 @@ def test_the_watchdogs_rebuilt_backend_keeps_the_threads(calls: list[dict[str, A
 
     ctl = InstallationController(parse_section({}))
     inner = SimpleNamespace(cfg=None, name="torch-cpu")
-    cfg = LiveConfig(model=str(tiny_model_file), threads=1)
-    loop = RecordingHandle(model=cfg.model, backend_spec=cfg.backend, threads=cfg.threads, backend=inner)
-    ctl._start_watchdog(loop)
-    loop.backend.factory()  # what the watchdog calls to rebuild a hung backend
-    assert calls[-1]["threads"] == 1
+    for pipeline in (True, False):
+        cfg = LiveConfig(model=str(tiny_model_file), threads=1, pipeline=pipeline)
+        loop = RecordingHandle(model=cfg.model, backend_spec=cfg.backend, threads=cfg.threads, backend=inner,
+                               pipeline=cfg.pipeline)  # fmt: skip
+        ctl._start_watchdog(loop)
+        loop.backend.factory()  # what the watchdog calls to rebuild a hung backend
+        assert calls[-1]["threads"] == 1 and calls[-1]["overlap"] is pipeline  # shared out as before
 
 
 def test_reconstruct_and_bench_pass_threads(calls: list[dict[str, Any]], tiny_model_file: Path, tmp_path: Path) -> None:

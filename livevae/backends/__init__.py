@@ -48,6 +48,7 @@ def _make(
     cache_dir: str | os.PathLike[str] | None,
     threads: int | None = None,
     logger: Callable[[str], None] = log.info,
+    overlap: bool = False,
 ) -> Backend:
     import torch
 
@@ -79,6 +80,15 @@ def _make(
             precision = precision or choice.precision
             if precision != "int8":
                 scheme = None
+        if overlap and provider == "cpu":
+            from livevae.backends.cpuchoice import choose_overlap
+            from livevae.backends.onnxruntime_backend import default_threads
+
+            # the pipeline only where it measured faster here (cached): it costs a frame of latency, and on some
+            # CPUs the two one-thread runs slow each other down more than they gain
+            if (threads or default_threads()) >= 2:
+                p = precision or "fp32"
+                overlap = choose_overlap(model_path, p, scheme, batch, cache_dir, threads, logger).overlap
         return OnnxRuntimeBackend.from_file(
             model_path,
             provider=provider,
@@ -87,6 +97,7 @@ def _make(
             cache_dir=cache_dir,
             threads=threads,
             scheme=scheme,
+            overlap=overlap,
         )
     if name in ("torch-cpu", "torch", "torch-cpu-jit"):
         from livevae.backends.torch_backend import TorchBackend
@@ -94,6 +105,12 @@ def _make(
         mode = "jit" if name == "torch-cpu-jit" else "eager"
         return TorchBackend.from_file(model_path, device="cpu", precision=precision or "fp32", mode=mode, batch=batch)
     raise EngineError(f"backend {name!r}: unknown; expected one of auto, {', '.join(NAMES)}")
+
+
+def overlaps(backend: object) -> bool:
+    """Whether `backend` was built to run an encode beside a decode (create's overlap): its threads are shared
+    out between the two, so the live loop's pipeline should keep both busy."""
+    return bool(getattr(backend, "overlaps", False))
 
 
 PRECISION_SUFFIXES = ("fp32", "fp16", "bf16", "int8")
@@ -121,6 +138,7 @@ def create(
     threads: int | None = None,
     order: tuple[str, ...] = AUTO_ORDER,
     logger: Callable[[str], None] = log.info,
+    overlap: bool = False,
 ) -> Backend:
     """Create the named backend, or with 'auto' the first that works in `order`; log the choice.
 
@@ -131,6 +149,10 @@ def create(
     split_precision).
     threads: CPU inference threads for every backend: ONNX Runtime's intra-op pool (default min(2, cores))
     and torch's (torch.set_num_threads); 1 leaves a core to capture and display. None keeps the defaults.
+    overlap: built for the live loop's pipeline (one frame's encode beside the last one's decode) where that
+    measured faster: ONNX Runtime on CPU with 2+ threads times both ways once (cpuchoice.choose_overlap, cached)
+    and, if the pipeline wins, shares the threads out between its two sessions and says so (`overlaps`); every
+    other backend ignores it and runs one call after the other.
     Every skipped backend is logged with its reason, one stderr line each, then the choice.
     Raises ModelError for a missing/bad model file (before trying any backend) and EngineError when
     the named backend, or every backend in `order`, cannot run.
@@ -144,7 +166,7 @@ def create(
     reasons: list[str] = []
     for name in names:
         try:
-            b = _make(name, model_path, batch, precision, cache_dir, threads, logger)
+            b = _make(name, model_path, batch, precision, cache_dir, threads, logger, overlap)
         except EngineError as e:
             if backend != "auto":
                 raise

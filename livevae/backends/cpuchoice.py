@@ -1,7 +1,9 @@
-"""The CPU this runs on (model, flags) and the measured choice of ONNX Runtime graphs (fp32, int8 scheme), per CPU."""
+"""The CPU this runs on (model, flags) and the measured choices for ONNX Runtime on it: graphs (fp32, int8 scheme)
+and whether the live loop's pipeline (encode beside decode) is faster than one net after the other."""
 
 from __future__ import annotations
 
+import concurrent.futures as cf
 import hashlib
 import json
 import os
@@ -34,6 +36,11 @@ INT8_MARGIN = 0.95
 CHOICE_BLOCK = 3
 # 2: int8 schemes are measured against each other too, and the winner is recorded; 3: timed in blocks
 CHOICE_FORMAT = 3
+# The pipeline costs about a frame of latency where the model is slower than the source, so it must win clearly
+# too. Measured side by side, it is not always faster: on a 2-core Zen 4 steered to its AVX2 kernels the demo
+# model ran x1.14 and broad2016 x1.03 pipelined, on its AVX-512 kernels without VNNI x1.25 and x0.85 (the two
+# one-thread runs slowed each other to nearly the sum of their times), on its own VNNI kernels x1.07 and x1.02.
+OVERLAP_MARGIN = 0.95
 
 
 @dataclass(frozen=True)
@@ -269,19 +276,99 @@ def choose_precision(
     return choice
 
 
+def pipelined_call(b: Any, frames: np.ndarray, pool: cf.ThreadPoolExecutor) -> Callable[[], object]:
+    """One frame of the live loop's pipeline as a call: the next frame's encode on `pool`'s thread beside this
+    frame's decode on the caller's (LiveLoop._begin/_finish). Timed in a row, each call is a frame's share of a
+    steady stream, not one frame's latency."""
+    last = [b.encode(frames)]
+
+    def call() -> object:
+        job = pool.submit(b.encode, frames)
+        out = b.decode(last[0])
+        last[0] = job.result()
+        return out
+
+    return call
+
+
+@dataclass(frozen=True)
+class OverlapChoice:
+    """Whether the pipeline (encode beside decode, the threads shared out) beat one net after the other."""
+
+    overlap: bool
+    reason: str
+    sequential_ms: float  # median ms a frame, encode then decode on all the threads
+    pipelined_ms: float  # median ms a frame in the pipeline
+    cached: bool = False
+
+
+def choose_overlap(
+    model_path: str | os.PathLike[str],
+    precision: str,
+    scheme: str | None,
+    batch: int | None = 1,
+    cache_dir: str | os.PathLike[str] | None = None,
+    threads: int | None = None,
+    logger: Callable[[str], None] = log.info,
+    cpu: CpuInfo | None = None,
+) -> OverlapChoice:
+    """The pipeline or not for these graphs on this CPU, by timing both for about CHOICE_SECONDS (cached, keyed
+    as choose_precision's choice plus the graphs): the pipeline only where it is at least 5% faster."""
+    from livevae.backends.cache import file_sha256
+    from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend, default_threads
+
+    cpu = read_cpu() if cpu is None else cpu
+    threads = threads or default_threads()
+    fields = {**choice_fields(file_sha256(model_path), batch, threads, cpu), "overlap": [precision, scheme]}
+    path = choice_path(fields, cache_dir)
+    try:
+        info = json.loads(path.read_text())
+        if info.get("fields") == fields:
+            return OverlapChoice(bool(info["overlap"]), str(info["reason"]), float(info["sequential_ms"]),
+                                 float(info["pipelined_ms"]), cached=True)  # fmt: skip
+    except FileNotFoundError:
+        pass
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        log.info(f"{path}: unreadable pipeline choice ({e}); measuring again")
+    logger(f"measuring the pipeline (encode beside decode) on this {cpu.kind} CPU; once, cached")
+    kw = {"batch": batch, "precision": precision, "cache_dir": cache_dir, "threads": threads, "scheme": scheme}
+    seq = OnnxRuntimeBackend.from_file(model_path, **kw)  # type: ignore[arg-type]
+    piped = OnnxRuntimeBackend.from_file(model_path, overlap=True, **kw)  # type: ignore[arg-type]
+    frames = np.random.default_rng(0).integers(0, 256, (batch or 4, seq.cfg.height, seq.cfg.width, 3), np.uint8)
+    with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="livevae choice") as pool:
+        t_seq, t_pipe = time_calls([lambda: seq.decode(seq.encode(frames)), pipelined_call(piped, frames, pool)])
+    ratio = t_seq / t_pipe
+    if t_pipe < t_seq * OVERLAP_MARGIN:
+        choice = OverlapChoice(True, f"pipelined x{ratio:.2f} the frames of one net after the other", t_seq, t_pipe)
+    else:
+        why = f"pipelined only x{ratio:.2f} the frames of one net after the other (needs x{1 / OVERLAP_MARGIN:.2f})"
+        choice = OverlapChoice(False, why, t_seq, t_pipe)
+    _write_json(path, {"fields": fields, "overlap": choice.overlap, "reason": choice.reason,
+                       "sequential_ms": t_seq, "pipelined_ms": t_pipe, "cpu_model": cpu.model,
+                       "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")})  # fmt: skip
+    logger(f"onnxruntime pipeline {'on' if choice.overlap else 'off'} on this {cpu.kind} CPU: {choice.reason}")
+    return choice
+
+
 def _write_choice(path: Path, fields: dict[str, Any], choice: Choice, cpu: CpuInfo) -> None:
     """Atomically (temp file + rename): a crash mid-write leaves the old choice or none, never half a file."""
-    info = {
-        "fields": fields,
-        "precision": choice.precision,
-        "scheme": choice.scheme,
-        "reason": choice.reason,
-        "int8_ms": choice.int8_ms,
-        "fp32_ms": choice.fp32_ms,
-        "cpu_model": cpu.model,
-        "cpu_kind": cpu.kind,
-        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-    }
+    _write_json(
+        path,
+        {
+            "fields": fields,
+            "precision": choice.precision,
+            "scheme": choice.scheme,
+            "reason": choice.reason,
+            "int8_ms": choice.int8_ms,
+            "fp32_ms": choice.fp32_ms,
+            "cpu_model": cpu.model,
+            "cpu_kind": cpu.kind,
+            "measured": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        },
+    )
+
+
+def _write_json(path: Path, info: dict[str, Any]) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_name(path.name + f".{os.getpid()}.tmp")

@@ -33,7 +33,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         default="torch-cpu,torch-cpu+channels_last,torch-cpu-jit,onnxruntime,onnxruntime+fp32,onnxruntime+spin,"
         "torch-cuda,onnxruntime-cuda,tensorrt",
         help="comma-separated backends (any create() name, NAME+PRECISION such as onnxruntime+fp32 or "
-        "onnxruntime+int8, and the bench-only variants onnxruntime+spin, onnxruntime+nospin, torch-cpu+channels_last, "
+        "onnxruntime+int8, and the bench-only variants onnxruntime+overlap (the live loop's pipeline forced on, its "
+        "enc+dec timed as the pipeline runs it), onnxruntime+spin, onnxruntime+nospin, torch-cpu+channels_last, "
         "torch-cpu-jit+channels_last); torch-cpu (eager) is always measured as the reference; unavailable ones "
         "are listed as skipped with the reason",
     )

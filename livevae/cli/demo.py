@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         cfg = replace(cfg, threads=max(1, args.threads))
     from livevae.backends import create
 
-    backend = create(cfg.model, cfg.backend, threads=cfg.threads)
+    backend = create(cfg.model, cfg.backend, threads=cfg.threads, overlap=cfg.pipeline)
     print(f"livevae demo: {what}, {'window' if window else f'headless -> {cfg.out}'}", flush=True)
     stats = LiveLoop(cfg, backend, state, controllers).run()  # type: ignore[arg-type]
     print(stats.summary())

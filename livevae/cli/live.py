@@ -45,6 +45,14 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
         type=int,
         help="CPU threads for inference, every backend (ONNX Runtime and torch); default: the show's, else 2",
     )
+    g.add_argument(
+        "--no-pipeline",
+        dest="pipeline",
+        action="store_const",
+        const=False,
+        help="decode each frame before the next is encoded (default: the next frame's encode runs beside this "
+        "one's decode on CPU, 2+ threads: more fps, a little more latency)",
+    )
     g = p.add_argument_group("input")
     g.add_argument("--source", action="append", dest="sources", metavar="SPEC",
                    help="camera index or /dev/videoN, video file, image folder, playlist .txt, or testcard; "
@@ -180,7 +188,7 @@ def build(args: argparse.Namespace) -> tuple[LiveConfig, Backend, ControlState |
             raise LiveError(str(e)) from None
     from livevae.backends import create  # looked up at call time: one place to stand in for the backend
 
-    backend = create(cfg.model, cfg.backend, threads=cfg.threads)
+    backend = create(cfg.model, cfg.backend, threads=cfg.threads, overlap=cfg.pipeline)
     if not args.show:
         state = ControlState(backend.cfg.zdim, pca_count(cfg.model))
         osc = {k: getattr(args, k, None) for k in ("osc_host", "osc_port", "osc_feedback")}

@@ -154,7 +154,8 @@ class InstallationController:
             from livevae.backends import create
 
             def factory() -> Any:
-                return create(st.model, st.backend_spec, threads=st.threads)  # the rebuilt backend keeps the setting
+                # the rebuilt backend keeps the settings: the same threads, shared out the same way
+                return create(st.model, st.backend_spec, threads=st.threads, overlap=st.pipeline)
 
             def guard(inner: Any) -> Any:
                 if isinstance(inner, GuardedBackend):

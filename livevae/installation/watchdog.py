@@ -259,11 +259,18 @@ class GuardedBackend:
     def _new_pool(self) -> cf.ThreadPoolExecutor | None:
         if self.call_timeout is None:
             return None
-        return cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix=self.component)
+        # two workers for a backend built to run an encode beside a decode (the loop's pipeline), else one
+        workers = 2 if self.overlaps else 1
+        return cf.ThreadPoolExecutor(max_workers=workers, thread_name_prefix=self.component)
 
     @property
     def inner(self) -> Any:
         return self._inner
+
+    @property
+    def overlaps(self) -> bool:
+        """The inner backend's (backends.overlaps), so the loop pipelines a guarded backend as it would the bare one."""
+        return bool(getattr(self._inner, "overlaps", False))
 
     def rebuild(self) -> None:
         """Build a fresh backend and swap it in (called by the watchdog, off the frame thread)."""

@@ -166,6 +166,7 @@ def live_config(show: Show) -> LiveConfig:
             model=str(model_path(show)),
             backend=show.backend,
             threads=show.threads,
+            pipeline=show.pipeline,
             sources=_sources(show),
             source=i.source,
             source_size=_size(i.size, "input.size", show),

@@ -184,6 +184,7 @@ class Show(_Section):
     model: str
     backend: str = "auto"
     threads: int | None = Field(default=None, ge=1, le=256)  # CPU inference threads, every backend; None = 2
+    pipeline: bool = True  # the next frame's encode beside this one's decode (LiveConfig.pipeline)
     seed: int = 0  # noise and random-walk LFOs repeat for a seed
     hot_reload: bool = True
     input: InputSection = Field(default_factory=lambda: InputSection())
