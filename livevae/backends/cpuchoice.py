@@ -324,8 +324,11 @@ def choose_overlap(
     try:
         info = json.loads(path.read_text())
         if info.get("fields") == fields:
-            return OverlapChoice(bool(info["overlap"]), str(info["reason"]), float(info["sequential_ms"]),
-                                 float(info["pipelined_ms"]), cached=True)  # fmt: skip
+            hit = OverlapChoice(bool(info["overlap"]), str(info["reason"]), float(info["sequential_ms"]),
+                                float(info["pipelined_ms"]), cached=True)  # fmt: skip
+            what = "pipelined" if hit.overlap else "not pipelined"
+            logger(f"onnxruntime {what} on this {cpu.kind} CPU: {hit.reason} (measured before; {path})")
+            return hit
     except FileNotFoundError:
         pass
     except (OSError, ValueError, KeyError, TypeError) as e:
@@ -346,7 +349,8 @@ def choose_overlap(
     _write_json(path, {"fields": fields, "overlap": choice.overlap, "reason": choice.reason,
                        "sequential_ms": t_seq, "pipelined_ms": t_pipe, "cpu_model": cpu.model,
                        "measured": datetime.now(timezone.utc).isoformat(timespec="seconds")})  # fmt: skip
-    logger(f"onnxruntime pipeline {'on' if choice.overlap else 'off'} on this {cpu.kind} CPU: {choice.reason}")
+    what = "pipelined" if choice.overlap else "not pipelined"
+    logger(f"onnxruntime {what} on this {cpu.kind} CPU: {choice.reason} (cached in {path})")
     return choice
 
 
