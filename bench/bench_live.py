@@ -1,7 +1,8 @@
 """Benchmark: the live loop end to end (640x480 30 fps file in, headless) per preset, best backend vs torch eager.
 
-The best backend runs twice in the same run: one net after the other (`best`), and pipelined (`pipelined`: the
-next frame's encode beside this one's decode, LiveConfig.pipeline, the threads shared out between the two).
+The best backend runs twice in the same run: one net after the other (`best`), and with the pipeline allowed
+(`pipelined`: LiveConfig.pipeline, as `livevae live` runs by default; the next frame's encode beside this one's
+decode, the threads shared out, where cpuchoice.choose_overlap measured it faster; the detail column says which).
 """
 
 from __future__ import annotations
