@@ -546,6 +546,7 @@ class LiveLoop:
                 ended = got == "ended"
                 nxt = got if isinstance(got, _InFlight) else None
             if pending is not None:
+                self.stats.pipelined_frames += nxt is not None and nxt.job is not None  # encoding beside this decode
                 self._finish(pending)
             elif nxt is None:
                 if ended:

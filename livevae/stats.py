@@ -54,6 +54,7 @@ class LiveStats:
     source_fps: float = 0.0
     backend: str = ""
     mode: str = "live"  # live | realtime | offline
+    pipelined_frames: int = 0  # frames whose encode ran beside the previous frame's decode (LiveConfig.pipeline)
     stages: dict[str, dict[str, float]] = field(default_factory=dict)
     dropped: int = 0  # stale frames dropped in the source slot
     display_dropped: int = 0  # decoded frames the display thread had no refresh for (newest shown instead)
@@ -73,9 +74,10 @@ class LiveStats:
     def summary(self) -> str:
         lat = self.latency_ms
         period = 1000 / self.source_fps if self.source_fps else float("nan")
+        piped = f", {self.pipelined_frames} pipelined" if self.pipelined_frames else ""
         lines = [
             f"{self.frames} frames in {self.seconds:.2f} s: {self.fps:.1f} fps (source {self.source_fps:.2f} fps, "
-            f"{self.mode}, {self.backend})",
+            f"{self.mode}, {self.backend}{piped})",
             "  "
             + "  ".join(f"{k} {v['mean_ms']:.1f}/{v['p99_ms']:.1f}" for k, v in self.stages.items())
             + "  ms mean/p99",

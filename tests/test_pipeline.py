@@ -92,6 +92,9 @@ def render(clip: Path, pipeline: bool, delay: float = 0.0, frames: int = 16) -> 
     cfg = LiveConfig(sources=[str(clip)], headless=True, frames=frames, pipeline=pipeline)
     stats = LiveLoop(cfg, be, controllers=[stamp]).run()  # type: ignore[arg-type]
     assert stats.frames == frames
+    # offline the next frame is always there: every frame after the first is encoded beside a decode
+    assert stats.pipelined_frames == (frames - 1 if pipeline else 0)
+    assert ("pipelined" in stats.summary()) is pipeline
     return be, stamp
 
 
@@ -126,19 +129,21 @@ def test_a_backend_that_does_not_overlap_runs_as_before(clip: Path) -> None:
     assert {c[2] for c in be.calls} == {threading.current_thread().name}
 
 
-def live_run(source: FlakySource, pipeline: bool, seconds: float, delay: float = 0.01) -> Stamp:
+def live_run(source: FlakySource, pipeline: bool, seconds: float, delay: float = 0.01) -> tuple[Stamp, int]:
+    """(what the controller saw, frames pipelined)."""
     stamp = Stamp()
     cfg = LiveConfig(sources=["flaky"], headless=True, realtime=True, seconds=seconds, pipeline=pipeline)
     be = Recording(preset("tiny"), delay=delay)
-    LiveLoop(cfg, be, controllers=[stamp], make_source=lambda spec: source).run()  # type: ignore[arg-type]
-    return stamp
+    stats = LiveLoop(cfg, be, controllers=[stamp], make_source=lambda spec: source).run()  # type: ignore[arg-type]
+    return stamp, stats.pipelined_frames
 
 
 def test_a_source_slower_than_the_model_is_not_held_back_for_the_next_frame() -> None:
     # 10 fps in, 20 ms of model: each frame must be out before the next one is captured. A pipeline that
     # waited for the next frame before decoding this one would present every frame a whole period late.
-    stamp = live_run(FlakySource(set(), fps=10.0), pipeline=True, seconds=2.0)
+    stamp, piped = live_run(FlakySource(set(), fps=10.0), pipeline=True, seconds=2.0)
     assert len(stamp.infos) >= 8
+    assert piped <= 1  # no frame was ever waiting when the last one's encode ended (one, at most, at a hiccup)
     captured = [at - i.latency_ms / 1000 for at, i in zip(stamp.seen_at, stamp.infos, strict=True)]
     late = [k for k in range(1, len(captured) - 1) if stamp.seen_at[k] > captured[k + 1]]
     assert not late, f"frames {late} were presented after the next frame came in"
@@ -148,7 +153,7 @@ def test_a_source_slower_than_the_model_is_not_held_back_for_the_next_frame() ->
 def test_a_source_that_is_down_is_paced_with_the_pipeline_on() -> None:
     # Reads fail from the 3rd on: the fallback picture at the waits' pace (1.5 periods of 50 ms), not as
     # fast as the model goes (a 1 ms model would give hundreds a second).
-    stamp = live_run(FlakySource(set(range(3, 10_000)), fps=20.0), pipeline=True, seconds=1.5, delay=0.0005)
+    stamp, _ = live_run(FlakySource(set(range(3, 10_000)), fps=20.0), pipeline=True, seconds=1.5, delay=0.0005)
     fell = [i for i in stamp.infos if i.fallback]
     assert fell, "the source never went down"
     span = stamp.seen_at[-1] - stamp.seen_at[len(stamp.infos) - len(fell)]
