@@ -143,11 +143,13 @@ def test_a_source_slower_than_the_model_is_not_held_back_for_the_next_frame() ->
     # waited for the next frame before decoding this one would present every frame a whole period late.
     stamp, piped = live_run(FlakySource(set(), fps=10.0), pipeline=True, seconds=2.0)
     assert len(stamp.infos) >= 8
-    assert piped <= 1  # no frame was ever waiting when the last one's encode ended (one, at most, at a hiccup)
+    # Some slack for a loaded machine (a frame that took longer than a period finds the next one waiting);
+    # held back for the next frame, every frame would fail each of these.
+    assert piped <= 3, f"{piped} of {len(stamp.infos)} frames found the next one waiting"
     captured = [at - i.latency_ms / 1000 for at, i in zip(stamp.seen_at, stamp.infos, strict=True)]
     late = [k for k in range(1, len(captured) - 1) if stamp.seen_at[k] > captured[k + 1]]
-    assert not late, f"frames {late} were presented after the next frame came in"
-    assert max(i.latency_ms for i in stamp.infos[1:]) < 100  # well under the 100 ms period (20 ms of model)
+    assert len(late) <= 2, f"frames {late} were presented after the next frame came in"
+    assert np.median([i.latency_ms for i in stamp.infos]) < 60  # 20 ms of model, not a 100 ms period more
 
 
 def test_a_source_that_is_down_is_paced_with_the_pipeline_on() -> None:
