@@ -309,3 +309,45 @@ def test_create_pipelines_only_where_the_pipeline_measured_faster(
     assert "only x1.02" in cpuchoice.choose_overlap(other, "fp32", None, 1, tmp_path / "cache", 2).reason
     one = create(other, "onnxruntime+fp32", overlap=True, **{**kw, "threads": 1})
     assert not overlaps(one) and timed == [2, 2]  # one thread: nothing to share, nothing measured
+
+
+def test_a_pipelined_show_switches_source_holds_and_resumes() -> None:
+    """The frame in flight across a source switch and a closed-hours hold: shown once, in order, nothing lost."""
+    black = np.zeros((48, 64, 3), np.uint8)
+
+    class Named(FlakySource):
+        def __init__(self, name: str) -> None:
+            super().__init__(set(), fps=40.0)
+            self.name = name
+
+    class Director(Stamp):
+        held = 0
+
+        def start(self, loop: LoopHandle | None) -> None:
+            self.loop = loop
+
+        def on_frame(self, info: FrameInfo) -> None:
+            super().on_frame(info)
+            assert self.loop is not None
+            if info.index == 3:
+                self.loop.post("source", 1)
+            if info.index == 12:
+                self.loop.hold(black, 50.0)
+            if self.loop.status().index > 12 and info.output is not None and not info.output.any():
+                self.held += 1
+                if self.held == 3:
+                    self.loop.resume()
+            if len(self.infos) >= 30:
+                self.loop.request_quit()
+
+    be = Recording(preset("tiny"), delay=0.02)  # 40 ms of model against a 25 ms period: the pipeline runs
+    d = Director()
+    cfg = LiveConfig(sources=["a", "b"], headless=True, realtime=True, seconds=20.0, pipeline=True)
+    stats = LiveLoop(cfg, be, controllers=[d], make_source=lambda spec: Named(spec)).run()  # type: ignore[arg-type]
+    assert stats.frames == len(d.infos) >= 30 and stats.pipelined_frames > 0
+    names = [i.source for i in d.infos]
+    assert names[:4] == ["a"] * 4 and "b" in names  # switched after frame 3 (the frame in flight from a is shown)
+    first_b = names.index("b")
+    assert set(names[first_b:]) == {"b"}  # and never back
+    assert [i.index for i in d.infos] == list(range(len(d.infos)))  # every frame once, in order
+    assert d.held == 3 and d.infos[-1].output is not None and d.infos[-1].output.any()  # the model again
