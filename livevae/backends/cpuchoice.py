@@ -331,12 +331,12 @@ def choose_overlap(
             return hit
     except FileNotFoundError:
         pass
-    except (OSError, ValueError, KeyError, TypeError) as e:
+    except (OSError, ValueError, KeyError, TypeError, AttributeError) as e:  # not our JSON object: measure again
         log.info(f"{path}: unreadable pipeline choice ({e}); measuring again")
     logger(f"measuring the pipeline (encode beside decode) on this {cpu.kind} CPU; once, cached")
-    kw = {"batch": batch, "precision": precision, "cache_dir": cache_dir, "threads": threads, "scheme": scheme}
-    seq = OnnxRuntimeBackend.from_file(model_path, **kw)  # type: ignore[arg-type]
-    piped = OnnxRuntimeBackend.from_file(model_path, overlap=True, **kw)  # type: ignore[arg-type]
+    kw: dict[str, Any] = {"batch": batch, "precision": precision, "cache_dir": cache_dir, "threads": threads}
+    seq = OnnxRuntimeBackend.from_file(model_path, scheme=scheme, **kw)
+    piped = OnnxRuntimeBackend.from_file(model_path, scheme=scheme, overlap=True, **kw)
     frames = np.random.default_rng(0).integers(0, 256, (batch or 4, seq.cfg.height, seq.cfg.width, 3), np.uint8)
     with cf.ThreadPoolExecutor(max_workers=1, thread_name_prefix="livevae choice") as pool:
         t_seq, t_pipe = time_calls([lambda: seq.decode(seq.encode(frames)), pipelined_call(piped, frames, pool)])
