@@ -154,29 +154,27 @@ def _ops(b: Backend, frames: np.ndarray, z: np.ndarray, pool: cf.ThreadPoolExecu
     return {"encode": lambda: b.encode(frames), "decode": lambda: b.decode(z), "both": both}
 
 
-def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads: int) -> tuple[Backend, str]:
-    if name == "onnxruntime+overlap":  # the live loop's pipeline forced on, whatever choose_overlap would say
-        from livevae.backends.cpuchoice import choose_precision
-        from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
+# Bench-only ONNX Runtime variants: spinning always on / always off against the default (spinning within a run),
+# what it costs or buys; the live loop's pipeline forced on, whatever cpuchoice.choose_overlap would say.
+ORT_VARIANTS: dict[str, dict[str, Any]] = {
+    "onnxruntime+spin": {"spinning": "on"},
+    "onnxruntime+nospin": {"spinning": "off"},
+    "onnxruntime+overlap": {"overlap": True},
+}
 
-        c = choose_precision(model_path, 1 if batch == 1 else None, cache, threads, lambda s: None)
-        ob = OnnxRuntimeBackend.from_file(
-            model_path, batch=1 if batch == 1 else None, precision=c.precision, cache_dir=cache, threads=threads,
-            scheme=c.scheme if c.precision == "int8" else None, overlap=True,
-        )  # fmt: skip
-        return ob, ob.describe()
-    if name in ("onnxruntime+spin", "onnxruntime+nospin"):  # spinning always on / always off, against the
-        # default (spinning within a run) at the default's precision: what spinning costs or buys, measured
+
+def _make_backend(name: str, model_path: Path, batch: int, cache: Path, threads: int) -> tuple[Backend, str]:
+    if name in ORT_VARIANTS:  # one setting forced against the default, at the default's precision and scheme
         from livevae.backends.cpuchoice import choose_precision
         from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 
         b_batch = 1 if batch == 1 else None
         c = choose_precision(model_path, b_batch, cache, threads, lambda s: None)
-        b: Backend = OnnxRuntimeBackend.from_file(
+        ob = OnnxRuntimeBackend.from_file(
             model_path, batch=b_batch, precision=c.precision, cache_dir=cache, threads=threads,
-            spinning="on" if name.endswith("+spin") else "off", scheme=c.scheme if c.precision == "int8" else None,
+            scheme=c.scheme if c.precision == "int8" else None, **ORT_VARIANTS[name],
         )  # fmt: skip
-        return b, b.describe()  # type: ignore[attr-defined]
+        return ob, ob.describe()
     if name.startswith("onnxruntime+int8:"):  # one int8 scheme forced (quantize.SCHEMES), e.g. onnxruntime+int8:u8s8-w7
         from livevae.backends.onnxruntime_backend import OnnxRuntimeBackend
 
